@@ -1,0 +1,17 @@
+"""Every model, imported so Alembic sees all tables."""
+
+from agent33.db.models.definitions import AgentDefinition, WorkflowDefinition
+from agent33.db.models.outbox import OutboxMessage
+from agent33.db.models.runs import Run, RunEvent, StepRun
+from agent33.db.models.security import ApiKey, User
+
+__all__ = [
+    "AgentDefinition",
+    "ApiKey",
+    "OutboxMessage",
+    "Run",
+    "RunEvent",
+    "StepRun",
+    "User",
+    "WorkflowDefinition",
+]

@@ -1,0 +1,80 @@
+"""Runs, their steps, and the append-only event log that explains every transition."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Identity, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from agent33.db.base import Base, JSONColumn, utcnow
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    workflow_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workflow_definitions.id", ondelete="RESTRICT"), index=True
+    )
+    workflow_name: Mapped[str] = mapped_column(String(200), index=True)
+    workflow_version: Mapped[int]
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    inputs: Mapped[dict[str, Any]]
+    outputs: Mapped[dict[str, Any] | None]
+    error: Mapped[dict[str, Any] | None]
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+    steps: Mapped[list[StepRun]] = relationship(
+        back_populates="run", order_by="StepRun.position", cascade="all, delete-orphan"
+    )
+
+
+class StepRun(Base):
+    __tablename__ = "step_runs"
+    __table_args__ = (UniqueConstraint("run_id", "step_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    step_id: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int]
+    action: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    attempt: Mapped[int] = mapped_column(default=0)
+    deliveries: Mapped[int] = mapped_column(default=0)
+    depends_on: Mapped[list[str]] = mapped_column(default=list)
+    inputs: Mapped[dict[str, Any] | None]
+    output: Mapped[Any | None] = mapped_column(JSONColumn)
+    error: Mapped[dict[str, Any] | None]
+    queue: Mapped[str] = mapped_column(String(100))
+    worker: Mapped[str | None] = mapped_column(String(200))
+    task_id: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    queued_at: Mapped[dt.datetime | None]
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+
+    run: Mapped[Run] = relationship(back_populates="steps")
+
+
+class RunEvent(Base):
+    """Append-only: rows are inserted, never updated or deleted (except with their run)."""
+
+    __tablename__ = "run_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    step_id: Mapped[str | None] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(50))
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str | None] = mapped_column(String(20))
+    message: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
