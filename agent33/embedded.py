@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 import redis
@@ -80,7 +81,7 @@ class ManagedServer:
         if self.stop_command:
             subprocess.run(  # noqa: S603 - fixed argv built by this module
                 self.stop_command,
-                user=self.run_as,
+                **_run_as(self.run_as),
                 capture_output=True,
                 timeout=timeout,
                 check=False,
@@ -117,6 +118,14 @@ def _postgres_user() -> str | None:
     return PG_SYSTEM_USER
 
 
+def _run_as(user: str | None) -> dict[str, Any]:
+    """subprocess kwargs dropping to `user` with its own group (not root's group)."""
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
 def _grant_traverse(path: Path) -> None:
     """Let the unprivileged PostgreSQL user reach `path` (adds o+x on each parent)."""
     for parent in [path, *path.parents]:
@@ -129,7 +138,8 @@ def _stop_stale_postgres(bin_dir: Path, data_dir: Path, user: str | None) -> Non
     if (data_dir / "postmaster.pid").exists():
         subprocess.run(  # noqa: S603
             [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"],
-            user=user,
+            **_run_as(user),
+            cwd=data_dir,
             capture_output=True,
             timeout=30,
             check=False,
@@ -160,7 +170,8 @@ def start_postgres(data_dir: Path, *, durable: bool = True) -> ManagedServer:
                 "--encoding=UTF8",
                 "--no-sync",
             ],
-            user=user,
+            **_run_as(user),
+            cwd=data_dir,
             capture_output=True,
             text=True,
             check=False,
@@ -189,7 +200,8 @@ def start_postgres(data_dir: Path, *, durable: bool = True) -> ManagedServer:
                 f"{options} -c port={port}",
                 "start",
             ],
-            user=user,
+            **_run_as(user),
+            cwd=data_dir,
             capture_output=True,
             text=True,
             check=False,

@@ -1,0 +1,1 @@
+"""Agent and workflow definitions: typed models, marshmallow schemas, file loader, registry."""

@@ -1,0 +1,84 @@
+"""Marshmallow schemas for definitions: shared by the file loader, the API and the OpenAPI doc."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from agent33.definitions.models import RetryPolicy, StepDef, WorkflowDef
+
+IDENTIFIER = validate.Regexp(
+    r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$",
+    error="must start with a letter or _ and contain only letters, digits, _ and - (max 100)",
+)
+NAME = validate.Regexp(
+    r"^[a-z0-9][a-z0-9_\-]{0,99}$",
+    error="must be lower-case letters, digits, _ and - (max 100), starting with a letter or digit",
+)
+
+
+class RetrySchema(Schema):
+    max = fields.Integer(load_default=0, validate=validate.Range(0, 20))
+    backoff = fields.Float(load_default=2.0, validate=validate.Range(1.0, 10.0))
+    max_delay = fields.Float(load_default=300.0, validate=validate.Range(0.0, 3600.0))
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> RetryPolicy:
+        return RetryPolicy(**data)
+
+
+class StepSchema(Schema):
+    id = fields.String(required=True, validate=IDENTIFIER)
+    action = fields.String(required=True)
+    depends_on = fields.List(fields.String(validate=IDENTIFIER), load_default=list)
+    with_ = fields.Dict(keys=fields.String(), data_key="with", load_default=dict)
+    when = fields.String(load_default=None, allow_none=True)
+    retries = fields.Nested(RetrySchema, load_default=None, allow_none=True)
+    timeout = fields.Float(load_default=None, allow_none=True, validate=validate.Range(0.1, 86400))
+    on_error = fields.String(load_default="fail")
+    queue = fields.String(load_default=None, allow_none=True)
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> StepDef:
+        return StepDef(
+            id=data["id"],
+            action=data["action"],
+            depends_on=tuple(data["depends_on"]),
+            params=data["with_"],
+            when=data["when"],
+            retries=data["retries"] or RetryPolicy(),
+            timeout=data["timeout"],
+            on_error=data["on_error"],
+            queue=data["queue"],
+        )
+
+
+class WorkflowSchema(Schema):
+    name = fields.String(required=True, validate=NAME)
+    version = fields.Integer(load_default=1, validate=validate.Range(1, 1_000_000))
+    description = fields.String(load_default="")
+    inputs = fields.Dict(load_default=lambda: {"type": "object"})
+    steps = fields.List(fields.Nested(StepSchema), required=True, validate=validate.Length(min=1))
+    outputs = fields.Dict(keys=fields.String(), load_default=dict)
+
+    @validates_schema
+    def _inputs_is_json_schema(self, data: dict[str, Any], **_: Any) -> None:
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        try:
+            Draft202012Validator.check_schema(data.get("inputs", {}))
+        except SchemaError as exc:
+            raise ValidationError(f"not a valid JSON Schema: {exc.message}", "inputs") from None
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> WorkflowDef:
+        return WorkflowDef(
+            name=data["name"],
+            version=data["version"],
+            description=data["description"],
+            inputs=data["inputs"],
+            steps=tuple(data["steps"]),
+            outputs=data["outputs"],
+        )

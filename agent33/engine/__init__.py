@@ -1,0 +1,1 @@
+"""The workflow engine: states, expressions, actions, incremental planner and step runner."""

@@ -1,0 +1,52 @@
+"""Step actions: one module per kind, registered by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent33.errors import NotFound
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """What an action sees: its rendered params and where it runs."""
+
+    run_id: str
+    step_id: str
+    attempt: int
+    params: dict[str, Any]
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+Action = Callable[[ActionContext], Any]
+_REGISTRY: dict[str, Action] = {}
+
+
+def register(name: str) -> Callable[[Action], Action]:
+    def decorate(func: Action) -> Action:
+        _REGISTRY[name] = func
+        return func
+
+    return decorate
+
+
+def get_action(name: str) -> Action:
+    _load_builtin()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise NotFound(
+            f"unknown action {name!r}; known: {', '.join(sorted(_REGISTRY))}",
+            fields={"action": [f"unknown action {name!r}"]},
+        ) from None
+
+
+def known_actions() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def _load_builtin() -> None:
+    from agent33.engine.actions import transform  # noqa: F401

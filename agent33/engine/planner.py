@@ -1,0 +1,100 @@
+"""Incremental planner: the ready part of a run's DAG becomes a Celery canvas.
+
+Algorithm (see docs/engine.md). Never the whole DAG as one nested canvas: every chord message
+would carry the rest of the graph, so cost per layer grows with depth. Instead, whenever steps
+finish, the runner asks `ready_segments` for the pending steps whose dependencies are all done
+(read from the database), and publishes them:
+
+1. a *ready* step is pending with every dependency succeeded or skipped (or failed with
+   `on_error: continue`);
+2. from each ready step a *segment* grows along a linear path: while the current step has exactly
+   one dependent and that dependent depends on nothing else, it joins the segment;
+3. each segment is published as a `chain` of immutable `agent33.step.run` signatures (one step
+   alone as a plain signature); several segments ready at once go out as one `group`, so
+   independent branches run concurrently;
+4. fan-in needs no chord: a join step becomes ready when the last of its dependencies commits,
+   and the run row lock (`SELECT ... FOR UPDATE`) makes exactly one finisher queue it.
+
+Signatures carry only the step row id; steps read their inputs from the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from celery import Celery, chain, group
+from celery.canvas import Signature
+
+from agent33.db.models import StepRun
+from agent33.definitions.models import StepDef, WorkflowDef
+from agent33.engine.states import STEP_DONE_OK, StepState
+from agent33.wire import TaskName
+
+HARD_LIMIT_MARGIN = 5.0
+
+
+def _dependency_ok(dep: StepDef, state: StepState) -> bool:
+    return state in STEP_DONE_OK or (state is StepState.FAILED and dep.on_error == "continue")
+
+
+def ready_segments(workflow: WorkflowDef, states: Mapping[str, StepState]) -> list[list[str]]:
+    """Linear segments starting at every ready step, in definition order."""
+    children: dict[str, list[StepDef]] = {s.id: [] for s in workflow.steps}
+    for step in workflow.steps:
+        for dep in step.depends_on:
+            children[dep].append(step)
+    segments: list[list[str]] = []
+    for step in workflow.steps:
+        if states[step.id] is not StepState.PENDING:
+            continue
+        if not all(_dependency_ok(workflow.step(d), states[d]) for d in step.depends_on):
+            continue
+        segment = [step.id]
+        current = step
+        while len(children[current.id]) == 1:
+            nxt = children[current.id][0]
+            if nxt.depends_on != (current.id,) or states[nxt.id] is not StepState.PENDING:
+                break
+            segment.append(nxt.id)
+            current = nxt
+        segments.append(segment)
+    return segments
+
+
+def entry(step: StepRun, definition: StepDef) -> dict[str, Any]:
+    """The JSON description of one step's message, stored in the outbox."""
+    item: dict[str, Any] = {"step_run_id": str(step.id), "step_id": step.step_id, "queue": step.queue}
+    if definition.timeout:
+        item["soft_time_limit"] = definition.timeout
+        item["time_limit"] = definition.timeout + HARD_LIMIT_MARGIN
+    return item
+
+
+def _signature(app: Celery, item: Mapping[str, Any]) -> Signature:
+    options: dict[str, Any] = {"queue": item["queue"]}
+    for key in ("soft_time_limit", "time_limit"):
+        if key in item:
+            options[key] = item[key]
+    return app.signature(
+        TaskName.STEP_RUN.value, kwargs={"step_run_id": item["step_run_id"]},
+        immutable=True, **options,
+    )
+
+
+def build_canvas(payload: Mapping[str, Any], app: Celery) -> Signature:
+    """Outbox payload -> chain per segment, group when several segments are ready at once."""
+    parts = []
+    for segment in payload["segments"]:
+        signatures = [_signature(app, item) for item in segment]
+        parts.append(signatures[0] if len(signatures) == 1 else chain(*signatures))
+    return parts[0] if len(parts) == 1 else group(*parts)
+
+
+def publish(payload: Mapping[str, Any], app: Celery) -> None:
+    canvas = build_canvas(payload, app)
+    countdown = payload.get("countdown")
+    if countdown:
+        canvas.apply_async(countdown=float(countdown))
+    else:
+        canvas.apply_async()

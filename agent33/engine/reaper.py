@@ -1,0 +1,107 @@
+"""The reaper: no step stays `running` (or `queued` with its message lost) forever.
+
+A running step whose lease expired lost its worker (SIGKILL, OOM, node gone) or its message;
+it is queued again, or failed with a clear reason after too many deliveries. A queued step whose
+dependencies finished long ago lost its message (e.g. Redis restarted empty); it is re-published.
+Duplicates are harmless: the runner's claim lets one delivery through.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from agent33.config import Settings
+from agent33.db import session_scope
+from agent33.db.base import utcnow
+from agent33.db.models import StepRun
+from agent33.engine import planner, store
+from agent33.engine.runner import _after_terminal, _workflow
+from agent33.engine.states import RUN_TERMINAL, StepState
+
+
+@dataclass
+class ReapResult:
+    redelivered: int = 0
+    failed: int = 0
+    outbox_ids: list[int] = field(default_factory=list)
+
+
+def _expired_running(now: dt.datetime) -> list[StepRun]:
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(StepRun).where(
+                    StepRun.state == StepState.RUNNING.value, StepRun.lease_expires_at < now
+                )
+            )
+        )
+
+
+def _stale_queued(now: dt.datetime, age: float) -> list[StepRun]:
+    cutoff = now - dt.timedelta(seconds=age)
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(StepRun).where(
+                    StepRun.state == StepState.QUEUED.value, StepRun.queued_at < cutoff
+                )
+            )
+        )
+
+
+def reap(settings: Settings, *, now: dt.datetime | None = None) -> ReapResult:
+    now = now or utcnow()
+    result = ReapResult()
+    for candidate in _expired_running(now):
+        _reap_running(candidate, settings, now, result)
+    for candidate in _stale_queued(now, settings.step_lease_seconds):
+        _republish_queued(candidate, settings, now, result)
+    return result
+
+
+def _reap_running(candidate: StepRun, settings: Settings, now: dt.datetime, result: ReapResult) -> None:
+    with session_scope() as session:
+        run = store.lock_run(session=session, run_id=candidate.run_id)
+        step = session.get(StepRun, candidate.id, populate_existing=True)
+        if step is None or step.state != StepState.RUNNING or not step.lease_expires_at or step.lease_expires_at >= now:
+            return
+        workflow = _workflow(session, run)
+        definition = workflow.step(step.step_id)
+        if step.deliveries >= settings.max_deliveries + definition.retries.max:
+            step.error = {
+                "type": "WorkerLost",
+                "message": f"lease expired after {step.deliveries} deliveries; worker {step.worker} lost",
+            }
+            store.set_step_state(session=session, step=step, target=StepState.FAILED, message=step.error["message"])
+            result.outbox_ids.extend(_after_terminal(session, run, workflow))
+            result.failed += 1
+            return
+        store.set_step_state(session=session, step=step, target=StepState.QUEUED,
+                             message=f"lease expired (worker {step.worker}); redelivering")
+        payload = {"segments": [[planner.entry(step, definition)]]}
+        result.outbox_ids.append(store.enqueue(session=session, run_id=run.id, payload=payload))
+        result.redelivered += 1
+
+
+def _republish_queued(candidate: StepRun, settings: Settings, now: dt.datetime, result: ReapResult) -> None:
+    with session_scope() as session:
+        run = store.lock_run(session=session, run_id=candidate.run_id)
+        step = session.get(StepRun, candidate.id, populate_existing=True)
+        if step is None or step.state != StepState.QUEUED or run.state in RUN_TERMINAL:
+            return
+        if not store.deps_done(step, run):
+            return
+        finished = [s.finished_at for s in run.steps if s.step_id in step.depends_on and s.finished_at]
+        last_ready = max([*finished, step.queued_at or now])
+        if (now - last_ready).total_seconds() < settings.step_lease_seconds:
+            return
+        workflow = _workflow(session, run)
+        store.add_event(session=session, run_id=run.id, step_id=step.step_id, kind="step.republished",
+                        message="queued too long with its dependencies done; message presumed lost")
+        step.queued_at = now
+        payload = {"segments": [[planner.entry(step, workflow.step(step.step_id))]]}
+        result.outbox_ids.append(store.enqueue(session=session, run_id=run.id, payload=payload))
+        result.redelivered += 1

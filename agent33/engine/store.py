@@ -1,0 +1,227 @@
+"""Run and step persistence: transitions with events, ready-step planning, run completion.
+
+Every function takes `session=` and never commits; the caller's `session_scope` is the boundary.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from agent33.db.base import utcnow
+from agent33.db.models import OutboxMessage, Run, RunEvent, StepRun
+from agent33.definitions.models import WorkflowDef
+from agent33.definitions.registry import definition_of, get_workflow
+from agent33.engine import planner
+from agent33.engine.states import (
+    RUN_TERMINAL,
+    STEP_DONE_OK,
+    STEP_TERMINAL,
+    RunState,
+    StepState,
+    check_run_transition,
+    check_step_transition,
+)
+from agent33.errors import ValidationFailed
+from agent33.wire import Queue
+
+
+def add_event(
+    *,
+    session: Session,
+    run_id: uuid.UUID,
+    kind: str,
+    step_id: str | None = None,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    message: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        RunEvent(
+            run_id=run_id,
+            step_id=step_id,
+            kind=kind,
+            from_state=from_state,
+            to_state=to_state,
+            message=message,
+            data=data,
+        )
+    )
+
+
+def set_run_state(
+    *, session: Session, run: Run, target: RunState, message: str | None = None
+) -> None:
+    check_run_transition(run.state, target)
+    add_event(
+        session=session, run_id=run.id, kind="run.state", from_state=run.state,
+        to_state=target.value, message=message,
+    )
+    run.state = target.value
+    now = utcnow()
+    if target is RunState.RUNNING and run.started_at is None:
+        run.started_at = now
+    if target in RUN_TERMINAL:
+        run.finished_at = now
+
+
+def set_step_state(
+    *, session: Session, step: StepRun, target: StepState, message: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    check_step_transition(step.step_id, step.state, target)
+    add_event(
+        session=session, run_id=step.run_id, step_id=step.step_id, kind="step.state",
+        from_state=step.state, to_state=target.value, message=message, data=data,
+    )
+    step.state = target.value
+    now = utcnow()
+    if target is StepState.QUEUED:
+        step.queued_at = now
+    elif target is StepState.RUNNING:
+        step.started_at = now
+    elif target in STEP_TERMINAL:
+        step.finished_at = now
+        step.lease_expires_at = None
+
+
+def validate_inputs(workflow: WorkflowDef, inputs: dict[str, Any]) -> None:
+    """Inputs against the workflow's JSON Schema; errors keyed `inputs.<path>`."""
+    errors = sorted(Draft202012Validator(workflow.inputs).iter_errors(inputs), key=str)
+    if errors:
+        fields: dict[str, list[str]] = {}
+        for error in errors:
+            path = ".".join(str(p) for p in error.absolute_path)
+            fields.setdefault(f"inputs.{path}" if path else "inputs", []).append(error.message)
+        first = next(iter(fields))
+        raise ValidationFailed(f"{first}: {fields[first][0]}", fields=fields)
+
+
+def step_queue(workflow: WorkflowDef, step_id: str) -> str:
+    return workflow.step(step_id).queue or Queue.STEPS.value
+
+
+def create_run(
+    *,
+    session: Session,
+    workflow_name: str,
+    inputs: dict[str, Any],
+    version: int | None = None,
+    idempotency_key: str | None = None,
+    created_by: str | None = None,
+) -> tuple[Run, list[int], bool]:
+    """Insert the run, all its steps (pending) and the outbox row for the first ready segment."""
+    if idempotency_key:
+        existing = session.scalar(select(Run).where(Run.idempotency_key == idempotency_key))
+        if existing is not None:
+            return existing, [], False
+    row = get_workflow(session=session, name=workflow_name, version=version)
+    workflow = definition_of(row)
+    validate_inputs(workflow, inputs)
+    run = Run(
+        workflow_id=row.id, workflow_name=row.name, workflow_version=row.version,
+        state=RunState.PENDING.value, inputs=inputs, idempotency_key=idempotency_key,
+        created_by=created_by,
+    )
+    for position, step in enumerate(workflow.steps):
+        run.steps.append(
+            StepRun(
+                step_id=step.id, position=position, action=step.action,
+                state=StepState.PENDING.value, depends_on=list(step.depends_on),
+                queue=step_queue(workflow, step.id),
+            )
+        )
+    try:
+        with session.begin_nested():
+            session.add(run)
+            session.flush()
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        existing = session.scalar(select(Run).where(Run.idempotency_key == idempotency_key))
+        assert existing is not None
+        return existing, [], False
+    add_event(session=session, run_id=run.id, kind="run.created", to_state=run.state,
+              data={"workflow": row.name, "version": row.version})
+    outbox_ids = dispatch_ready(session=session, run=run, workflow=workflow)
+    return run, outbox_ids, True
+
+
+def dispatch_ready(*, session: Session, run: Run, workflow: WorkflowDef) -> list[int]:
+    """Queue every pending step whose dependencies are done, as chains of linear segments."""
+    steps = {s.step_id: s for s in run.steps}
+    segments = planner.ready_segments(workflow, {k: StepState(v.state) for k, v in steps.items()})
+    if not segments:
+        return []
+    payload_segments = []
+    for segment in segments:
+        entries = []
+        for step_id in segment:
+            step = steps[step_id]
+            set_step_state(session=session, step=step, target=StepState.QUEUED)
+            entries.append(planner.entry(step, workflow.step(step_id)))
+        payload_segments.append(entries)
+    return [enqueue(session=session, run_id=run.id, payload={"segments": payload_segments})]
+
+
+def enqueue(*, session: Session, run_id: uuid.UUID, payload: dict[str, Any]) -> int:
+    message = OutboxMessage(run_id=run_id, payload=payload)
+    session.add(message)
+    session.flush()
+    return message.id
+
+
+def lock_run(*, session: Session, run_id: uuid.UUID) -> Run:
+    """The run row locked FOR UPDATE: serialises completion of parallel branches."""
+    run = session.scalar(select(Run).where(Run.id == run_id).with_for_update())
+    assert run is not None
+    return run
+
+
+def cancel_unfinished(*, session: Session, run: Run, reason: str) -> None:
+    for step in run.steps:
+        if step.state not in STEP_TERMINAL:
+            set_step_state(session=session, step=step, target=StepState.CANCELLED, message=reason)
+
+
+def finish_if_done(*, session: Session, run: Run, workflow: WorkflowDef) -> bool:
+    """Close the run when every step is terminal: outputs on success, the failing step otherwise."""
+    if run.state in RUN_TERMINAL or any(s.state not in STEP_TERMINAL for s in run.steps):
+        return False
+    failed = [
+        s for s in run.steps
+        if s.state == StepState.FAILED and workflow.step(s.step_id).on_error != "continue"
+    ]
+    if failed:
+        run.error = {"step": failed[0].step_id, **(failed[0].error or {})}
+        set_run_state(session=session, run=run, target=RunState.FAILED,
+                      message=f"step {failed[0].step_id!r} failed")
+        return True
+    from agent33.engine.context import render_outputs
+
+    try:
+        run.outputs = render_outputs(workflow, run)
+    except Exception as exc:  # noqa: BLE001 - an output expression error fails the run, named
+        run.error = {"step": None, "type": type(exc).__name__, "message": str(exc)}
+        set_run_state(session=session, run=run, target=RunState.FAILED, message=str(exc))
+        return True
+    if run.state == RunState.PENDING:
+        set_run_state(session=session, run=run, target=RunState.RUNNING)
+    set_run_state(session=session, run=run, target=RunState.SUCCEEDED)
+    return True
+
+
+def deps_done(step: StepRun, run: Run) -> bool:
+    states = {s.step_id: s.state for s in run.steps}
+    return all(states.get(d) in STEP_DONE_OK for d in step.depends_on)
+
+
+def lease_deadline(seconds: float) -> dt.datetime:
+    return utcnow() + dt.timedelta(seconds=seconds)

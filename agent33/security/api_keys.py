@@ -1,0 +1,168 @@
+"""API keys and users: credentials are stored only as hashes, and raw keys are shown once.
+
+A key reads `a33_<prefix>_<secret>`: the prefix finds the row, the SHA-256 of the whole key is
+compared in constant time. Functions take `session` keyword-only and never commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from agent33.db.models import ApiKey, User
+from agent33.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from agent33.security.passwords import hash_password, needs_rehash, verify_dummy, verify_password
+from agent33.security.scopes import validate_scopes
+
+KEY_MARKER = "a33"
+PREFIX_LENGTH = 8
+LAST_USED_RESOLUTION = dt.timedelta(seconds=60)
+_DUMMY_DIGEST = hashlib.sha256(b"agent33-no-such-key").hexdigest()
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def hash_key(raw: str) -> str:
+    """SHA-256 hex of the whole key: keys are random, so a slow hash would add nothing."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def generate_key() -> tuple[str, str]:
+    """A fresh (prefix, raw_key) pair from the OS CSPRNG."""
+    prefix = secrets.token_hex(PREFIX_LENGTH // 2)
+    return prefix, f"{KEY_MARKER}_{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def parse_prefix(raw: str) -> str | None:
+    """The lookup prefix of a well-formed key, else None."""
+    marker, _, rest = raw.partition("_")
+    prefix, _, secret = rest.partition("_")
+    if marker != KEY_MARKER or len(prefix) != PREFIX_LENGTH or not secret:
+        return None
+    return prefix
+
+
+def create_api_key(
+    *,
+    session: Session,
+    name: str,
+    scopes: Iterable[str],
+    user_id: uuid.UUID | None = None,
+    expires_at: dt.datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Store a new key's hash and return (row, raw_key); the raw key cannot be recovered later.
+
+    Raises ValidationFailed for an empty name or an unknown scope.
+    """
+    if not name.strip():
+        raise ValidationFailed("API key name must not be empty", fields={"name": ["Required."]})
+    granted = validate_scopes(scopes)
+    while True:
+        prefix, raw = generate_key()
+        taken = session.scalar(select(ApiKey.id).where(ApiKey.prefix == prefix))
+        if taken is None:
+            break
+    key = ApiKey(
+        name=name.strip(),
+        prefix=prefix,
+        key_hash=hash_key(raw),
+        scopes=granted,
+        user_id=user_id,
+        expires_at=expires_at,
+    )
+    session.add(key)
+    session.flush()
+    return key, raw
+
+
+def authenticate_api_key(*, session: Session, raw: str) -> ApiKey:
+    """The active key matching `raw`, with `last_used_at` updated.
+
+    Raises Unauthorized for an unknown, malformed, revoked or expired key, or an inactive owner.
+    """
+    prefix = parse_prefix(raw)
+    key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix)) if prefix else None
+    expected = key.key_hash if key is not None else _DUMMY_DIGEST
+    matches = hmac.compare_digest(hash_key(raw), expected)
+    if key is None or not matches:
+        raise Unauthorized("invalid API key")
+    now = _utcnow()
+    if key.revoked_at is not None:
+        raise Unauthorized("API key has been revoked")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise Unauthorized("API key has expired")
+    if key.user_id is not None:
+        owner = session.get(User, key.user_id)
+        if owner is None or not owner.is_active:
+            raise Unauthorized("API key owner is inactive")
+    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
+        key.last_used_at = now  # coarse, so a busy key does not write a row on every request
+    return key
+
+
+def list_api_keys(
+    *, session: Session, limit: int = 50, offset: int = 0
+) -> tuple[list[ApiKey], int]:
+    """A page of keys, newest first, and the total (rows carry hashes: never expose them)."""
+    total = session.scalar(select(func.count()).select_from(ApiKey)) or 0
+    page = session.scalars(
+        select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id).limit(limit).offset(offset)
+    )
+    return list(page), int(total)
+
+
+def revoke_api_key(*, session: Session, key_id: uuid.UUID) -> ApiKey:
+    """Mark the key revoked (idempotent: the first revocation time is kept); NotFound if absent."""
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"API key {key_id} not found", fields={"key_id": ["not found"]})
+    if key.revoked_at is None:
+        key.revoked_at = _utcnow()
+    return key
+
+
+def create_user(*, session: Session, username: str, password: str, scopes: Iterable[str]) -> User:
+    """A new active user with an argon2 password hash.
+
+    Raises Conflict for a taken username, ValidationFailed for empty input or unknown scopes.
+    """
+    username = username.strip()
+    problems: dict[str, list[str]] = {}
+    if not username:
+        problems["username"] = ["Required."]
+    if not password:
+        problems["password"] = ["Required."]
+    if problems:
+        raise ValidationFailed("username and password are required", fields=problems)
+    granted = validate_scopes(scopes)
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise Conflict(f"user {username!r} already exists", fields={"username": ["Already taken."]})
+    user = User(username=username, password_hash=hash_password(password), scopes=granted)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate_user(*, session: Session, username: str, password: str) -> User:
+    """The active user with this password; one message for every failure so nothing leaks.
+
+    Raises Unauthorized on an unknown user, a wrong password or an inactive account.
+    """
+    user = session.scalar(select(User).where(User.username == username.strip()))
+    if user is None:
+        verify_dummy(password)
+        raise Unauthorized("invalid username or password")
+    if not verify_password(user.password_hash, password) or not user.is_active:
+        raise Unauthorized("invalid username or password")
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return user

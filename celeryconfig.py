@@ -1,0 +1,89 @@
+"""Celery settings (lowercase names), derived from agent33 settings; see shared/RELIABILITY.md.
+
+`build_config` is pure so tests and `tasks.app.configure_app` build the same dictionary the
+worker loads from this module's globals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Queue as KombuQueue
+
+from agent33.config import Settings
+from agent33.wire import Queue, TaskName
+
+
+def build_config(settings: Settings) -> dict[str, Any]:
+    broker = settings.broker_url or settings.redis_url
+    backend = settings.result_backend or settings.redis_url
+    transport = {
+        "visibility_timeout": settings.visibility_timeout,
+        "socket_timeout": 5,
+        "socket_connect_timeout": 3,
+        "retry_on_timeout": True,
+    }
+    config: dict[str, Any] = {
+        "broker_url": broker,
+        "result_backend": backend,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_queues": [KombuQueue(q.value, routing_key=q.value) for q in Queue],
+        "task_default_queue": Queue.STEPS.value,
+        "task_create_missing_queues": False,
+        "task_routes": {
+            "agent33.step.*": {"queue": Queue.STEPS.value},
+            "agent33.run.*": {"queue": Queue.STEPS.value},
+            "agent33.llm.*": {"queue": Queue.LLM.value},
+            "agent33.webhook.*": {"queue": Queue.IO.value},
+            "agent33.channel.*": {"queue": Queue.IO.value},
+            "agent33.maintenance.*": {"queue": Queue.MAINTENANCE.value},
+        },
+        "broker_transport_options": transport,
+        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout},
+        "visibility_timeout": settings.visibility_timeout,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 3,
+        "redis_socket_timeout": 5,
+        "redis_socket_connect_timeout": 3,
+        "redis_retry_on_timeout": True,
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 1,
+        },
+        "task_track_started": True,
+        "result_extended": True,
+        "result_expires": 24 * 3600,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "beat_schedule": {
+            TaskName.RELAY_OUTBOX.value: {
+                "task": TaskName.RELAY_OUTBOX.value, "schedule": 10.0, "options": {"expires": 10}
+            },
+            TaskName.REAP_STALE.value: {
+                "task": TaskName.REAP_STALE.value, "schedule": 30.0, "options": {"expires": 30}
+            },
+        },
+    }
+    config.update(settings.extra)
+    return config
+
+
+def _load() -> dict[str, Any]:
+    from agent33.embedded import resolve_settings
+
+    return build_config(resolve_settings())
+
+
+globals().update(_load())

@@ -1,0 +1,55 @@
+"""The one Celery app, configured from `celeryconfig`; it never needs Flask.
+
+Start a worker:  celery -A tasks worker -Q steps,io,maintenance
+GPU worker:      celery -A tasks worker -Q llm.gpu --concurrency 1
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, signals
+
+from agent33.config import Settings
+
+app = Celery("agent33", include=["tasks.steps", "tasks.maintenance"])
+app.config_from_object("celeryconfig")
+
+_settings: dict[str, Settings] = {}
+
+
+def current_settings() -> Settings:
+    """The settings this worker process runs with (resolved once)."""
+    if "value" not in _settings:
+        from agent33.embedded import resolve_settings
+
+        _settings["value"] = resolve_settings()
+    return _settings["value"]
+
+
+def configure_app(settings: Settings) -> Celery:
+    """Point the app (and this process's database binding) at explicit settings."""
+    import celeryconfig
+    from agent33 import db
+
+    _settings["value"] = settings
+    app.conf.update(celeryconfig.build_config(settings))
+    db.configure(settings)
+    return app
+
+
+@signals.worker_init.connect
+def _refuse_without_broker(**_: Any) -> None:
+    if not app.conf.broker_url:
+        raise SystemExit(
+            "REDIS_URL is not set and no embedded Redis runs: start `agent33 serve` or set REDIS_URL"
+        )
+
+
+@signals.worker_process_init.connect
+def _after_fork(**_: Any) -> None:
+    from agent33.db import dispose_after_fork
+    from agent33.observability.logging import configure_logging
+
+    dispose_after_fork()
+    configure_logging(current_settings())

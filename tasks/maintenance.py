@@ -1,0 +1,24 @@
+"""Beat-fired housekeeping: re-publish the outbox, reap steps whose worker was lost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent33.engine import outbox, reaper
+from agent33.wire import TaskName
+from tasks.app import app, current_settings
+from tasks.dispatch import flush_outbox
+
+
+@app.task(name=TaskName.RELAY_OUTBOX.value)
+def relay_outbox() -> dict[str, Any]:
+    """Publish rows committed but not published (broker was down, process died after commit)."""
+    return {"published": flush_outbox(outbox.stale_ids())}
+
+
+@app.task(name=TaskName.REAP_STALE.value)
+def reap_stale() -> dict[str, Any]:
+    """Redeliver or fail steps whose lease expired, so no run stays `running` forever."""
+    result = reaper.reap(current_settings())
+    flush_outbox(result.outbox_ids)
+    return {"redelivered": result.redelivered, "failed": result.failed}

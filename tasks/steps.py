@@ -1,0 +1,28 @@
+"""`agent33.step.run`: a thin wrapper around the engine runner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from agent33.engine import runner
+from agent33.wire import TaskName
+from tasks.app import app, current_settings
+from tasks.dispatch import flush_outbox
+
+
+@app.task(
+    name=TaskName.STEP_RUN.value,
+    bind=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=30,
+    max_retries=10,
+)
+def run(self: Task, step_run_id: str) -> dict[str, Any]:
+    """Execute one step delivery; database outages retry the delivery (nothing was recorded)."""
+    outcome = runner.run_step(step_run_id, current_settings(), task_id=self.request.id)
+    flush_outbox(outcome.outbox_ids)
+    return {"status": outcome.status}

@@ -1,0 +1,153 @@
+"""Real PostgreSQL and Redis for the suite.
+
+PostgreSQL: AGENT33_TEST_DATABASE_URL (a server URL; a fresh database is created in it) or the
+embedded PostgreSQL 18 + pgvector started once per session. Redis: AGENT33_TEST_REDIS_URL, the
+machine's Redis at 127.0.0.1:6379 when it answers, else the embedded one. Every test session gets
+its own database and its own Redis DB index, so parallel sessions do not collide.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from agent33 import db
+from agent33.config import Settings, load_settings
+from agent33.db import migrate
+from agent33.embedded import ManagedServer, start_postgres, start_redis
+
+SCRUBBED_PREFIXES = ("AGENT33_", "API_", "OLLAMA_", "OPENAI_", "JWT_", "CELERY_")
+SCRUBBED_NAMES = ("DATABASE_URL", "REDIS_URL", "ENCRYPTION_KEY")
+TEST_REDIS_DB = 9
+
+
+def _scrub_environment() -> dict[str, str]:
+    removed = {}
+    for name in list(os.environ):
+        if name in SCRUBBED_NAMES or name.startswith(SCRUBBED_PREFIXES):
+            if name in ("AGENT33_TEST_DATABASE_URL", "AGENT33_TEST_REDIS_URL"):
+                continue
+            removed[name] = os.environ.pop(name)
+    return removed
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scrubbed_environment() -> Iterator[None]:
+    """Tests build Settings explicitly; stray service variables must not leak in."""
+    removed = _scrub_environment()
+    yield
+    os.environ.update(removed)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server URL (maintenance database), real and with pgvector when embedded."""
+    external = os.environ.get("AGENT33_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    server: ManagedServer = start_postgres(tmp_path_factory.mktemp("pg") / "data", durable=False)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh, migrated database for this test session, dropped at the end."""
+    name = f"agent33_test_{uuid.uuid4().hex[:10]}"
+    admin = make_url(pg_server_url).set(drivername="postgresql", database="postgres")
+    admin_dsn = admin.render_as_string(hide_password=False)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(pg_server_url).set(drivername="postgresql+psycopg", database=name)
+    rendered = url.render_as_string(hide_password=False)
+    migrate.upgrade(rendered)
+    yield rendered
+    db.get_engine().dispose()
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _answers(url: str) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis DB index owned by this test session, flushed before and after."""
+    base = os.environ.get("AGENT33_TEST_REDIS_URL")
+    server: ManagedServer | None = None
+    if not base:
+        base = "redis://127.0.0.1:6379/0"
+        if not _answers(base):
+            server = start_redis(tmp_path_factory.mktemp("redis"), durable=False)
+            base = server.url
+    url = base.rsplit("/", 1)[0] + f"/{TEST_REDIS_DB}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+        if server is not None:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(
+    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    """Settings for the suite, bound to the test database (the process-wide engine too)."""
+    built = load_settings({}, dotenv_path=None).replace(
+        database_url=database_url,
+        redis_url=redis_url,
+        var_dir=tmp_path_factory.mktemp("var"),
+        definitions_dir=Path(__file__).resolve().parents[2] / "definitions",
+        ollama_base_url="http://127.0.0.1:9",
+    )
+    db.configure(built)
+    return built
+
+
+@pytest.fixture
+def db_session(settings: Settings) -> Iterator[Session]:
+    """A session inside an outer transaction that is rolled back after the test."""
+    connection = db.get_engine().connect()
+    outer = connection.begin()
+    session = Session(bind=connection, join_transaction_mode="create_savepoint")
+    try:
+        yield session
+    finally:
+        session.close()
+        outer.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def committed_db(settings: Settings) -> Iterator[None]:
+    """For tests whose data other processes/threads must see: really commit, then truncate."""
+    yield
+    tables = ", ".join(
+        f'"{t.name}"' for t in reversed(db.Base.metadata.sorted_tables)
+    )
+    with db.get_engine().begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))

@@ -1,0 +1,20 @@
+"""The API's resources, one blueprint each; `register` mounts them on the flask-smorest Api."""
+
+from __future__ import annotations
+
+import flask_smorest
+
+from web.api import auth, health, keys, runs, workflows
+
+BLUEPRINTS: list[flask_smorest.Blueprint] = [
+    health.blp,
+    auth.blp,
+    keys.blp,
+    workflows.blp,
+    runs.blp,
+]
+
+
+def register(api: flask_smorest.Api) -> None:
+    for blueprint in BLUEPRINTS:
+        api.register_blueprint(blueprint)

@@ -1,0 +1,119 @@
+"""`/api/v1/runs`: page through runs and read one run with its steps and event log."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import marshmallow as ma
+from flask.views import MethodView
+
+from agent33.db import session_scope
+from agent33.engine.service import get_run, list_events, list_runs
+from agent33.engine.states import RunState
+from agent33.security import scopes as sc
+from web.auth import require_scopes
+from web.extensions import Blueprint
+
+blp = Blueprint("runs", __name__, url_prefix="/api/v1/runs", description="Workflow runs")
+
+
+class RunQuerySchema(ma.Schema):
+    workflow = ma.fields.String(load_default=None, validate=ma.validate.Length(min=1, max=200))
+    state = ma.fields.String(
+        load_default=None, validate=ma.validate.OneOf([s.value for s in RunState])
+    )
+    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
+    offset = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0))
+
+
+class RunSummarySchema(ma.Schema):
+    id = ma.fields.UUID()
+    workflow = ma.fields.String(attribute="workflow_name")
+    version = ma.fields.Integer(attribute="workflow_version")
+    state = ma.fields.String()
+    inputs = ma.fields.Dict()
+    outputs = ma.fields.Dict(allow_none=True)
+    error = ma.fields.Dict(allow_none=True)
+    created_by = ma.fields.String(allow_none=True)
+    created_at = ma.fields.DateTime()
+    started_at = ma.fields.DateTime(allow_none=True)
+    finished_at = ma.fields.DateTime(allow_none=True)
+
+
+class StepSchema(ma.Schema):
+    step_id = ma.fields.String()
+    action = ma.fields.String()
+    state = ma.fields.String()
+    attempt = ma.fields.Integer()
+    inputs = ma.fields.Dict(allow_none=True)
+    output = ma.fields.Raw(allow_none=True, metadata={"description": "Any JSON value"})
+    error = ma.fields.Dict(allow_none=True)
+    queue = ma.fields.String()
+    worker = ma.fields.String(allow_none=True)
+    queued_at = ma.fields.DateTime(allow_none=True)
+    started_at = ma.fields.DateTime(allow_none=True)
+    finished_at = ma.fields.DateTime(allow_none=True)
+
+
+class EventSchema(ma.Schema):
+    kind = ma.fields.String()
+    step_id = ma.fields.String(allow_none=True)
+    from_state = ma.fields.String(allow_none=True)
+    to_state = ma.fields.String(allow_none=True)
+    message = ma.fields.String(allow_none=True)
+    created_at = ma.fields.DateTime()
+
+
+class RunDetailSchema(RunSummarySchema):
+    steps = ma.fields.List(ma.fields.Nested(StepSchema))
+    events = ma.fields.List(ma.fields.Nested(EventSchema))
+
+
+class RunPageSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(RunSummarySchema))
+    total = ma.fields.Integer()
+    limit = ma.fields.Integer()
+    offset = ma.fields.Integer()
+
+
+@blp.route("")
+class Runs(MethodView):
+    @require_scopes(sc.RUNS_READ)
+    @blp.arguments(RunQuerySchema, location="query")
+    @blp.response(200, RunPageSchema)
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """List runs
+
+        Newest first, filtered by `workflow` and `state`, paged by `limit` (1-200) and `offset`.
+        """
+        with session_scope() as session:
+            runs, total = list_runs(
+                session=session,
+                workflow=query["workflow"],
+                state=query["state"],
+                limit=query["limit"],
+                offset=query["offset"],
+            )
+            items = RunSummarySchema(many=True).dump(runs)
+        return {"items": items, "total": total, "limit": query["limit"], "offset": query["offset"]}
+
+
+@blp.route("/<uuid:run_id>")
+class RunById(MethodView):
+    @require_scopes(sc.RUNS_READ)
+    @blp.response(200, RunDetailSchema)
+    def get(self, run_id: uuid.UUID) -> dict[str, Any]:
+        """Get a run
+
+        The run with every step's state, attempt, I/O and timing, and the event log that
+        explains each transition; 404 when absent.
+        """
+        with session_scope() as session:
+            run = get_run(session=session, run_id=run_id)
+            detail = dict(RunSummarySchema().dump(run))
+            detail["steps"] = StepSchema(many=True).dump(run.steps)
+            detail["events"] = EventSchema(many=True).dump(
+                list_events(session=session, run_id=run_id)
+            )
+        return detail

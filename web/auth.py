@@ -1,0 +1,119 @@
+"""Authentication and default-deny authorisation for every `/api/v1` route.
+
+A view declares what it needs with `require_scopes`; a view that declares nothing answers 403
+to everyone, so a forgotten decorator can never open an endpoint.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+
+import flask
+
+from agent33.db import session_scope
+from agent33.errors import Forbidden, Unauthorized
+from agent33.security.api_keys import authenticate_api_key
+from agent33.security.scopes import missing_scopes
+from agent33.security.tokens import decode_token
+from web.extensions import get_settings
+
+API_PREFIX = "/api/v1/"
+OPEN_ROUTES = frozenset(
+    {
+        ("POST", "/api/v1/auth/token"),
+        ("GET", "/api/v1/openapi.json"),
+        ("HEAD", "/api/v1/openapi.json"),
+    }
+)
+SCOPES_ATTR = "_agent33_required_scopes"
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: `subject` is recorded as `created_by`; `scopes` bound what it may do."""
+
+    subject: str
+    scopes: tuple[str, ...]
+    kind: Literal["jwt", "api_key"]
+    key_id: uuid.UUID | None = field(default=None)
+
+
+def require_scopes(*scopes: str) -> Callable[[F], F]:
+    """Declare the scopes a view needs (all of them); the `before_request` hook enforces it."""
+
+    def decorator(view: F) -> F:
+        setattr(view, SCOPES_ATTR, tuple(scopes))
+        return view
+
+    return decorator
+
+
+def current_principal() -> Principal:
+    principal = flask.g.get("principal")
+    if not isinstance(principal, Principal):
+        raise Unauthorized("authentication required")
+    return principal
+
+
+def _authenticate(request: flask.Request) -> Principal:
+    authorization = request.headers.get("Authorization", "").strip()
+    raw_key = request.headers.get("X-API-Key", "").strip()
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("Authorization header must be 'Bearer <token>'")
+        claims = decode_token(get_settings(), token.strip())
+        return Principal(subject=claims["sub"], scopes=tuple(claims["scopes"]), kind="jwt")
+    if raw_key:
+        with session_scope() as session:
+            key = authenticate_api_key(session=session, raw=raw_key)
+            return Principal(
+                subject=f"api_key:{key.prefix}",
+                scopes=tuple(key.scopes),
+                kind="api_key",
+                key_id=key.id,
+            )
+    raise Unauthorized("authentication required: send 'Authorization: Bearer <token>' or X-API-Key")
+
+
+def _declared_scopes(app: flask.Flask, request: flask.Request) -> tuple[str, ...] | None:
+    """Scopes the matched view declared for this method, or None when it declared none."""
+    view = app.view_functions.get(request.endpoint or "")
+    view_class = getattr(view, "view_class", None)
+    if view_class is not None:
+        method = request.method.lower()
+        handler = getattr(view_class, method, None)
+        if handler is None and method == "head":
+            handler = getattr(view_class, "get", None)
+        view = handler
+    scopes = getattr(view, SCOPES_ATTR, None)
+    return tuple(scopes) if scopes is not None else None
+
+
+def enforce_auth() -> None:
+    """`before_request`: authenticate, then authorise against the view's declared scopes."""
+    request = flask.request
+    if not request.path.startswith(API_PREFIX) or (request.method, request.path) in OPEN_ROUTES:
+        return
+    principal = _authenticate(request)
+    flask.g.principal = principal
+    if request.endpoint is None or request.method == "OPTIONS":
+        return  # no such route/method: let routing answer 404/405 to the authenticated caller
+    required = _declared_scopes(flask.current_app, request)
+    if required is None:
+        raise Forbidden("this endpoint declares no scopes and is denied by default")
+    missing = missing_scopes(principal.scopes, required)
+    if missing:
+        raise Forbidden(
+            f"missing scope {', '.join(missing)}",
+            fields={"scopes": [f"Requires {scope!r}." for scope in missing]},
+        )
+
+
+def init_app(app: flask.Flask) -> None:
+    app.before_request(enforce_auth)
