@@ -52,7 +52,9 @@ UNAVAILABLE = (
 class ErrorBodySchema(ma.Schema):
     code = ma.fields.String(metadata={"description": "Stable machine-readable code"})
     message = ma.fields.String(metadata={"description": "Human-readable explanation"})
-    fields = ma.fields.Dict(metadata={"description": "Field name -> list of problems"})
+    fields_ = ma.fields.Dict(
+        data_key="fields", metadata={"description": "Field name -> list of problems"}
+    )
 
 
 class ErrorSchema(ma.Schema):

@@ -7,6 +7,7 @@ whole `{{ ... }}` keeps its native type (a list stays a list); mixed text render
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -15,7 +16,18 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from agent33.errors import ExpressionError
 
-_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+class _DataFirstSandbox(ImmutableSandboxedEnvironment):
+    """`output.items` means the key "items" of a mapping, not the dict method (data first)."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+_env = _DataFirstSandbox(undefined=StrictUndefined, autoescape=False)
 WHOLE = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 
 

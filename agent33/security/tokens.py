@@ -25,7 +25,7 @@ class TokenClaims(TypedDict):
 REQUIRED_CLAIMS = ["sub", "exp", "iat", "jti"]
 
 
-def _signing_key(settings: Settings) -> bytes:
+def signing_key(settings: Settings) -> bytes:
     """The secret stretched to 64 bytes, the minimum PyJWT accepts for HS512 without warning.
 
     The secret's real strength is enforced by `config.validate` (32+ characters in production);
@@ -51,7 +51,7 @@ def issue_token(
         "exp": int(expires.timestamp()),
         "jti": secrets.token_hex(16),
     }
-    return jwt.encode(dict(claims), _signing_key(settings), algorithm=settings.jwt_algorithm)
+    return jwt.encode(dict(claims), signing_key(settings), algorithm=settings.jwt_algorithm)
 
 
 def decode_token(settings: Settings, token: str) -> TokenClaims:
@@ -63,7 +63,7 @@ def decode_token(settings: Settings, token: str) -> TokenClaims:
     try:
         raw: dict[str, Any] = jwt.decode(
             token,
-            _signing_key(settings),
+            signing_key(settings),
             algorithms=[settings.jwt_algorithm],
             options={"require": REQUIRED_CLAIMS},
         )

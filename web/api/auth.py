@@ -12,9 +12,7 @@ from agent33.security.api_keys import authenticate_user
 from agent33.security.tokens import issue_token
 from web.extensions import Blueprint, get_settings
 
-blp = Blueprint(
-    "auth", __name__, url_prefix="/api/v1/auth", description="Access tokens for users"
-)
+blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Access tokens for users")
 
 
 class TokenRequestSchema(ma.Schema):

@@ -77,9 +77,9 @@ def _redis_ping(url: str) -> dict[str, Any]:
 
 
 def _kombu_ping(url: str) -> dict[str, Any]:
-    from kombu import Connection
+    from kombu.connection import Connection
 
-    with Connection(url, connect_timeout=CHECK_TIMEOUT_S) as conn:
+    with Connection(url, connect_timeout=CHECK_TIMEOUT_S) as conn:  # type: ignore[no-untyped-call]
         conn.ensure_connection(max_retries=0, timeout=CHECK_TIMEOUT_S)
     return {}
 

@@ -89,8 +89,7 @@ class Keys(MethodView):
                 user_id=user_id,
                 expires_at=body["expires_at"],
             )
-            created = {**KeySchema().dump(key), "key": raw}
-        return created
+        return {**{name: getattr(key, name) for name in KeySchema().fields}, "key": raw}
 
     @require_scopes(sc.KEYS_ADMIN)
     @blp.arguments(KeyPageQuerySchema, location="query")
@@ -104,8 +103,7 @@ class Keys(MethodView):
             keys, total = list_api_keys(
                 session=session, limit=query["limit"], offset=query["offset"]
             )
-            items = KeySchema(many=True).dump(keys)
-        return {"items": items, "total": total, **query}
+        return {"items": keys, "total": total, **query}
 
 
 @blp.route("/<uuid:key_id>")
@@ -119,4 +117,3 @@ class KeyById(MethodView):
         """
         with session_scope() as session:
             revoke_api_key(session=session, key_id=key_id)
-

@@ -77,6 +77,21 @@ class RunPageSchema(ma.Schema):
     offset = ma.fields.Integer()
 
 
+RUN_ATTRIBUTES = (
+    "id",
+    "workflow_name",
+    "workflow_version",
+    "state",
+    "inputs",
+    "outputs",
+    "error",
+    "created_by",
+    "created_at",
+    "started_at",
+    "finished_at",
+)
+
+
 @blp.route("")
 class Runs(MethodView):
     @require_scopes(sc.RUNS_READ)
@@ -95,8 +110,7 @@ class Runs(MethodView):
                 limit=query["limit"],
                 offset=query["offset"],
             )
-            items = RunSummarySchema(many=True).dump(runs)
-        return {"items": items, "total": total, "limit": query["limit"], "offset": query["offset"]}
+        return {"items": runs, "total": total, "limit": query["limit"], "offset": query["offset"]}
 
 
 @blp.route("/<uuid:run_id>")
@@ -111,9 +125,10 @@ class RunById(MethodView):
         """
         with session_scope() as session:
             run = get_run(session=session, run_id=run_id)
-            detail = dict(RunSummarySchema().dump(run))
-            detail["steps"] = StepSchema(many=True).dump(run.steps)
-            detail["events"] = EventSchema(many=True).dump(
-                list_events(session=session, run_id=run_id)
-            )
-        return detail
+            events = list_events(session=session, run_id=run_id)
+        # Dumped after the commit: rows stay loaded (expire_on_commit=False, steps eager-loaded).
+        return {
+            **{name: getattr(run, name) for name in RUN_ATTRIBUTES},
+            "steps": run.steps,
+            "events": events,
+        }

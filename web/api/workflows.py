@@ -9,6 +9,7 @@ import marshmallow as ma
 from flask.views import MethodView
 
 from agent33.db import session_scope
+from agent33.db.models import WorkflowDefinition
 from agent33.definitions.registry import get_workflow, list_workflows
 from agent33.engine.service import start_run
 from agent33.security import scopes as sc
@@ -93,8 +94,7 @@ class Workflows(MethodView):
         """
         with session_scope() as session:
             rows = list_workflows(session=session)
-            items = WorkflowSummarySchema(many=True).dump(rows)
-        return {"items": items, "total": len(items)}
+        return {"items": rows, "total": len(rows)}
 
 
 @blp.route("/<string:name>")
@@ -102,14 +102,13 @@ class WorkflowByName(MethodView):
     @require_scopes(sc.WORKFLOWS_READ)
     @blp.arguments(WorkflowQuerySchema, location="query")
     @blp.response(200, WorkflowSchema)
-    def get(self, query: dict[str, Any], name: str) -> dict[str, Any]:
+    def get(self, query: dict[str, Any], name: str) -> WorkflowDefinition:
         """Get a workflow
 
         The latest version, or the one named by `?version=`; 404 when absent.
         """
         with session_scope() as session:
-            row = get_workflow(session=session, name=name, version=query.get("version"))
-            return dict(WorkflowSchema().dump(row))
+            return get_workflow(session=session, name=name, version=query.get("version"))
 
 
 @blp.route("/<string:name>/runs")
@@ -137,19 +136,16 @@ class WorkflowRuns(MethodView):
                 idempotency_key=idempotency_key,
                 created_by=current_principal().subject,
             )
-            location = f"/api/v1/runs/{run.id}"
-            result = dict(RunCreatedSchema().dump({**_run_fields(run), "links": {"self": location}}))
         _publish(outbox_ids)
+        location = f"/api/v1/runs/{run.id}"
+        result = {
+            "id": run.id,
+            "state": run.state,
+            "workflow_name": run.workflow_name,
+            "workflow_version": run.workflow_version,
+            "links": {"self": location},
+        }
         return result, 202 if created else 200, {"Location": location}
-
-
-def _run_fields(run: Any) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "state": run.state,
-        "workflow_name": run.workflow_name,
-        "workflow_version": run.workflow_version,
-    }
 
 
 def _publish(outbox_ids: list[int]) -> None:

@@ -1,0 +1,52 @@
+"""The `agent33` command line: `agent33 <noun> <verb>`; errors are one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from agent33 import __version__
+from agent33.cli.admin import db_group, keys_group, users_group
+from agent33.cli.runs import run_command, runs_group
+from agent33.cli.scaffold import init_command
+from agent33.cli.serve import serve_command
+from agent33.cli.status import status_command
+from agent33.cli.workflows import workflows_group
+
+
+@click.group()
+@click.version_option(__version__, prog_name="agent33")
+def cli() -> None:
+    """Agent33: AI-agent workflows on Celery, state in PostgreSQL."""
+
+
+for command in (
+    db_group, users_group, keys_group, run_command, runs_group, init_command, serve_command,
+    status_command, workflows_group,
+):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Console entry point: domain and configuration errors become one line, exit code 1."""
+    from agent33.config import ConfigError
+    from agent33.embedded import EmbeddedError
+    from agent33.errors import Agent33Error
+
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (Agent33Error, ConfigError, EmbeddedError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except SystemExit:
+        raise
+    except OSError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)

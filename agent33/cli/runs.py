@@ -1,0 +1,104 @@
+"""`agent33 run NAME` and `agent33 runs list|show`: through the HTTP API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agent33.cli.client import ApiClient
+from agent33.cli.output import emit_json, fail, table
+from agent33.cli.progress import follow
+from agent33.embedded import resolve_settings
+
+
+def parse_inputs(raw: str) -> dict[str, Any]:
+    """`--inputs` takes a JSON object, or @path to a JSON file."""
+    text = raw
+    if raw.startswith("@"):
+        try:
+            text = Path(raw[1:]).read_text()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {raw[1:]}: {exc.strerror}", param_hint="--inputs") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc.msg} at position {exc.pos})", param_hint="--inputs") from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--inputs")
+    return value
+
+
+def start_and_follow(client: ApiClient, name: str, inputs: dict[str, Any], *, wait: bool,
+                     timeout: float, as_json: bool) -> dict[str, Any]:
+    created = client.post(f"/api/v1/workflows/{name}/runs", json={"inputs": inputs})
+    run_id = created["id"]
+    if not as_json:
+        click.echo(f"run {run_id} ({name} v{created.get('version')}) accepted")
+    if not wait:
+        return created
+    run = follow(client, run_id, timeout=timeout, quiet=as_json)
+    return run
+
+
+@click.command("run")
+@click.argument("name")
+@click.option("--inputs", "inputs_raw", default="{}", show_default=True, help="JSON object or @file.json")
+@click.option("--wait/--no-wait", default=False, help="Follow step progress until the run ends.")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait with --wait.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def run_command(name: str, inputs_raw: str, wait: bool, timeout: float, as_json: bool) -> None:
+    """Start a run of workflow NAME (and with --wait, show its steps live)."""
+    inputs = parse_inputs(inputs_raw)
+    client = ApiClient(resolve_settings())
+    run = start_and_follow(client, name, inputs, wait=wait, timeout=timeout, as_json=as_json)
+    if as_json:
+        emit_json(run)
+    elif wait:
+        click.echo(f"run {run['id']} {run['state']}")
+        if run.get("outputs") is not None:
+            click.echo(json.dumps(run["outputs"], indent=2))
+    if wait and run["state"] != "succeeded":
+        error = run.get("error") or {}
+        fail(f"run {run['state']}: {error.get('message') or error}")
+
+
+@click.group("runs")
+def runs_group() -> None:
+    """Inspect runs."""
+
+
+@runs_group.command("list")
+@click.option("--workflow", default=None)
+@click.option("--state", default=None)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 200))
+@click.option("--json", "as_json", is_flag=True)
+def runs_list(workflow: str | None, state: str | None, limit: int, as_json: bool) -> None:
+    """List recent runs."""
+    params = {k: v for k, v in {"workflow": workflow, "state": state, "limit": limit}.items() if v}
+    page = ApiClient(resolve_settings()).get("/api/v1/runs", params=params)
+    if as_json:
+        emit_json(page)
+        return
+    rows = [(r["id"], r["workflow"], r["state"], r["created_at"]) for r in page["items"]]
+    table(["id", "workflow", "state", "created"], rows)
+
+
+@runs_group.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+def runs_show(run_id: str, as_json: bool) -> None:
+    """Show a run, its steps and outputs."""
+    run = ApiClient(resolve_settings()).get(f"/api/v1/runs/{run_id}")
+    if as_json:
+        emit_json(run)
+        return
+    click.echo(f"run {run['id']}  {run['workflow']} v{run['version']}  {run['state']}")
+    table(["step", "state", "attempt", "queue"],
+          [(s["step_id"], s["state"], s["attempt"], s["queue"]) for s in run["steps"]])
+    if run.get("outputs") is not None:
+        click.echo(json.dumps(run["outputs"], indent=2))
+    if run.get("error"):
+        click.echo(f"error: {run['error']}")

@@ -1,0 +1,225 @@
+"""`agent33 serve`: the whole system in one command (API + worker + beat), Ctrl-C stops all.
+
+With no DATABASE_URL / REDIS_URL it starts the embedded PostgreSQL and Redis first, and stops
+them last. `--demo` runs the demo workflow through the API once everything is healthy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from types import FrameType
+from typing import IO, Any
+
+import click
+import requests
+
+from agent33 import db
+from agent33.cli.client import ApiClient, admin_key_path
+from agent33.cli.output import fail
+from agent33.cli.progress import follow
+from agent33.config import Settings, load_settings
+from agent33.db import migrate
+from agent33.embedded import embedded_services
+from agent33.observability.logging import configure_logging
+from agent33.wire import Queue
+
+DEMO_WORKFLOW = "demo_greeting"
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: IO[bytes] | None
+
+
+def prepare_database(settings: Settings) -> None:
+    """Migrate, then store the shipped definitions (validated) so runs can start."""
+    from agent33.definitions.registry import sync_directory
+    from agent33.engine.validation import validate_workflow
+
+    assert settings.database_url is not None
+    migrate.upgrade(settings.database_url)
+    db.configure(settings)
+    with db.session_scope() as session:
+        sync_directory(session=session, directory=settings.definitions_dir, validator=validate_workflow)
+
+
+def ensure_admin_key(settings: Settings) -> str | None:
+    """Create the local admin key on first start; returns it when new (printed once)."""
+    from agent33.security.api_keys import authenticate_api_key, create_api_key
+
+    path = admin_key_path(settings)
+    if path.exists():
+        try:
+            with db.session_scope() as session:
+                authenticate_api_key(session=session, raw=path.read_text().strip())
+            return None
+        except Exception:  # noqa: BLE001 - stale key (database recreated): issue a new one
+            pass
+    with db.session_scope() as session:
+        _, raw = create_api_key(session=session, name="local-admin", scopes=["admin"])
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(raw + "\n")
+    path.chmod(0o600)
+    return raw
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    assert settings.database_url and settings.redis_url
+    env.update(
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        API_PORT=str(settings.api_port),
+        AGENT33_VAR_DIR=str(settings.var_dir.absolute()),
+        AGENT33_DEFINITIONS_DIR=str(settings.definitions_dir.absolute()),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def commands(settings: Settings, host: str, web_workers: int, concurrency: int) -> dict[str, list[str]]:
+    python = sys.executable
+    queues = ",".join(q.value for q in Queue)
+    return {
+        "web": [python, "-m", "gunicorn", "web.wsgi:app", "--bind", f"{host}:{settings.api_port}",
+                "--workers", str(web_workers), "--timeout", "30", "--graceful-timeout", "10",
+                "--max-requests", "1000", "--max-requests-jitter", "100"],
+        "worker": [python, "-m", "celery", "-A", "tasks", "worker", "-Q", queues, "-n", "serve@%h",
+                   "--concurrency", str(concurrency), "--loglevel", "INFO"],
+        "beat": [python, "-m", "celery", "-A", "tasks", "beat", "--loglevel", "INFO",
+                 "--schedule", str((settings.var_dir / "celerybeat-schedule").absolute())],
+    }
+
+
+def start_children(settings: Settings, argv: dict[str, list[str]], verbose: bool) -> list[Child]:
+    log_dir = settings.var_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = child_environment(settings)
+    children = []
+    for name, command in argv.items():
+        log = None if verbose else open(log_dir / f"{name}.log", "ab")  # noqa: SIM115
+        process = subprocess.Popen(  # noqa: S603 - argv built above
+            command, env=env, stdout=log, stderr=subprocess.STDOUT if log else None
+        )
+        children.append(Child(name, process, log))
+    return children
+
+
+def stop_children(children: list[Child], timeout: float = 20.0) -> None:
+    for child in children:
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for child in children:
+        try:
+            child.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()
+        if child.log:
+            child.log.close()
+
+
+def wait_healthy(settings: Settings, children: list[Child], timeout: float = 90.0) -> dict[str, Any]:
+    url = f"{settings.effective_api_url}/health"
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        dead = [c.name for c in children if c.process.poll() is not None]
+        if dead:
+            raise click.ClickException(
+                f"{', '.join(dead)} exited during start-up; see {settings.var_dir / 'logs'}"
+            )
+        try:
+            response = requests.get(url, timeout=3)
+            last = response.json()
+            if response.status_code == 200:
+                return last
+        except (requests.RequestException, ValueError):
+            pass
+        time.sleep(0.3)
+    raise click.ClickException(f"the system was not healthy after {timeout:.0f}s: {json.dumps(last)}")
+
+
+def run_demo(settings: Settings) -> bool:
+    client = ApiClient(settings)
+    inputs = {"name": "world", "times": 3}
+    click.echo(f"demo: running workflow {DEMO_WORKFLOW} with inputs {json.dumps(inputs)}")
+    created = client.post(f"/api/v1/workflows/{DEMO_WORKFLOW}/runs", json={"inputs": inputs})
+    run = follow(client, created["id"], timeout=120)
+    click.echo(f"demo: run {run['id']} {run['state']}")
+    click.echo(json.dumps(run.get("outputs") if run["state"] == "succeeded" else run.get("error"), indent=2))
+    return bool(run["state"] == "succeeded")
+
+
+class _Stop:
+    requested = False
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        self.requested = True
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the API binds.")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Overrides API_PORT.")
+@click.option("--web-workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Celery worker processes.")
+@click.option("--demo", is_flag=True, help="Run the demo workflow once the system is healthy.")
+@click.option("--exit-after-demo", is_flag=True, help="Stop everything after the demo (CI, tests).")
+@click.option("--verbose", is_flag=True, help="Show the processes' logs here instead of var/logs/.")
+def serve_command(host: str, port: int | None, web_workers: int, concurrency: int, demo: bool,
+                  exit_after_demo: bool, verbose: bool) -> None:
+    """Start API, worker and beat (and the embedded servers when no URLs are set)."""
+    settings = load_settings()
+    if port:
+        settings = settings.replace(api_port=port)
+    configure_logging(settings)
+    stop = _Stop()
+    signal.signal(signal.SIGTERM, stop)
+    with embedded_services(settings) as resolved:
+        if settings.embedded:
+            click.echo(f"embedded PostgreSQL: {resolved.database_url}")
+            click.echo(f"embedded Redis:      {resolved.redis_url}")
+        prepare_database(resolved)
+        new_key = ensure_admin_key(resolved)
+        if new_key:
+            click.echo(f"local admin API key (shown once, saved to {admin_key_path(resolved)}):")
+            click.echo(f"  {new_key}")
+        children = start_children(resolved, commands(resolved, host, web_workers, concurrency), verbose)
+        ok = True
+        try:
+            wait_healthy(resolved, children)
+            api = resolved.effective_api_url if host in ("127.0.0.1", "0.0.0.0") else f"http://{host}:{resolved.api_port}"  # noqa: S104
+            click.echo(f"Agent33 is up. API: {api}  OpenAPI: {api}/api/v1/openapi.json  (Ctrl-C stops)")
+            if demo:
+                ok = run_demo(resolved)
+                click.echo(f"API: {api}")
+            if not (demo and exit_after_demo):
+                _wait(children, stop)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            click.echo("stopping...")
+            stop_children(children)
+    if not ok:
+        fail("the demo run did not succeed")
+
+
+def _wait(children: list[Child], stop: _Stop) -> None:
+    while not stop.requested:
+        dead = [c for c in children if c.process.poll() is not None]
+        if dead:
+            raise click.ClickException(f"{dead[0].name} exited with code {dead[0].process.returncode}")
+        time.sleep(0.5)
+

@@ -1,0 +1,89 @@
+"""The OpenAPI document is served openly and describes every route, body and response."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+EXPECTED_OPERATIONS = {
+    ("/health", "get"),
+    ("/api/v1/auth/token", "post"),
+    ("/api/v1/keys", "get"),
+    ("/api/v1/keys", "post"),
+    ("/api/v1/keys/{key_id}", "delete"),
+    ("/api/v1/workflows", "get"),
+    ("/api/v1/workflows/{name}", "get"),
+    ("/api/v1/workflows/{name}/runs", "post"),
+    ("/api/v1/runs", "get"),
+    ("/api/v1/runs/{run_id}", "get"),
+}
+
+
+def _spec(client: FlaskClient) -> dict[str, Any]:
+    response = client.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    spec = json.loads(response.get_data(as_text=True))
+    assert isinstance(spec, dict)
+    return spec
+
+
+def _ref_name(content: dict[str, Any]) -> str:
+    return str(content["application/json"]["schema"]["$ref"]).rsplit("/", 1)[-1]
+
+
+def test_spec_is_openapi_3_and_lists_every_operation(client: FlaskClient) -> None:
+    spec = _spec(client)
+    assert spec["openapi"] == "3.0.3"
+    assert spec["info"]["title"] == "Agent33"
+    operations = {
+        (path, method)
+        for path, item in spec["paths"].items()
+        for method in item
+        if method in {"get", "post", "put", "patch", "delete"}
+    }
+    assert operations == EXPECTED_OPERATIONS
+
+
+def test_every_api_route_in_the_app_is_documented(app: Flask, client: FlaskClient) -> None:
+    documented = set(_spec(client)["paths"])
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/api/v1/") and rule.endpoint != "api-docs.openapi_json":
+            path = rule.rule.replace("<", "{").replace(">", "}")
+            path = "/".join(p.split(":")[-1] if p.startswith("{") else p for p in path.split("/"))
+            assert path in documented, rule.rule
+
+
+def test_request_and_response_schemas_are_published(client: FlaskClient) -> None:
+    spec = _spec(client)
+    schemas = spec["components"]["schemas"]
+    for name in ("RunCreate", "RunCreated", "RunDetail", "RunPage", "Step", "Event", "Error"):
+        assert name in schemas, name
+    assert schemas["RunCreate"]["properties"]["inputs"]["type"] == "object"
+    assert set(schemas["RunDetail"]["properties"]) >= {"id", "workflow", "state", "steps", "events"}
+    assert "key" in schemas["KeyCreated"]["properties"]
+    assert "key" not in schemas["Key"]["properties"]
+    assert "fields" in schemas["ErrorBody"]["properties"]
+
+    start = spec["paths"]["/api/v1/workflows/{name}/runs"]["post"]
+    assert _ref_name(start["requestBody"]["content"]) == "RunCreate"
+    assert _ref_name(start["responses"]["202"]["content"]) == "RunCreated"
+    assert "Idempotency-Key" in {p["name"] for p in start["parameters"]}
+    assert "400" in start["responses"]
+
+
+def test_operations_have_summaries_and_security(client: FlaskClient) -> None:
+    spec = _spec(client)
+    assert set(spec["components"]["securitySchemes"]) == {"bearerAuth", "apiKeyAuth"}
+    assert spec["security"] == [{"bearerAuth": []}, {"apiKeyAuth": []}]
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in {"get", "post", "delete"}:
+                assert operation.get("summary"), (path, method)
+    assert spec["paths"]["/health"]["get"]["security"] == []
+    assert spec["paths"]["/api/v1/auth/token"]["post"]["security"] == []
+    assert "security" not in spec["paths"]["/api/v1/runs"]["get"]
