@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kombu import Queue as KombuQueue
+from kombu.entity import Queue as KombuQueue
 
 from agent33.config import Settings
 from agent33.wire import Queue, TaskName
@@ -33,7 +33,10 @@ def build_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
-        "task_queues": [KombuQueue(q.value, routing_key=q.value) for q in Queue],
+        "task_queues": [
+            KombuQueue(q.value, routing_key=q.value)  # type: ignore[no-untyped-call]
+            for q in Queue
+        ],
         "task_default_queue": Queue.STEPS.value,
         "task_create_missing_queues": False,
         "task_routes": {
@@ -69,10 +72,14 @@ def build_config(settings: Settings) -> dict[str, Any]:
         "enable_utc": True,
         "beat_schedule": {
             TaskName.RELAY_OUTBOX.value: {
-                "task": TaskName.RELAY_OUTBOX.value, "schedule": 10.0, "options": {"expires": 10}
+                "task": TaskName.RELAY_OUTBOX.value,
+                "schedule": 10.0,
+                "options": {"expires": 10},
             },
             TaskName.REAP_STALE.value: {
-                "task": TaskName.REAP_STALE.value, "schedule": 30.0, "options": {"expires": 30}
+                "task": TaskName.REAP_STALE.value,
+                "schedule": 30.0,
+                "options": {"expires": 30},
             },
         },
     }

@@ -92,7 +92,7 @@ VARIABLES: tuple[Var, ...] = (
         "ENCRYPTION_KEY",
         "encryption_key",
         "",
-        "Fernet key for secrets at rest (32 url-safe base64 bytes); unset in development: one is generated under `var/`.",
+        "Fernet key for secrets at rest (32 url-safe base64 bytes); required in production.",
         secret=True,
     ),
     Var(

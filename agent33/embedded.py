@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -103,15 +104,16 @@ def _postgres_user() -> str | None:
     try:
         pwd.getpwnam(PG_SYSTEM_USER)
     except KeyError:
-        subprocess.run(  # noqa: S603
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        subprocess.run(  # noqa: S603 - fixed argv
             [
-                "useradd",
+                useradd,
                 "--system",
                 "--no-create-home",
                 "--shell",
                 "/usr/sbin/nologin",
                 PG_SYSTEM_USER,
-            ],  # noqa: S607
+            ],
             check=True,
             capture_output=True,
         )
@@ -278,7 +280,7 @@ def start_redis(data_dir: Path, *, durable: bool = True) -> ManagedServer:
                 return False
 
         try:
-            _wait_for(lambda: proc.poll() is not None or _ready(), 20, "redis-server")
+            _wait_for(lambda p=proc: p.poll() is not None or _ready(), 20, "redis-server")
         finally:
             client.close()
         if proc.poll() is None:

@@ -1,4 +1,4 @@
-"""Alembic environment: URL from agent33 settings (or a passed connection), one transaction per migration."""
+"""Alembic environment: URL from agent33 settings (or a passed connection); a transaction each."""
 
 from __future__ import annotations
 

@@ -42,7 +42,8 @@ def configure_app(settings: Settings) -> Celery:
 def _refuse_without_broker(**_: Any) -> None:
     if not app.conf.broker_url:
         raise SystemExit(
-            "REDIS_URL is not set and no embedded Redis runs: start `agent33 serve` or set REDIS_URL"
+            "REDIS_URL is not set and no embedded Redis runs: "
+            "start `agent33 serve` or set REDIS_URL"
         )
 
 

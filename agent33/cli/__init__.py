@@ -22,8 +22,15 @@ def cli() -> None:
 
 
 for command in (
-    db_group, users_group, keys_group, run_command, runs_group, init_command, serve_command,
-    status_command, workflows_group,
+    db_group,
+    users_group,
+    keys_group,
+    run_command,
+    runs_group,
+    init_command,
+    serve_command,
+    status_command,
+    workflows_group,
 ):
     cli.add_command(command)
 

@@ -14,7 +14,9 @@ from agent33.embedded import resolve_settings
 def _database_url() -> str:
     settings = resolve_settings()
     if settings.database_url is None:
-        raise ConfigError("DATABASE_URL is not set and no embedded PostgreSQL runs (start `agent33 serve`)")
+        raise ConfigError(
+            "DATABASE_URL is not set and no embedded PostgreSQL runs (start `agent33 serve`)"
+        )
     db.configure(settings)
     return settings.database_url
 

@@ -44,7 +44,10 @@ class ApiClient:
         try:
             response = self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
-            raise ApiError(f"cannot reach the API at {self.base} ({type(exc).__name__}); is `agent33 serve` running?") from None
+            raise ApiError(
+                f"cannot reach the API at {self.base} ({type(exc).__name__}); "
+                "is `agent33 serve` running?"
+            ) from None
         try:
             body = response.json()
         except ValueError:

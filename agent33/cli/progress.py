@@ -21,7 +21,9 @@ def _describe(step: dict[str, Any]) -> str:
     return line
 
 
-def follow(client: ApiClient, run_id: str, *, timeout: float, quiet: bool = False) -> dict[str, Any]:
+def follow(
+    client: ApiClient, run_id: str, *, timeout: float, quiet: bool = False
+) -> dict[str, Any]:
     """Print each step's state as it changes; return the finished run (or raise on timeout)."""
     seen: dict[str, str] = {}
     deadline = time.monotonic() + timeout

@@ -21,19 +21,30 @@ def parse_inputs(raw: str) -> dict[str, Any]:
         try:
             text = Path(raw[1:]).read_text()
         except OSError as exc:
-            raise click.BadParameter(f"cannot read {raw[1:]}: {exc.strerror}", param_hint="--inputs") from None
+            raise click.BadParameter(
+                f"cannot read {raw[1:]}: {exc.strerror}", param_hint="--inputs"
+            ) from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON ({exc.msg} at position {exc.pos})", param_hint="--inputs") from None
+        raise click.BadParameter(
+            f"not valid JSON ({exc.msg} at position {exc.pos})", param_hint="--inputs"
+        ) from None
     if not isinstance(value, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--inputs")
     return value
 
 
-def start_and_follow(client: ApiClient, name: str, inputs: dict[str, Any], *, wait: bool,
-                     timeout: float, as_json: bool) -> dict[str, Any]:
-    created = client.post(f"/api/v1/workflows/{name}/runs", json={"inputs": inputs})
+def start_and_follow(
+    client: ApiClient,
+    name: str,
+    inputs: dict[str, Any],
+    *,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> dict[str, Any]:
+    created: dict[str, Any] = client.post(f"/api/v1/workflows/{name}/runs", json={"inputs": inputs})
     run_id = created["id"]
     if not as_json:
         click.echo(f"run {run_id} ({name} v{created.get('version')}) accepted")
@@ -45,7 +56,9 @@ def start_and_follow(client: ApiClient, name: str, inputs: dict[str, Any], *, wa
 
 @click.command("run")
 @click.argument("name")
-@click.option("--inputs", "inputs_raw", default="{}", show_default=True, help="JSON object or @file.json")
+@click.option(
+    "--inputs", "inputs_raw", default="{}", show_default=True, help="JSON object or @file.json"
+)
 @click.option("--wait/--no-wait", default=False, help="Follow step progress until the run ends.")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait with --wait.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -96,8 +109,10 @@ def runs_show(run_id: str, as_json: bool) -> None:
         emit_json(run)
         return
     click.echo(f"run {run['id']}  {run['workflow']} v{run['version']}  {run['state']}")
-    table(["step", "state", "attempt", "queue"],
-          [(s["step_id"], s["state"], s["attempt"], s["queue"]) for s in run["steps"]])
+    table(
+        ["step", "state", "attempt", "queue"],
+        [(s["step_id"], s["state"], s["attempt"], s["queue"]) for s in run["steps"]],
+    )
     if run.get("outputs") is not None:
         click.echo(json.dumps(run["outputs"], indent=2))
     if run.get("error"):

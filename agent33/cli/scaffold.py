@@ -34,7 +34,10 @@ def workflow_template(name: str) -> dict[str, object]:
                 "with": {"length": "{{ steps.clean.output.text | length }}"},
             },
         ],
-        "outputs": {"text": "{{ steps.clean.output.text }}", "length": "{{ steps.measure.output.length }}"},
+        "outputs": {
+            "text": "{{ steps.clean.output.text }}",
+            "length": "{{ steps.measure.output.length }}",
+        },
     }
 
 
@@ -56,8 +59,13 @@ def agent_template(name: str) -> dict[str, object]:
 @click.command("init")
 @click.argument("name")
 @click.option("--kind", type=click.Choice(["agent", "workflow"]), required=True)
-@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("definitions"),
-              show_default=True)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    default=Path("definitions"),
+    show_default=True,
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init_command(name: str, kind: str, directory: Path, force: bool) -> None:
     """Scaffold definitions/<kind>s/NAME.yaml."""

@@ -48,7 +48,9 @@ def prepare_database(settings: Settings) -> None:
     migrate.upgrade(settings.database_url)
     db.configure(settings)
     with db.session_scope() as session:
-        sync_directory(session=session, directory=settings.definitions_dir, validator=validate_workflow)
+        sync_directory(
+            session=session, directory=settings.definitions_dir, validator=validate_workflow
+        )
 
 
 def ensure_admin_key(settings: Settings) -> str | None:
@@ -61,8 +63,8 @@ def ensure_admin_key(settings: Settings) -> str | None:
             with db.session_scope() as session:
                 authenticate_api_key(session=session, raw=path.read_text().strip())
             return None
-        except Exception:  # noqa: BLE001 - stale key (database recreated): issue a new one
-            pass
+        except Exception as exc:  # noqa: BLE001 - stale key (database recreated): issue a new one
+            click.echo(f"the saved admin key is not valid here ({exc}); creating a new one")
     with db.session_scope() as session:
         _, raw = create_api_key(session=session, name="local-admin", scopes=["admin"])
     settings.var_dir.mkdir(parents=True, exist_ok=True)
@@ -87,17 +89,58 @@ def child_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def commands(settings: Settings, host: str, web_workers: int, concurrency: int) -> dict[str, list[str]]:
+def commands(
+    settings: Settings, host: str, web_workers: int, concurrency: int
+) -> dict[str, list[str]]:
     python = sys.executable
     queues = ",".join(q.value for q in Queue)
     return {
-        "web": [python, "-m", "gunicorn", "web.wsgi:app", "--bind", f"{host}:{settings.api_port}",
-                "--workers", str(web_workers), "--timeout", "30", "--graceful-timeout", "10",
-                "--max-requests", "1000", "--max-requests-jitter", "100"],
-        "worker": [python, "-m", "celery", "-A", "tasks", "worker", "-Q", queues, "-n", "serve@%h",
-                   "--concurrency", str(concurrency), "--loglevel", "INFO"],
-        "beat": [python, "-m", "celery", "-A", "tasks", "beat", "--loglevel", "INFO",
-                 "--schedule", str((settings.var_dir / "celerybeat-schedule").absolute())],
+        "web": [
+            python,
+            "-m",
+            "gunicorn",
+            "web.wsgi:app",
+            "--bind",
+            f"{host}:{settings.api_port}",
+            "--workers",
+            str(web_workers),
+            "--timeout",
+            "30",
+            "--graceful-timeout",
+            "10",
+            "--max-requests",
+            "1000",
+            "--max-requests-jitter",
+            "100",
+        ],
+        "worker": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "tasks",
+            "worker",
+            "-Q",
+            queues,
+            "-n",
+            "serve@%h",
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "INFO",
+        ],
+        "beat": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "tasks",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str((settings.var_dir / "celerybeat-schedule").absolute()),
+        ],
     }
 
 
@@ -130,7 +173,9 @@ def stop_children(children: list[Child], timeout: float = 20.0) -> None:
             child.log.close()
 
 
-def wait_healthy(settings: Settings, children: list[Child], timeout: float = 90.0) -> dict[str, Any]:
+def wait_healthy(
+    settings: Settings, children: list[Child], timeout: float = 90.0
+) -> dict[str, Any]:
     url = f"{settings.effective_api_url}/health"
     deadline = time.monotonic() + timeout
     last: dict[str, Any] = {}
@@ -148,7 +193,9 @@ def wait_healthy(settings: Settings, children: list[Child], timeout: float = 90.
         except (requests.RequestException, ValueError):
             pass
         time.sleep(0.3)
-    raise click.ClickException(f"the system was not healthy after {timeout:.0f}s: {json.dumps(last)}")
+    raise click.ClickException(
+        f"the system was not healthy after {timeout:.0f}s: {json.dumps(last)}"
+    )
 
 
 def run_demo(settings: Settings) -> bool:
@@ -158,7 +205,11 @@ def run_demo(settings: Settings) -> bool:
     created = client.post(f"/api/v1/workflows/{DEMO_WORKFLOW}/runs", json={"inputs": inputs})
     run = follow(client, created["id"], timeout=120)
     click.echo(f"demo: run {run['id']} {run['state']}")
-    click.echo(json.dumps(run.get("outputs") if run["state"] == "succeeded" else run.get("error"), indent=2))
+    click.echo(
+        json.dumps(
+            run.get("outputs") if run["state"] == "succeeded" else run.get("error"), indent=2
+        )
+    )
     return bool(run["state"] == "succeeded")
 
 
@@ -173,13 +224,25 @@ class _Stop:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the API binds.")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Overrides API_PORT.")
 @click.option("--web-workers", default=2, show_default=True, type=click.IntRange(1, 64))
-@click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 64),
-              help="Celery worker processes.")
+@click.option(
+    "--concurrency",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Celery worker processes.",
+)
 @click.option("--demo", is_flag=True, help="Run the demo workflow once the system is healthy.")
 @click.option("--exit-after-demo", is_flag=True, help="Stop everything after the demo (CI, tests).")
 @click.option("--verbose", is_flag=True, help="Show the processes' logs here instead of var/logs/.")
-def serve_command(host: str, port: int | None, web_workers: int, concurrency: int, demo: bool,
-                  exit_after_demo: bool, verbose: bool) -> None:
+def serve_command(
+    host: str,
+    port: int | None,
+    web_workers: int,
+    concurrency: int,
+    demo: bool,
+    exit_after_demo: bool,
+    verbose: bool,
+) -> None:
     """Start API, worker and beat (and the embedded servers when no URLs are set)."""
     settings = load_settings()
     if port:
@@ -196,12 +259,20 @@ def serve_command(host: str, port: int | None, web_workers: int, concurrency: in
         if new_key:
             click.echo(f"local admin API key (shown once, saved to {admin_key_path(resolved)}):")
             click.echo(f"  {new_key}")
-        children = start_children(resolved, commands(resolved, host, web_workers, concurrency), verbose)
+        children = start_children(
+            resolved, commands(resolved, host, web_workers, concurrency), verbose
+        )
         ok = True
         try:
             wait_healthy(resolved, children)
-            api = resolved.effective_api_url if host in ("127.0.0.1", "0.0.0.0") else f"http://{host}:{resolved.api_port}"  # noqa: S104
-            click.echo(f"Agent33 is up. API: {api}  OpenAPI: {api}/api/v1/openapi.json  (Ctrl-C stops)")
+            api = (
+                resolved.effective_api_url
+                if host in ("127.0.0.1", "0.0.0.0")  # noqa: S104 - display only
+                else f"http://{host}:{resolved.api_port}"
+            )  # noqa: S104
+            click.echo(
+                f"Agent33 is up. API: {api}  OpenAPI: {api}/api/v1/openapi.json  (Ctrl-C stops)"
+            )
             if demo:
                 ok = run_demo(resolved)
                 click.echo(f"API: {api}")
@@ -220,6 +291,7 @@ def _wait(children: list[Child], stop: _Stop) -> None:
     while not stop.requested:
         dead = [c for c in children if c.process.poll() is not None]
         if dead:
-            raise click.ClickException(f"{dead[0].name} exited with code {dead[0].process.returncode}")
+            raise click.ClickException(
+                f"{dead[0].name} exited with code {dead[0].process.returncode}"
+            )
         time.sleep(0.5)
-

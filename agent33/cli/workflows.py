@@ -38,7 +38,10 @@ def workflows_list(as_json: bool) -> None:
     if as_json:
         emit_json(items)
         return
-    table(["name", "version", "description"], [(w["name"], w["version"], w.get("description", "")) for w in items])
+    table(
+        ["name", "version", "description"],
+        [(w["name"], w["version"], w.get("description", "")) for w in items],
+    )
 
 
 @workflows_group.command("show")

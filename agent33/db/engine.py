@@ -17,7 +17,7 @@ def normalise_url(url: str) -> str:
 
 
 def make_engine(url: str, *, pool_size: int = 5, statement_timeout_ms: int = 30_000) -> Engine:
-    """A pooled engine that never hangs forever on a dead server (connect and statement timeouts)."""
+    """A pooled engine that never hangs on a dead server (connect and statement timeouts)."""
     if not url:
         raise ConfigError("DATABASE_URL is not set and no embedded PostgreSQL runs")
     engine = create_engine(

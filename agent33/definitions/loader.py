@@ -41,7 +41,11 @@ def _flatten(errors: Any, raw: Mapping[str, Any], prefix: str = "") -> dict[str,
 def _describe(origin: str, problems: Mapping[str, list[str]]) -> str:
     first_path, first = next(iter(problems.items()))
     parts = first_path.split(".")
-    where = f"step {parts[1]!r} field {'.'.join(parts[2:]) or 'id'!r}" if parts[0] == "steps" and len(parts) > 1 else f"field {first_path!r}"
+    where = (
+        f"step {parts[1]!r} field {'.'.join(parts[2:]) or 'id'!r}"
+        if parts[0] == "steps" and len(parts) > 1
+        else f"field {first_path!r}"
+    )
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return f"{origin}: {where}: {'; '.join(first)}{more}"
 
@@ -49,12 +53,16 @@ def _describe(origin: str, problems: Mapping[str, list[str]]) -> str:
 def parse_workflow(document: Mapping[str, Any], *, origin: str = "<api>") -> WorkflowDef:
     """Validate a workflow document (schema, then graph); raise DefinitionError on problems."""
     if not isinstance(document, Mapping):
-        raise DefinitionError(f"{origin}: a workflow must be a mapping", fields={"_schema": ["not a mapping"]})
+        raise DefinitionError(
+            f"{origin}: a workflow must be a mapping", fields={"_schema": ["not a mapping"]}
+        )
     try:
         workflow: WorkflowDef = WorkflowSchema().load(dict(document))
     except ValidationError as exc:
         problems = _flatten(exc.messages, document)
-        raise DefinitionError(_describe(origin, problems), fields={"file": origin, **problems}) from None
+        raise DefinitionError(
+            _describe(origin, problems), fields={"file": origin, **problems}
+        ) from None
     problems = graph_problems(workflow)
     if problems:
         raise DefinitionError(_describe(origin, problems), fields={"file": origin, **problems})
@@ -67,9 +75,13 @@ def read_document(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise DefinitionError(f"{path}: cannot be parsed: {exc}", fields={"file": str(path)}) from None
+        raise DefinitionError(
+            f"{path}: cannot be parsed: {exc}", fields={"file": str(path)}
+        ) from None
     if not isinstance(data, dict):
-        raise DefinitionError(f"{path}: the top level must be a mapping", fields={"file": str(path)})
+        raise DefinitionError(
+            f"{path}: the top level must be a mapping", fields={"file": str(path)}
+        )
     return data
 
 

@@ -26,7 +26,7 @@ def checksum(document: dict[str, Any]) -> str:
 def save_workflow(
     *, session: Session, workflow: WorkflowDef, document: dict[str, Any], source: str = "api"
 ) -> tuple[WorkflowDefinition, bool]:
-    """Store a version; an identical re-save is a no-op, a changed body under the same version is a conflict."""
+    """Store a version: an identical re-save is a no-op, a changed body is a conflict."""
     digest = checksum(document)
     existing = session.scalar(
         select(WorkflowDefinition).where(

@@ -25,4 +25,6 @@ def render_outputs(workflow: WorkflowDef, run: Run) -> dict[str, Any]:
     if not workflow.outputs:
         last = run.steps[-1] if run.steps else None
         return {"result": last.output if last else None}
-    return {key: render(value, context, step_id="outputs") for key, value in workflow.outputs.items()}
+    return {
+        key: render(value, context, step_id="outputs") for key, value in workflow.outputs.items()
+    }

@@ -17,7 +17,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from agent33.errors import ExpressionError
 
 
-
 class _DataFirstSandbox(ImmutableSandboxedEnvironment):
     """`output.items` means the key "items" of a mapping, not the dict method (data first)."""
 
@@ -45,7 +44,14 @@ def evaluate(expression: str, context: dict[str, Any], *, step_id: str = "") -> 
     """Evaluate one bare expression (as in `when:`)."""
     try:
         return _compiled_expression(expression)(**context)
-    except (TemplateError, TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError) as exc:
+    except (
+        TemplateError,
+        TypeError,
+        ValueError,
+        KeyError,
+        AttributeError,
+        ZeroDivisionError,
+    ) as exc:
         raise _error(expression, exc, step_id) from None
 
 
@@ -59,7 +65,14 @@ def render(value: Any, context: dict[str, Any], *, step_id: str = "") -> Any:
             return evaluate(whole.group("expr").strip(), context, step_id=step_id)
         try:
             return _compiled_template(value).render(**context)
-        except (TemplateError, TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError) as exc:
+        except (
+            TemplateError,
+            TypeError,
+            ValueError,
+            KeyError,
+            AttributeError,
+            ZeroDivisionError,
+        ) as exc:
             raise _error(value, exc, step_id) from None
     if isinstance(value, dict):
         return {k: render(v, context, step_id=step_id) for k, v in value.items()}

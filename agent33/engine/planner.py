@@ -64,7 +64,11 @@ def ready_segments(workflow: WorkflowDef, states: Mapping[str, StepState]) -> li
 
 def entry(step: StepRun, definition: StepDef) -> dict[str, Any]:
     """The JSON description of one step's message, stored in the outbox."""
-    item: dict[str, Any] = {"step_run_id": str(step.id), "step_id": step.step_id, "queue": step.queue}
+    item: dict[str, Any] = {
+        "step_run_id": str(step.id),
+        "step_id": step.step_id,
+        "queue": step.queue,
+    }
     if definition.timeout:
         item["soft_time_limit"] = definition.timeout
         item["time_limit"] = definition.timeout + HARD_LIMIT_MARGIN
@@ -77,8 +81,10 @@ def _signature(app: Celery, item: Mapping[str, Any]) -> Signature:
         if key in item:
             options[key] = item[key]
     return app.signature(
-        TaskName.STEP_RUN.value, kwargs={"step_run_id": item["step_run_id"]},
-        immutable=True, **options,
+        TaskName.STEP_RUN.value,
+        kwargs={"step_run_id": item["step_run_id"]},
+        immutable=True,
+        **options,
     )
 
 

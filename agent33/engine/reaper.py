@@ -62,31 +62,48 @@ def reap(settings: Settings, *, now: dt.datetime | None = None) -> ReapResult:
     return result
 
 
-def _reap_running(candidate: StepRun, settings: Settings, now: dt.datetime, result: ReapResult) -> None:
+def _reap_running(
+    candidate: StepRun, settings: Settings, now: dt.datetime, result: ReapResult
+) -> None:
     with session_scope() as session:
         run = store.lock_run(session=session, run_id=candidate.run_id)
         step = session.get(StepRun, candidate.id, populate_existing=True)
-        if step is None or step.state != StepState.RUNNING or not step.lease_expires_at or step.lease_expires_at >= now:
+        if (
+            step is None
+            or step.state != StepState.RUNNING
+            or not step.lease_expires_at
+            or step.lease_expires_at >= now
+        ):
             return
         workflow = _workflow(session, run)
         definition = workflow.step(step.step_id)
         if step.deliveries >= settings.max_deliveries + definition.retries.max:
             step.error = {
                 "type": "WorkerLost",
-                "message": f"lease expired after {step.deliveries} deliveries; worker {step.worker} lost",
+                "message": (
+                    f"lease expired after {step.deliveries} deliveries; worker {step.worker} lost"
+                ),
             }
-            store.set_step_state(session=session, step=step, target=StepState.FAILED, message=step.error["message"])
+            store.set_step_state(
+                session=session, step=step, target=StepState.FAILED, message=step.error["message"]
+            )
             result.outbox_ids.extend(_after_terminal(session, run, workflow))
             result.failed += 1
             return
-        store.set_step_state(session=session, step=step, target=StepState.QUEUED,
-                             message=f"lease expired (worker {step.worker}); redelivering")
+        store.set_step_state(
+            session=session,
+            step=step,
+            target=StepState.QUEUED,
+            message=f"lease expired (worker {step.worker}); redelivering",
+        )
         payload = {"segments": [[planner.entry(step, definition)]]}
         result.outbox_ids.append(store.enqueue(session=session, run_id=run.id, payload=payload))
         result.redelivered += 1
 
 
-def _republish_queued(candidate: StepRun, settings: Settings, now: dt.datetime, result: ReapResult) -> None:
+def _republish_queued(
+    candidate: StepRun, settings: Settings, now: dt.datetime, result: ReapResult
+) -> None:
     with session_scope() as session:
         run = store.lock_run(session=session, run_id=candidate.run_id)
         step = session.get(StepRun, candidate.id, populate_existing=True)
@@ -94,13 +111,20 @@ def _republish_queued(candidate: StepRun, settings: Settings, now: dt.datetime, 
             return
         if not store.deps_done(step, run):
             return
-        finished = [s.finished_at for s in run.steps if s.step_id in step.depends_on and s.finished_at]
+        finished = [
+            s.finished_at for s in run.steps if s.step_id in step.depends_on and s.finished_at
+        ]
         last_ready = max([*finished, step.queued_at or now])
         if (now - last_ready).total_seconds() < settings.step_lease_seconds:
             return
         workflow = _workflow(session, run)
-        store.add_event(session=session, run_id=run.id, step_id=step.step_id, kind="step.republished",
-                        message="queued too long with its dependencies done; message presumed lost")
+        store.add_event(
+            session=session,
+            run_id=run.id,
+            step_id=step.step_id,
+            kind="step.republished",
+            message="queued too long with its dependencies done; message presumed lost",
+        )
         step.queued_at = now
         payload = {"segments": [[planner.entry(step, workflow.step(step.step_id))]]}
         result.outbox_ids.append(store.enqueue(session=session, run_id=run.id, payload=payload))

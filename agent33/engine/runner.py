@@ -59,7 +59,9 @@ class Claim:
 
 
 def _workflow(session: Session, run: Run) -> WorkflowDef:
-    return definition_of(get_workflow(session=session, name=run.workflow_name, version=run.workflow_version))
+    return definition_of(
+        get_workflow(session=session, name=run.workflow_name, version=run.workflow_version)
+    )
 
 
 def _owner_alive(worker: str | None) -> bool:
@@ -88,8 +90,12 @@ def claim(step_run_id: uuid.UUID, settings: Settings, task_id: str | None) -> Cl
         if step.state in STEP_TERMINAL:
             return Outcome(f"duplicate:{step.state}")
         if run.state in RUN_TERMINAL:
-            store.set_step_state(session=session, step=step, target=StepState.CANCELLED,
-                                 message=f"run is {run.state}")
+            store.set_step_state(
+                session=session,
+                step=step,
+                target=StepState.CANCELLED,
+                message=f"run is {run.state}",
+            )
             return Outcome("cancelled")
         if step.state == StepState.PENDING:
             return Outcome("not-queued")
@@ -103,8 +109,15 @@ def claim(step_run_id: uuid.UUID, settings: Settings, task_id: str | None) -> Cl
             return Outcome("waiting-for-dependencies")
         step.deliveries += 1
         if step.deliveries > settings.max_deliveries + definition.retries.max:
-            step.error = {"type": "WorkerLost", "message": f"step delivered {step.deliveries - 1} times without finishing (worker lost)"}
-            store.set_step_state(session=session, step=step, target=StepState.FAILED, message=step.error["message"])
+            step.error = {
+                "type": "WorkerLost",
+                "message": (
+                    f"step delivered {step.deliveries - 1} times without finishing (worker lost)"
+                ),
+            }
+            store.set_step_state(
+                session=session, step=step, target=StepState.FAILED, message=step.error["message"]
+            )
             return Outcome("failed", _after_terminal(session, run, workflow))
         return _start(session, settings, run, step, definition, task_id)
 
@@ -118,8 +131,14 @@ def _tolerated(workflow: WorkflowDef, run: Run, step: StepRun) -> bool:
     )
 
 
-def _start(session: Session, settings: Settings, run: Run, step: StepRun, definition: StepDef,
-           task_id: str | None) -> Claim | Outcome:
+def _start(
+    session: Session,
+    settings: Settings,
+    run: Run,
+    step: StepRun,
+    definition: StepDef,
+    task_id: str | None,
+) -> Claim | Outcome:
     context = run_context(run)
     if run.state == RunState.PENDING:
         store.set_run_state(session=session, run=run, target=RunState.RUNNING)
@@ -128,12 +147,20 @@ def _start(session: Session, settings: Settings, run: Run, step: StepRun, defini
     step.task_id = task_id
     lease = (definition.timeout or 0) + settings.step_lease_seconds
     step.lease_expires_at = store.lease_deadline(lease)
-    store.set_step_state(session=session, step=step, target=StepState.RUNNING,
-                         data={"attempt": step.attempt, "worker": WORKER_ID})
+    store.set_step_state(
+        session=session,
+        step=step,
+        target=StepState.RUNNING,
+        data={"attempt": step.attempt, "worker": WORKER_ID},
+    )
     try:
         if definition.when and not evaluate(definition.when, context, step_id=step.step_id):
-            store.set_step_state(session=session, step=step, target=StepState.SKIPPED,
-                                 message=f"when: {definition.when!r} is false")
+            store.set_step_state(
+                session=session,
+                step=step,
+                target=StepState.SKIPPED,
+                message=f"when: {definition.when!r} is false",
+            )
             return Outcome("skipped", _after_terminal(session, run, _workflow(session, run)))
         params = render(definition.params, context, step_id=step.step_id)
     except Agent33Error as exc:
@@ -148,8 +175,11 @@ def execute(claimed: Claim) -> tuple[bool, Any]:
     try:
         action = get_action(claimed.action)
         context = ActionContext(
-            run_id=str(claimed.run_id), step_id=claimed.step_id, attempt=claimed.attempt,
-            params=claimed.params, inputs=claimed.inputs,
+            run_id=str(claimed.run_id),
+            step_id=claimed.step_id,
+            attempt=claimed.attempt,
+            params=claimed.params,
+            inputs=claimed.inputs,
         )
         return True, action(context)
     except Exception as exc:  # noqa: BLE001 - every action failure is recorded on the step
@@ -167,7 +197,9 @@ def _error_dict(exc: BaseException) -> dict[str, Any]:
 
 def _record_failure(session: Session, run: Run, step: StepRun, exc: BaseException) -> None:
     step.error = _error_dict(exc)
-    store.set_step_state(session=session, step=step, target=StepState.FAILED, message=step.error["message"])
+    store.set_step_state(
+        session=session, step=step, target=StepState.FAILED, message=step.error["message"]
+    )
 
 
 def record(claimed: Claim, ok: bool, result: Any) -> Outcome:
@@ -189,7 +221,9 @@ def record(claimed: Claim, ok: bool, result: Any) -> Outcome:
         step.error = result
         if step.attempt <= definition.retries.max:
             return _schedule_retry(session, run, step, definition)
-        store.set_step_state(session=session, step=step, target=StepState.FAILED, message=result["message"])
+        store.set_step_state(
+            session=session, step=step, target=StepState.FAILED, message=result["message"]
+        )
         return Outcome("failed", _after_terminal(session, run, workflow))
 
 
@@ -197,9 +231,13 @@ def _schedule_retry(session: Session, run: Run, step: StepRun, definition: StepD
     policy = definition.retries
     delay = min(policy.max_delay, policy.backoff ** (step.attempt - 1))
     delay = delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not cryptography
-    store.set_step_state(session=session, step=step, target=StepState.RETRYING,
-                         message=f"retry {step.attempt}/{policy.max} in {delay:.1f}s",
-                         data={"delay": delay})
+    store.set_step_state(
+        session=session,
+        step=step,
+        target=StepState.RETRYING,
+        message=f"retry {step.attempt}/{policy.max} in {delay:.1f}s",
+        data={"delay": delay},
+    )
     store.set_step_state(session=session, step=step, target=StepState.QUEUED)
     from agent33.engine import planner
 
@@ -210,11 +248,14 @@ def _schedule_retry(session: Session, run: Run, step: StepRun, definition: StepD
 def _after_terminal(session: Session, run: Run, workflow: WorkflowDef) -> list[int]:
     """After a step ends: fail fast, or queue what became ready, then maybe close the run."""
     failed = [
-        s for s in run.steps
+        s
+        for s in run.steps
         if s.state == StepState.FAILED and workflow.step(s.step_id).on_error != "continue"
     ]
     if failed:
-        store.cancel_unfinished(session=session, run=run, reason=f"step {failed[0].step_id!r} failed")
+        store.cancel_unfinished(
+            session=session, run=run, reason=f"step {failed[0].step_id!r} failed"
+        )
         store.finish_if_done(session=session, run=run, workflow=workflow)
         return []
     outbox_ids = store.dispatch_ready(session=session, run=run, workflow=workflow)
@@ -231,9 +272,12 @@ def run_step(step_run_id: str, settings: Settings, task_id: str | None = None) -
     claimed = claim(ident, settings, task_id)
     if isinstance(claimed, Outcome):
         return claimed
-    log.info("step.started", run_id=str(claimed.run_id), step_id=claimed.step_id, attempt=claimed.attempt)
+    log.info(
+        "step.started", run_id=str(claimed.run_id), step_id=claimed.step_id, attempt=claimed.attempt
+    )
     ok, result = execute(claimed)
     outcome = record(claimed, ok, result)
-    log.info("step.finished", run_id=str(claimed.run_id), step_id=claimed.step_id, status=outcome.status)
+    log.info(
+        "step.finished", run_id=str(claimed.run_id), step_id=claimed.step_id, status=outcome.status
+    )
     return outcome
-

@@ -42,9 +42,7 @@ def start_run(
 
 def get_run(*, session: Session, run_id: uuid.UUID) -> Run:
     """The run with its steps loaded; NotFound when absent."""
-    run = session.scalar(
-        select(Run).where(Run.id == run_id).options(selectinload(Run.steps))
-    )
+    run = session.scalar(select(Run).where(Run.id == run_id).options(selectinload(Run.steps)))
     if run is None:
         raise NotFound(f"run {run_id} not found", fields={"run_id": ["not found"]})
     return run

@@ -61,8 +61,12 @@ def set_run_state(
 ) -> None:
     check_run_transition(run.state, target)
     add_event(
-        session=session, run_id=run.id, kind="run.state", from_state=run.state,
-        to_state=target.value, message=message,
+        session=session,
+        run_id=run.id,
+        kind="run.state",
+        from_state=run.state,
+        to_state=target.value,
+        message=message,
     )
     run.state = target.value
     now = utcnow()
@@ -73,13 +77,23 @@ def set_run_state(
 
 
 def set_step_state(
-    *, session: Session, step: StepRun, target: StepState, message: str | None = None,
+    *,
+    session: Session,
+    step: StepRun,
+    target: StepState,
+    message: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
     check_step_transition(step.step_id, step.state, target)
     add_event(
-        session=session, run_id=step.run_id, step_id=step.step_id, kind="step.state",
-        from_state=step.state, to_state=target.value, message=message, data=data,
+        session=session,
+        run_id=step.run_id,
+        step_id=step.step_id,
+        kind="step.state",
+        from_state=step.state,
+        to_state=target.value,
+        message=message,
+        data=data,
     )
     step.state = target.value
     now = utcnow()
@@ -126,15 +140,22 @@ def create_run(
     workflow = definition_of(row)
     validate_inputs(workflow, inputs)
     run = Run(
-        workflow_id=row.id, workflow_name=row.name, workflow_version=row.version,
-        state=RunState.PENDING.value, inputs=inputs, idempotency_key=idempotency_key,
+        workflow_id=row.id,
+        workflow_name=row.name,
+        workflow_version=row.version,
+        state=RunState.PENDING.value,
+        inputs=inputs,
+        idempotency_key=idempotency_key,
         created_by=created_by,
     )
     for position, step in enumerate(workflow.steps):
         run.steps.append(
             StepRun(
-                step_id=step.id, position=position, action=step.action,
-                state=StepState.PENDING.value, depends_on=list(step.depends_on),
+                step_id=step.id,
+                position=position,
+                action=step.action,
+                state=StepState.PENDING.value,
+                depends_on=list(step.depends_on),
                 queue=step_queue(workflow, step.id),
             )
         )
@@ -148,8 +169,13 @@ def create_run(
         existing = session.scalar(select(Run).where(Run.idempotency_key == idempotency_key))
         assert existing is not None
         return existing, [], False
-    add_event(session=session, run_id=run.id, kind="run.created", to_state=run.state,
-              data={"workflow": row.name, "version": row.version})
+    add_event(
+        session=session,
+        run_id=run.id,
+        kind="run.created",
+        to_state=run.state,
+        data={"workflow": row.name, "version": row.version},
+    )
     outbox_ids = dispatch_ready(session=session, run=run, workflow=workflow)
     return run, outbox_ids, True
 
@@ -196,13 +222,18 @@ def finish_if_done(*, session: Session, run: Run, workflow: WorkflowDef) -> bool
     if run.state in RUN_TERMINAL or any(s.state not in STEP_TERMINAL for s in run.steps):
         return False
     failed = [
-        s for s in run.steps
+        s
+        for s in run.steps
         if s.state == StepState.FAILED and workflow.step(s.step_id).on_error != "continue"
     ]
     if failed:
         run.error = {"step": failed[0].step_id, **(failed[0].error or {})}
-        set_run_state(session=session, run=run, target=RunState.FAILED,
-                      message=f"step {failed[0].step_id!r} failed")
+        set_run_state(
+            session=session,
+            run=run,
+            target=RunState.FAILED,
+            message=f"step {failed[0].step_id!r} failed",
+        )
         return True
     from agent33.engine.context import render_outputs
 

@@ -43,4 +43,6 @@ def validate_workflow(workflow: WorkflowDef, origin: str = "<api>") -> None:
             if parts[0] == "steps"
             else f"field {path!r}"
         )
-        raise DefinitionError(f"{origin}: {where}: {'; '.join(messages)}", fields={"file": origin, **problems})
+        raise DefinitionError(
+            f"{origin}: {where}: {'; '.join(messages)}", fields={"file": origin, **problems}
+        )

@@ -49,8 +49,14 @@ class FakeOllama:
                 elif self.path == "/api/tags":
                     now = datetime.now(UTC).isoformat()
                     models = [
-                        {"name": m, "model": m, "modified_at": now, "size": 1, "digest": "0" * 64,
-                         "details": {"format": "gguf", "family": "llama"}}
+                        {
+                            "name": m,
+                            "model": m,
+                            "modified_at": now,
+                            "size": 1,
+                            "digest": "0" * 64,
+                            "details": {"format": "gguf", "family": "llama"},
+                        }
                         for m in fake.models
                     ]
                     self._send(200, {"models": models})

@@ -146,8 +146,6 @@ def db_session(settings: Settings) -> Iterator[Session]:
 def committed_db(settings: Settings) -> Iterator[None]:
     """For tests whose data other processes/threads must see: really commit, then truncate."""
     yield
-    tables = ", ".join(
-        f'"{t.name}"' for t in reversed(db.Base.metadata.sorted_tables)
-    )
+    tables = ", ".join(f'"{t.name}"' for t in reversed(db.Base.metadata.sorted_tables))
     with db.get_engine().begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))

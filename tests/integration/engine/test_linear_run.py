@@ -21,7 +21,9 @@ pytestmark = pytest.mark.usefixtures("committed_db", "celery_worker")
 
 def _start(settings: Any, inputs: dict[str, Any], **kw: Any) -> uuid.UUID:
     with session_scope() as session:
-        sync_directory(session=session, directory=settings.definitions_dir, validator=validate_workflow)
+        sync_directory(
+            session=session, directory=settings.definitions_dir, validator=validate_workflow
+        )
         run, outbox_ids, _ = service.start_run(
             session=session, workflow_name="demo_greeting", inputs=inputs, **kw
         )
@@ -55,10 +57,12 @@ def test_demo_workflow_runs_end_to_end(settings: Any) -> None:
         events = service.list_events(session=session, run_id=run.id)
     transitions = [(e.step_id, e.to_state) for e in events if e.kind == "step.state"]
     assert transitions == [
-        (sid, state) for sid in ("normalise", "greet", "summarise")
+        (sid, state)
+        for sid in ("normalise", "greet", "summarise")
         for state in ("queued", "running", "succeeded")
     ] or sorted(transitions) == sorted(
-        (sid, state) for sid in ("normalise", "greet", "summarise")
+        (sid, state)
+        for sid in ("normalise", "greet", "summarise")
         for state in ("queued", "running", "succeeded")
     )
     assert [e.to_state for e in events if e.kind == "run.state"] == ["running", "succeeded"]

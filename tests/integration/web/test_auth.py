@@ -113,7 +113,9 @@ def test_login_issues_a_token_carrying_the_users_scopes(
     client: FlaskClient, make_user: Any
 ) -> None:
     make_user("ada", "correct horse", ["runs:read"])
-    response = client.post("/api/v1/auth/token", json={"username": "ada", "password": "correct horse"})
+    response = client.post(
+        "/api/v1/auth/token", json={"username": "ada", "password": "correct horse"}
+    )
     assert response.status_code == 200
     body = response.get_json()
     assert body["token_type"] == "bearer"
@@ -180,9 +182,7 @@ def test_revoking_an_unknown_key_is_404(client: FlaskClient, admin_headers: dict
     _assert_error(response, 404, "not_found")
 
 
-def test_a_key_cannot_grant_scopes_it_does_not_hold(
-    client: FlaskClient, make_api_key: Any
-) -> None:
+def test_a_key_cannot_grant_scopes_it_does_not_hold(client: FlaskClient, make_api_key: Any) -> None:
     headers = make_api_key(["keys:admin"])
     response = client.post(
         "/api/v1/keys", headers=headers, json={"name": "escalate", "scopes": ["admin"]}
@@ -190,7 +190,9 @@ def test_a_key_cannot_grant_scopes_it_does_not_hold(
     assert "admin" in _assert_error(response, 403, "forbidden")["message"]
 
 
-def test_unknown_scope_is_a_400_naming_it(client: FlaskClient, admin_headers: dict[str, str]) -> None:
+def test_unknown_scope_is_a_400_naming_it(
+    client: FlaskClient, admin_headers: dict[str, str]
+) -> None:
     response = client.post(
         "/api/v1/keys", headers=admin_headers, json={"name": "k", "scopes": ["runs:delete"]}
     )

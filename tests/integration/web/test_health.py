@@ -61,13 +61,9 @@ def test_optional_ollama_down_is_reported_but_not_failing(settings: Settings) ->
     assert ollama["error"]
 
 
-def test_ollama_is_required_when_not_listed_optional(
-    settings: Settings, fake_ollama: Any
-) -> None:
+def test_ollama_is_required_when_not_listed_optional(settings: Settings, fake_ollama: Any) -> None:
     fake_ollama.mode = "503"
-    response, _ = _get_health(
-        settings.replace(ollama_base_url=fake_ollama.url, health_optional=())
-    )
+    response, _ = _get_health(settings.replace(ollama_base_url=fake_ollama.url, health_optional=()))
     body = response.get_json()
     assert response.status_code == 503
     assert "ollama" in body["down"]

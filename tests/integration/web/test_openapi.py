@@ -53,8 +53,7 @@ def test_every_api_route_in_the_app_is_documented(app: Flask, client: FlaskClien
     documented = set(_spec(client)["paths"])
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/v1/") and rule.endpoint != "api-docs.openapi_json":
-            path = rule.rule.replace("<", "{").replace(">", "}")
-            path = "/".join(p.split(":")[-1] if p.startswith("{") else p for p in path.split("/"))
+            path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
             assert path in documented, rule.rule
 
 

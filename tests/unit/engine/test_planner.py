@@ -60,7 +60,10 @@ def test_canvas_shapes() -> None:
     assert single.task == "agent33.step.run" and single.immutable
     chained = build_canvas({"segments": [[item, {**item, "step_run_id": "2"}]]}, app)
     assert isinstance(chained, _chain) and len(chained.tasks) == 2
-    grouped = build_canvas({"segments": [[item], [{**item, "queue": "llm", "soft_time_limit": 5, "time_limit": 10}]]}, app)
+    grouped = build_canvas(
+        {"segments": [[item], [{**item, "queue": "llm", "soft_time_limit": 5, "time_limit": 10}]]},
+        app,
+    )
     assert isinstance(grouped, group)
     second = grouped.tasks[1]
     assert second.options["queue"] == "llm" and second.options["time_limit"] == 10
