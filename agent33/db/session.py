@@ -48,6 +48,13 @@ def dispose_after_fork() -> None:
         engine.dispose(close=False)
 
 
+def dispose_engine() -> None:
+    """Close this process's pooled connections (if any), e.g. before dropping a database."""
+    engine = _state.get("engine")
+    if isinstance(engine, Engine):
+        engine.dispose()
+
+
 def _factory() -> sessionmaker[Session]:
     if "factory" not in _state:
         get_engine()

@@ -74,7 +74,9 @@ def database_url(pg_server_url: str) -> Iterator[str]:
     rendered = url.render_as_string(hide_password=False)
     migrate.upgrade(rendered)
     yield rendered
-    db.get_engine().dispose()
+    from agent33.db.session import dispose_engine
+
+    dispose_engine()
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
