@@ -44,7 +44,6 @@ def _base_env(tmp_path: Path) -> dict[str, str]:
         API_PORT=str(free_port()),
         AGENT33_VAR_DIR=str(tmp_path / "var"),
         AGENT33_DEFINITIONS_DIR=str(ROOT / "definitions"),
-        PYTHONPATH=str(ROOT),
     )
     return env
 
