@@ -33,9 +33,20 @@ def configure_app(settings: Settings) -> Celery:
     from agent33 import db
 
     _settings["value"] = settings
+    _drop_broker_pools()
     app.conf.update(celeryconfig.build_config(settings))
     db.configure(settings)
     return app
+
+
+def _drop_broker_pools() -> None:
+    """Forget pooled connections/producers bound to the previous broker URL (Celery caches them)."""
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
 
 
 @signals.worker_init.connect
