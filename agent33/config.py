@@ -145,6 +145,18 @@ VARIABLES: tuple[Var, ...] = (
         "Deliveries of one step attempt before the reaper fails it.",
     ),
     Var(
+        "AGENT33_COMMAND_ALLOWLIST",
+        "command_allowlist",
+        "echo,true,false,date,uname,sleep",
+        "Executables `run_command` steps may start (names or absolute paths, comma list).",
+    ),
+    Var(
+        "AGENT33_HTTP_ALLOWLIST",
+        "http_allowlist",
+        "127.0.0.1,localhost",
+        "Hosts `http_request` steps may call (`example.com` also allows its subdomains).",
+    ),
+    Var(
         "AGENT33_VISIBILITY_TIMEOUT",
         "visibility_timeout",
         "3600",
@@ -182,6 +194,8 @@ class Settings:
     step_lease_seconds: int = 300
     max_deliveries: int = 3
     visibility_timeout: int = 3600
+    command_allowlist: tuple[str, ...] = ("echo", "true", "false", "date", "uname", "sleep")
+    http_allowlist: tuple[str, ...] = ("127.0.0.1", "localhost")
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -288,6 +302,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "health_timeout": _float,
     "health_optional": lambda n, v: tuple(s.strip() for s in v.split(",") if s.strip()),
     "step_lease_seconds": lambda n, v: _int(n, v, 5),
+    "command_allowlist": lambda n, v: tuple(s.strip() for s in v.split(",") if s.strip()),
+    "http_allowlist": lambda n, v: tuple(s.strip().lower() for s in v.split(",") if s.strip()),
     "max_deliveries": lambda n, v: _int(n, v, 1, 100),
     "visibility_timeout": lambda n, v: _int(n, v, 10),
 }

@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import structlog
+
 from agent33.engine import planner
 from agent33.engine.outbox import publish_pending
+
+log = structlog.get_logger(__name__)
 
 
 def _publish(payload: Mapping[str, Any]) -> None:
@@ -20,3 +24,19 @@ def flush_outbox(outbox_ids: Sequence[int]) -> int:
     if not outbox_ids:
         return 0
     return publish_pending(outbox_ids=list(outbox_ids), publisher=_publish)
+
+
+def revoke(task_ids: Sequence[str]) -> None:
+    """Terminate these tasks' executions; a broker outage is logged, never raised (the runner
+    drops deliveries of steps already cancelled, so a missed revoke only wastes work)."""
+    if not task_ids:
+        return
+    from tasks.app import app
+
+    try:
+        # Probe first: a revoke broadcast retries forever while the broker is down.
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=3)
+        app.control.revoke(list(task_ids), terminate=True, signal="SIGTERM")
+    except Exception as exc:  # noqa: BLE001 - any broker failure: the run is already cancelled
+        log.warning("revoke.failed", task_ids=list(task_ids), error=str(exc))

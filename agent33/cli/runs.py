@@ -1,4 +1,4 @@
-"""`agent33 run NAME` and `agent33 runs list|show`: through the HTTP API."""
+"""`agent33 run NAME` and `agent33 runs list|show|cancel|resume|approve`: through the HTTP API."""
 
 from __future__ import annotations
 
@@ -117,3 +117,44 @@ def runs_show(run_id: str, as_json: bool) -> None:
         click.echo(json.dumps(run["outputs"], indent=2))
     if run.get("error"):
         click.echo(f"error: {run['error']}")
+
+
+@runs_group.command("cancel")
+@click.argument("run_id")
+def runs_cancel(run_id: str) -> None:
+    """Cancel a run that has not finished (running steps are terminated)."""
+    result = ApiClient(resolve_settings()).post(f"/api/v1/runs/{run_id}/cancel")
+    click.echo(f"run {result['id']} {result['state']}")
+
+
+@runs_group.command("resume")
+@click.argument("run_id")
+@click.option("--wait/--no-wait", default=False, help="Follow step progress until the run ends.")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait with --wait.")
+def runs_resume(run_id: str, wait: bool, timeout: float) -> None:
+    """Resume a failed or cancelled run: only the steps that did not succeed run again."""
+    client = ApiClient(resolve_settings())
+    result = client.post(f"/api/v1/runs/{run_id}/resume")
+    if not wait:
+        click.echo(f"run {result['id']} resumed ({result['state']})")
+        return
+    run = follow(client, str(result["id"]), timeout=timeout)
+    click.echo(f"run {run['id']} {run['state']}")
+    if run["state"] != "succeeded":
+        error = run.get("error") or {}
+        fail(f"run {run['state']}: {error.get('message') or error}")
+
+
+@runs_group.command("approve")
+@click.argument("run_id")
+@click.argument("step_id")
+@click.option("--reject", is_flag=True, help="Reject instead: the waiting step fails.")
+@click.option("--comment", default=None, help="Recorded with the decision (max 2000 chars).")
+def runs_approve(run_id: str, step_id: str, reject: bool, comment: str | None) -> None:
+    """Approve (or --reject) a `wait` step of a run that awaits approval."""
+    body: dict[str, Any] = {"step_id": step_id, "approved": not reject}
+    if comment is not None:
+        body["comment"] = comment
+    result = ApiClient(resolve_settings()).post(f"/api/v1/runs/{run_id}/approve", json=body)
+    verdict = "rejected" if reject else "approved"
+    click.echo(f"step {step_id} of run {result['id']} {verdict}; run {result['state']}")

@@ -1,7 +1,8 @@
-"""`agent33 workflows list|show|validate`."""
+"""`agent33 workflows list|show|validate|push`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -27,6 +28,25 @@ def workflows_validate(paths: tuple[Path, ...]) -> None:
         workflow, _ = load_workflow_file(path)
         validate_workflow(workflow, str(path))
         click.echo(f"{path}: ok ({workflow.name} v{workflow.version}, {len(workflow.steps)} steps)")
+
+
+@workflows_group.command("push")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+def workflows_push(paths: tuple[Path, ...]) -> None:
+    """Store definition files on the server, all checked locally first so none is half-pushed."""
+    documents = []
+    for path in paths:
+        workflow, document = load_workflow_file(path)
+        validate_workflow(workflow, str(path))
+        documents.append((path, document))
+    client = ApiClient(resolve_settings())
+    for path, document in documents:
+        stored = client.post(
+            "/api/v1/workflows",
+            data=json.dumps(document, default=str),  # YAML dates become strings, as when synced
+            headers={"Content-Type": "application/json"},
+        )
+        click.echo(f"{path}: pushed ({stored['name']} v{stored['version']})")
 
 
 @workflows_group.command("list")

@@ -13,7 +13,9 @@ def run_context(run: Run) -> dict[str, Any]:
     return {
         "inputs": run.inputs,
         "steps": {
-            s.step_id: {"output": s.output, "state": s.state, "error": s.error} for s in run.steps
+            s.step_id: {"output": s.output, "state": s.state, "error": s.error}
+            for s in run.steps
+            if s.parent_id is None
         },
         "run": {"id": str(run.id), "workflow": run.workflow_name},
     }
@@ -23,7 +25,8 @@ def render_outputs(workflow: WorkflowDef, run: Run) -> dict[str, Any]:
     """The run's `outputs` mapping; with none declared, the last step's output."""
     context = run_context(run)
     if not workflow.outputs:
-        last = run.steps[-1] if run.steps else None
+        top = [s for s in run.steps if s.parent_id is None]
+        last = top[-1] if top else None
         return {"result": last.output if last else None}
     return {
         key: render(value, context, step_id="outputs") for key, value in workflow.outputs.items()

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from agent33.errors import ExpressionError
@@ -43,7 +43,10 @@ def _compiled_template(source: str) -> Any:
 def evaluate(expression: str, context: dict[str, Any], *, step_id: str = "") -> Any:
     """Evaluate one bare expression (as in `when:`)."""
     try:
-        return _compiled_expression(expression)(**context)
+        result = _compiled_expression(expression)(**context)
+        if isinstance(result, Undefined):
+            str(result)  # StrictUndefined raises UndefinedError naming the missing name
+        return result
     except (
         TemplateError,
         TypeError,

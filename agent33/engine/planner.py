@@ -20,46 +20,66 @@ Signatures carry only the step row id; steps read their inputs from the database
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any
 
-from celery import Celery, chain, group
+from celery import Celery, chain, chord, group
 from celery.canvas import Signature
 
 from agent33.db.models import StepRun
 from agent33.definitions.models import StepDef, WorkflowDef
 from agent33.engine.states import STEP_DONE_OK, StepState
-from agent33.wire import TaskName
+from agent33.wire import Queue, TaskName
 
 HARD_LIMIT_MARGIN = 5.0
 
 
-def _dependency_ok(dep: StepDef, state: StepState) -> bool:
-    return state in STEP_DONE_OK or (state is StepState.FAILED and dep.on_error == "continue")
+def ready_segments(
+    workflow: WorkflowDef,
+    states: Mapping[str, StepState],
+    satisfied: Set[str] | None = None,
+    dormant: Set[str] = frozenset(),
+) -> list[list[str]]:
+    """Linear segments starting at every ready step, in definition order.
 
-
-def ready_segments(workflow: WorkflowDef, states: Mapping[str, StepState]) -> list[list[str]]:
-    """Linear segments starting at every ready step, in definition order."""
+    `satisfied`: steps dependents may run after (default: succeeded or skipped); `dormant`:
+    fallback steps, which only run when triggered.
+    """
+    if satisfied is None:
+        satisfied = {k for k, v in states.items() if v in STEP_DONE_OK}
     children: dict[str, list[StepDef]] = {s.id: [] for s in workflow.steps}
     for step in workflow.steps:
         for dep in step.depends_on:
             children[dep].append(step)
     segments: list[list[str]] = []
     for step in workflow.steps:
-        if states[step.id] is not StepState.PENDING:
+        if states[step.id] is not StepState.PENDING or step.id in dormant:
             continue
-        if not all(_dependency_ok(workflow.step(d), states[d]) for d in step.depends_on):
+        if not all(d in satisfied for d in step.depends_on):
             continue
         segment = [step.id]
         current = step
         while len(children[current.id]) == 1:
             nxt = children[current.id][0]
-            if nxt.depends_on != (current.id,) or states[nxt.id] is not StepState.PENDING:
+            if (
+                nxt.depends_on != (current.id,)
+                or states[nxt.id] is not StepState.PENDING
+                or nxt.id in dormant
+                or _breaks_segment(current)
+                or _breaks_segment(nxt)
+            ):
                 break
             segment.append(nxt.id)
             current = nxt
         segments.append(segment)
     return segments
+
+
+def _breaks_segment(step: StepDef) -> bool:
+    """Steps whose end decides what runs next (branching, fan-out, waits) end a chain."""
+    return step.action in ("conditional", "parallel_group", "wait", "sub_workflow") or (
+        step.on_error != "fail"
+    )
 
 
 def entry(step: StepRun, definition: StepDef) -> dict[str, Any]:
@@ -94,6 +114,15 @@ def build_canvas(payload: Mapping[str, Any], app: Celery) -> Signature:
     for segment in payload["segments"]:
         signatures = [_signature(app, item) for item in segment]
         parts.append(signatures[0] if len(signatures) == 1 else chain(*signatures))
+    body = payload.get("chord_body")
+    if body:
+        finalize = app.signature(
+            TaskName.RUN_FINALIZE.value,
+            kwargs={"step_run_id": body},
+            immutable=True,
+            queue=Queue.STEPS.value,
+        )
+        return chord(parts, finalize)
     return parts[0] if len(parts) == 1 else group(*parts)
 
 

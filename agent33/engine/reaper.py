@@ -18,7 +18,7 @@ from agent33.db import session_scope
 from agent33.db.base import utcnow
 from agent33.db.models import StepRun
 from agent33.engine import planner, store
-from agent33.engine.runner import _after_terminal, _workflow
+from agent33.engine.progress import after_terminal, step_definition, workflow_of
 from agent33.engine.states import RUN_TERMINAL, StepState
 
 
@@ -75,8 +75,8 @@ def _reap_running(
             or step.lease_expires_at >= now
         ):
             return
-        workflow = _workflow(session, run)
-        definition = workflow.step(step.step_id)
+        workflow = workflow_of(session, run)
+        definition = step_definition(workflow, run, step)
         if step.deliveries >= settings.max_deliveries + definition.retries.max:
             step.error = {
                 "type": "WorkerLost",
@@ -87,7 +87,9 @@ def _reap_running(
             store.set_step_state(
                 session=session, step=step, target=StepState.FAILED, message=step.error["message"]
             )
-            result.outbox_ids.extend(_after_terminal(session, run, workflow))
+            result.outbox_ids.extend(
+                after_terminal(session=session, run=run, workflow=workflow, step=step)
+            )
             result.failed += 1
             return
         store.set_step_state(
@@ -109,7 +111,7 @@ def _republish_queued(
         step = session.get(StepRun, candidate.id, populate_existing=True)
         if step is None or step.state != StepState.QUEUED or run.state in RUN_TERMINAL:
             return
-        if not store.deps_done(step, run):
+        if not store.deps_done(step, run, workflow_of(session, run)):
             return
         finished = [
             s.finished_at for s in run.steps if s.step_id in step.depends_on and s.finished_at
@@ -117,7 +119,7 @@ def _republish_queued(
         last_ready = max([*finished, step.queued_at or now])
         if (now - last_ready).total_seconds() < settings.step_lease_seconds:
             return
-        workflow = _workflow(session, run)
+        workflow = workflow_of(session, run)
         store.add_event(
             session=session,
             run_id=run.id,
@@ -126,6 +128,6 @@ def _republish_queued(
             message="queued too long with its dependencies done; message presumed lost",
         )
         step.queued_at = now
-        payload = {"segments": [[planner.entry(step, workflow.step(step.step_id))]]}
+        payload = {"segments": [[planner.entry(step, step_definition(workflow, run, step))]]}
         result.outbox_ids.append(store.enqueue(session=session, run_id=run.id, payload=payload))
         result.redelivered += 1

@@ -9,11 +9,13 @@ duplicate delivery finds the step already claimed or finished and exits quietly.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
-import traceback
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,17 +28,20 @@ from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.base import utcnow
 from agent33.db.models import Run, StepRun
-from agent33.definitions.models import StepDef, WorkflowDef
-from agent33.definitions.registry import definition_of, get_workflow
-from agent33.engine import store
+from agent33.definitions.models import StepDef
+from agent33.engine import children, planner, store
 from agent33.engine.actions import ActionContext, get_action
 from agent33.engine.context import run_context
+from agent33.engine.errors import error_dict
 from agent33.engine.expressions import evaluate, render
+from agent33.engine.outcomes import AwaitApproval, Defer, FanOut, StartSubRun
+from agent33.engine.progress import after_terminal, step_definition, workflow_of
 from agent33.engine.states import RUN_TERMINAL, STEP_TERMINAL, RunState, StepState
 from agent33.errors import Agent33Error
 
 log = structlog.get_logger(__name__)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+RAW_PARAMS = {"parallel_group": ("step", "branches")}
 
 
 @dataclass
@@ -56,12 +61,9 @@ class Claim:
     params: dict[str, Any]
     inputs: dict[str, Any]
     action: str
-
-
-def _workflow(session: Session, run: Run) -> WorkflowDef:
-    return definition_of(
-        get_workflow(session=session, name=run.workflow_name, version=run.workflow_version)
-    )
+    timeout: float | None
+    context: dict[str, Any]
+    previous_output: Any
 
 
 def _owner_alive(worker: str | None) -> bool:
@@ -75,10 +77,12 @@ def _owner_alive(worker: str | None) -> bool:
 
 
 def _load(session: Session, step_run_id: uuid.UUID) -> tuple[StepRun, Run] | None:
-    step = session.scalar(select(StepRun).where(StepRun.id == step_run_id))
-    if step is None:
+    run_id = session.scalar(select(StepRun.run_id).where(StepRun.id == step_run_id))
+    if run_id is None:
         return None
-    return step, store.lock_run(session=session, run_id=step.run_id)
+    run = store.lock_run(session=session, run_id=run_id)
+    step = next(s for s in run.steps if s.id == step_run_id)
+    return step, run
 
 
 def claim(step_run_id: uuid.UUID, settings: Settings, task_id: str | None) -> Claim | Outcome:
@@ -97,38 +101,43 @@ def claim(step_run_id: uuid.UUID, settings: Settings, task_id: str | None) -> Cl
                 message=f"run is {run.state}",
             )
             return Outcome("cancelled")
+        if step.waiting_for:
+            return Outcome(f"waiting:{step.waiting_for}")
         if step.state == StepState.PENDING:
             return Outcome("not-queued")
         if step.state == StepState.RUNNING and _owner_alive(step.worker):
             lease = step.lease_expires_at
             if lease is not None and lease > utcnow():
                 return Outcome("duplicate:running")
-        workflow = _workflow(session, run)
-        definition = workflow.step(step.step_id)
-        if not store.deps_done(step, run) and not _tolerated(workflow, run, step):
+        workflow = workflow_of(session, run)
+        if not store.deps_done(step, run, workflow):
+            store.set_step_state(
+                session=session,
+                step=step,
+                target=StepState.PENDING,
+                message="dependencies not done yet; back to pending",
+            )
             return Outcome("waiting-for-dependencies")
+        definition = step_definition(workflow, run, step)
         step.deliveries += 1
         if step.deliveries > settings.max_deliveries + definition.retries.max:
-            step.error = {
-                "type": "WorkerLost",
-                "message": (
-                    f"step delivered {step.deliveries - 1} times without finishing (worker lost)"
-                ),
-            }
+            message = f"step delivered {step.deliveries - 1} times without finishing (worker lost)"
+            step.error = {"type": "WorkerLost", "message": message}
             store.set_step_state(
-                session=session, step=step, target=StepState.FAILED, message=step.error["message"]
+                session=session, step=step, target=StepState.FAILED, message=message
             )
-            return Outcome("failed", _after_terminal(session, run, workflow))
+            return Outcome(
+                "failed", after_terminal(session=session, run=run, workflow=workflow, step=step)
+            )
         return _start(session, settings, run, step, definition, task_id)
 
 
-def _tolerated(workflow: WorkflowDef, run: Run, step: StepRun) -> bool:
-    states = {s.step_id: s.state for s in run.steps}
-    return all(
-        states[d] in (StepState.SUCCEEDED, StepState.SKIPPED)
-        or (states[d] == StepState.FAILED and workflow.step(d).on_error == "continue")
-        for d in step.depends_on
-    )
+def _context(run: Run, step: StepRun) -> dict[str, Any]:
+    context = run_context(run)
+    if step.parent_id is not None:
+        item, key = children.item_of(step)
+        context.update(item=item, key=key, index=(step.inputs or {}).get("index"))
+    return context
 
 
 def _start(
@@ -139,14 +148,15 @@ def _start(
     definition: StepDef,
     task_id: str | None,
 ) -> Claim | Outcome:
-    context = run_context(run)
+    context = _context(run, step)
     if run.state == RunState.PENDING:
         store.set_run_state(session=session, run=run, target=RunState.RUNNING)
     step.attempt += 1
     step.worker = WORKER_ID
     step.task_id = task_id
-    lease = (definition.timeout or 0) + settings.step_lease_seconds
-    step.lease_expires_at = store.lease_deadline(lease)
+    step.lease_expires_at = store.lease_deadline(
+        (definition.timeout or 0) + settings.step_lease_seconds
+    )
     store.set_step_state(
         session=session,
         step=step,
@@ -161,17 +171,47 @@ def _start(
                 target=StepState.SKIPPED,
                 message=f"when: {definition.when!r} is false",
             )
-            return Outcome("skipped", _after_terminal(session, run, _workflow(session, run)))
-        params = render(definition.params, context, step_id=step.step_id)
+            workflow = workflow_of(session, run)
+            return Outcome(
+                "skipped", after_terminal(session=session, run=run, workflow=workflow, step=step)
+            )
+        raw = RAW_PARAMS.get(definition.action, ())
+        params = {
+            k: (v if k in raw else render(v, context, step_id=step.step_id))
+            for k, v in definition.params.items()
+        }
     except Agent33Error as exc:
-        _record_failure(session, run, step, exc)
-        return Outcome("failed", _after_terminal(session, run, _workflow(session, run)))
-    step.inputs = params
-    return Claim(step.id, run.id, step.step_id, step.attempt, params, dict(run.inputs), step.action)
+        step.error = error_dict(exc)
+        store.set_step_state(
+            session=session, step=step, target=StepState.FAILED, message=exc.message
+        )
+        workflow = workflow_of(session, run)
+        return Outcome(
+            "failed", after_terminal(session=session, run=run, workflow=workflow, step=step)
+        )
+    if step.parent_id is not None:
+        step.inputs = {**(step.inputs or {}), "with": params}
+    else:
+        step.inputs = params
+    return Claim(
+        step.id,
+        run.id,
+        step.step_id,
+        step.attempt,
+        params,
+        dict(run.inputs),
+        definition.action,
+        definition.timeout,
+        context,
+        step.output,
+    )
 
 
-def execute(claimed: Claim) -> tuple[bool, Any]:
-    """Run the action; (True, output) or (False, error dict). Never raises for action errors."""
+_timeout_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="agent33-step")
+
+
+def execute(claimed: Claim, settings: Settings) -> tuple[bool, Any]:
+    """Run the action (bounded by the step timeout); (True, output) or (False, error dict)."""
     try:
         action = get_action(claimed.action)
         context = ActionContext(
@@ -180,29 +220,42 @@ def execute(claimed: Claim) -> tuple[bool, Any]:
             attempt=claimed.attempt,
             params=claimed.params,
             inputs=claimed.inputs,
+            settings=settings,
+            context=claimed.context,
+            previous_output=claimed.previous_output,
         )
-        return True, action(context)
+        if claimed.timeout is None:
+            return _checked(action(context))
+        future = _timeout_pool.submit(action, context)
+        try:
+            return _checked(future.result(timeout=claimed.timeout))
+        except FutureTimeout:
+            future.cancel()
+            return False, {
+                "type": "StepTimeout",
+                "retryable": True,
+                "message": f"step timed out after {claimed.timeout:g}s",
+            }
     except Exception as exc:  # noqa: BLE001 - every action failure is recorded on the step
-        return False, _error_dict(exc)
+        return False, error_dict(exc)
 
 
-def _error_dict(exc: BaseException) -> dict[str, Any]:
-    error: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
-    if isinstance(exc, Agent33Error):
-        error["code"] = exc.code
-    else:
-        error["traceback"] = "".join(traceback.format_exception(exc))[-4000:]
-    return error
+def _checked(output: Any) -> tuple[bool, Any]:
+    """Outputs are stored as JSON: refuse anything else here, with a message, not at commit."""
+    if isinstance(output, AwaitApproval | Defer | FanOut | StartSubRun):
+        return True, output
+    try:
+        json.dumps(output, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return False, {
+            "type": "InvalidOutput",
+            "retryable": False,
+            "message": f"step output is not JSON-serialisable: {exc}",
+        }
+    return True, output
 
 
-def _record_failure(session: Session, run: Run, step: StepRun, exc: BaseException) -> None:
-    step.error = _error_dict(exc)
-    store.set_step_state(
-        session=session, step=step, target=StepState.FAILED, message=step.error["message"]
-    )
-
-
-def record(claimed: Claim, ok: bool, result: Any) -> Outcome:
+def record(claimed: Claim, ok: bool, result: Any, settings: Settings) -> Outcome:
     """Commit the outcome of an attempt; retries are scheduled through the outbox with a delay."""
     with session_scope() as session:
         loaded = _load(session, claimed.step_run_id)
@@ -211,56 +264,136 @@ def record(claimed: Claim, ok: bool, result: Any) -> Outcome:
         step, run = loaded
         if step.state != StepState.RUNNING or step.attempt != claimed.attempt:
             return Outcome(f"stale:{step.state}")
-        workflow = _workflow(session, run)
+        workflow = workflow_of(session, run)
+        definition = step_definition(workflow, run, step)
+        if ok and isinstance(result, AwaitApproval | Defer | FanOut | StartSubRun):
+            return _special(session, settings, run, step, definition, result)
         if ok:
             step.output = result
             step.error = None
             store.set_step_state(session=session, step=step, target=StepState.SUCCEEDED)
-            return Outcome("succeeded", _after_terminal(session, run, workflow))
-        definition = workflow.step(step.step_id)
+            return Outcome(
+                "succeeded", after_terminal(session=session, run=run, workflow=workflow, step=step)
+            )
         step.error = result
-        if step.attempt <= definition.retries.max:
-            return _schedule_retry(session, run, step, definition)
+        if step.attempt <= definition.retries.max and result.get("retryable", True):
+            return _schedule_retry(session, settings, run, step, definition)
         store.set_step_state(
             session=session, step=step, target=StepState.FAILED, message=result["message"]
         )
-        return Outcome("failed", _after_terminal(session, run, workflow))
+        return Outcome(
+            "failed", after_terminal(session=session, run=run, workflow=workflow, step=step)
+        )
 
 
-def _schedule_retry(session: Session, run: Run, step: StepRun, definition: StepDef) -> Outcome:
+def _special(
+    session: Session,
+    settings: Settings,
+    run: Run,
+    step: StepRun,
+    definition: StepDef,
+    request: AwaitApproval | Defer | FanOut | StartSubRun,
+) -> Outcome:
+    step.lease_expires_at = None
+    if isinstance(request, AwaitApproval):
+        step.waiting_for = "approval"
+        step.output = {"awaiting_approval": True, "prompt": request.prompt}
+        store.add_event(
+            session=session,
+            run_id=run.id,
+            step_id=step.step_id,
+            kind="step.waiting",
+            message=f"awaiting approval: {request.prompt}",
+        )
+        if run.state == RunState.RUNNING:
+            store.set_run_state(
+                session=session,
+                run=run,
+                target=RunState.WAITING,
+                message=f"step {step.step_id!r} awaits approval",
+            )
+        return Outcome("waiting")
+    if isinstance(request, Defer):
+        step.output = {"wait_until": request.until.isoformat()}
+        step.attempt -= 1
+        step.deliveries = 0
+        store.set_step_state(
+            session=session,
+            step=step,
+            target=StepState.QUEUED,
+            message=f"waiting until {request.until.isoformat()}",
+        )
+        delay = max(0.0, (request.until - utcnow()).total_seconds())
+        payload = {
+            "segments": [[planner.entry(step, definition)]],
+            "countdown": min(delay, settings.visibility_timeout / 2),
+        }
+        return Outcome("deferred", [store.enqueue(session=session, run_id=run.id, payload=payload)])
+    if isinstance(request, FanOut):
+        outbox = children.spawn(
+            session=session, run=run, parent=step, parent_def=definition, fan_out=request
+        )
+        workflow = workflow_of(session, run)
+        if children.close_parent_if_done(session=session, run=run, parent=step, workflow=workflow):
+            return Outcome(
+                "succeeded", after_terminal(session=session, run=run, workflow=workflow, step=step)
+            )
+        return Outcome("fanned-out", outbox)
+    return _start_sub_run(session, run, step, request)
+
+
+def _start_sub_run(session: Session, run: Run, step: StepRun, request: StartSubRun) -> Outcome:
+    try:
+        with session.begin_nested():
+            child, outbox, _ = store.create_run(
+                session=session,
+                workflow_name=request.workflow,
+                inputs=request.inputs,
+                version=request.version,
+                created_by=f"run:{run.id}",
+                parent_step_run_id=step.id,
+            )
+    except Agent33Error as exc:
+        step.error = error_dict(exc)
+        store.set_step_state(
+            session=session,
+            step=step,
+            target=StepState.FAILED,
+            message=f"sub_workflow: {exc.message}",
+        )
+        workflow = workflow_of(session, run)
+        return Outcome(
+            "failed", after_terminal(session=session, run=run, workflow=workflow, step=step)
+        )
+    step.waiting_for = "sub_run"
+    step.output = {"run_id": str(child.id)}
+    store.add_event(
+        session=session,
+        run_id=run.id,
+        step_id=step.step_id,
+        kind="step.waiting",
+        message=f"sub-run {child.id} of {request.workflow}",
+        data={"run_id": str(child.id)},
+    )
+    return Outcome("sub-run", outbox)
+
+
+def _schedule_retry(
+    session: Session, settings: Settings, run: Run, step: StepRun, definition: StepDef
+) -> Outcome:
     policy = definition.retries
-    delay = min(policy.max_delay, policy.backoff ** (step.attempt - 1))
-    delay = delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not cryptography
+    ceiling = min(policy.max_delay, settings.visibility_timeout / 2)
+    delay = min(ceiling, policy.backoff ** (step.attempt - 1)) * random.uniform(0.8, 1.2)  # noqa: S311
     store.set_step_state(
         session=session,
         step=step,
         target=StepState.RETRYING,
-        message=f"retry {step.attempt}/{policy.max} in {delay:.1f}s",
+        message=f"retry {step.attempt}/{policy.max} in {delay:.1f}s: {step.error}",
         data={"delay": delay},
     )
     store.set_step_state(session=session, step=step, target=StepState.QUEUED)
-    from agent33.engine import planner
-
     payload = {"segments": [[planner.entry(step, definition)]], "countdown": delay}
     return Outcome("retrying", [store.enqueue(session=session, run_id=run.id, payload=payload)])
-
-
-def _after_terminal(session: Session, run: Run, workflow: WorkflowDef) -> list[int]:
-    """After a step ends: fail fast, or queue what became ready, then maybe close the run."""
-    failed = [
-        s
-        for s in run.steps
-        if s.state == StepState.FAILED and workflow.step(s.step_id).on_error != "continue"
-    ]
-    if failed:
-        store.cancel_unfinished(
-            session=session, run=run, reason=f"step {failed[0].step_id!r} failed"
-        )
-        store.finish_if_done(session=session, run=run, workflow=workflow)
-        return []
-    outbox_ids = store.dispatch_ready(session=session, run=run, workflow=workflow)
-    store.finish_if_done(session=session, run=run, workflow=workflow)
-    return outbox_ids
 
 
 def run_step(step_run_id: str, settings: Settings, task_id: str | None = None) -> Outcome:
@@ -272,12 +405,26 @@ def run_step(step_run_id: str, settings: Settings, task_id: str | None = None) -
     claimed = claim(ident, settings, task_id)
     if isinstance(claimed, Outcome):
         return claimed
-    log.info(
-        "step.started", run_id=str(claimed.run_id), step_id=claimed.step_id, attempt=claimed.attempt
-    )
-    ok, result = execute(claimed)
-    outcome = record(claimed, ok, result)
-    log.info(
+    ok, result = execute(claimed, settings)
+    outcome = record(claimed, ok, result, settings)
+    log.debug(
         "step.finished", run_id=str(claimed.run_id), step_id=claimed.step_id, status=outcome.status
     )
     return outcome
+
+
+def finalize_parent(step_run_id: str) -> Outcome:
+    """The chord body: close a `parallel_group` whose children all ended (idempotent)."""
+    with session_scope() as session:
+        loaded = _load(session, uuid.UUID(step_run_id))
+        if loaded is None:
+            return Outcome("missing")
+        parent, run = loaded
+        workflow = workflow_of(session, run)
+        if not children.close_parent_if_done(
+            session=session, run=run, parent=parent, workflow=workflow
+        ):
+            return Outcome(f"not-ready:{parent.state}")
+        return Outcome(
+            "joined", after_terminal(session=session, run=run, workflow=workflow, step=parent)
+        )

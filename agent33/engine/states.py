@@ -41,13 +41,19 @@ RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.WAITING: frozenset({RunState.RUNNING, RunState.FAILED, RunState.CANCELLED}),
     RunState.SUCCEEDED: frozenset(),
     RunState.FAILED: frozenset({RunState.RUNNING}),  # resume
-    RunState.CANCELLED: frozenset(),
+    RunState.CANCELLED: frozenset({RunState.RUNNING}),  # resume
 }
 
 STEP_TRANSITIONS: dict[StepState, frozenset[StepState]] = {
     StepState.PENDING: frozenset({StepState.QUEUED, StepState.SKIPPED, StepState.CANCELLED}),
     StepState.QUEUED: frozenset(
-        {StepState.RUNNING, StepState.SKIPPED, StepState.CANCELLED, StepState.FAILED}
+        {
+            StepState.RUNNING,
+            StepState.SKIPPED,
+            StepState.CANCELLED,
+            StepState.FAILED,
+            StepState.PENDING,  # delivered before its dependencies finished
+        }
     ),
     StepState.RUNNING: frozenset(
         {

@@ -130,6 +130,7 @@ def create_run(
     version: int | None = None,
     idempotency_key: str | None = None,
     created_by: str | None = None,
+    parent_step_run_id: uuid.UUID | None = None,
 ) -> tuple[Run, list[int], bool]:
     """Insert the run, all its steps (pending) and the outbox row for the first ready segment."""
     if idempotency_key:
@@ -147,6 +148,7 @@ def create_run(
         inputs=inputs,
         idempotency_key=idempotency_key,
         created_by=created_by,
+        parent_step_run_id=parent_step_run_id,
     )
     for position, step in enumerate(workflow.steps):
         run.steps.append(
@@ -180,10 +182,32 @@ def create_run(
     return run, outbox_ids, True
 
 
+def fallback_targets(workflow: WorkflowDef) -> set[str]:
+    """Steps named by another step's `on_error`: dormant until that step fails."""
+    return {s.on_error for s in workflow.steps if s.on_error not in ("fail", "continue")}
+
+
+def satisfied(run: Run, workflow: WorkflowDef) -> set[str]:
+    """Top-level steps their dependents may proceed after."""
+    states = {s.step_id: s.state for s in run.steps if s.parent_id is None}
+    ok = {sid for sid, st in states.items() if st in STEP_DONE_OK}
+    for step in workflow.steps:
+        if states.get(step.id) != StepState.FAILED:
+            continue
+        if step.on_error == "continue" or states.get(step.on_error) == StepState.SUCCEEDED:
+            ok.add(step.id)
+    return ok
+
+
 def dispatch_ready(*, session: Session, run: Run, workflow: WorkflowDef) -> list[int]:
     """Queue every pending step whose dependencies are done, as chains of linear segments."""
-    steps = {s.step_id: s for s in run.steps}
-    segments = planner.ready_segments(workflow, {k: StepState(v.state) for k, v in steps.items()})
+    steps = {s.step_id: s for s in run.steps if s.parent_id is None}
+    segments = planner.ready_segments(
+        workflow,
+        {k: StepState(v.state) for k, v in steps.items()},
+        satisfied(run, workflow),
+        fallback_targets(workflow),
+    )
     if not segments:
         return []
     payload_segments = []
@@ -211,47 +235,11 @@ def lock_run(*, session: Session, run_id: uuid.UUID) -> Run:
     return run
 
 
-def cancel_unfinished(*, session: Session, run: Run, reason: str) -> None:
-    for step in run.steps:
-        if step.state not in STEP_TERMINAL:
-            set_step_state(session=session, step=step, target=StepState.CANCELLED, message=reason)
-
-
-def finish_if_done(*, session: Session, run: Run, workflow: WorkflowDef) -> bool:
-    """Close the run when every step is terminal: outputs on success, the failing step otherwise."""
-    if run.state in RUN_TERMINAL or any(s.state not in STEP_TERMINAL for s in run.steps):
-        return False
-    failed = [
-        s
-        for s in run.steps
-        if s.state == StepState.FAILED and workflow.step(s.step_id).on_error != "continue"
-    ]
-    if failed:
-        run.error = {"step": failed[0].step_id, **(failed[0].error or {})}
-        set_run_state(
-            session=session,
-            run=run,
-            target=RunState.FAILED,
-            message=f"step {failed[0].step_id!r} failed",
-        )
+def deps_done(step: StepRun, run: Run, workflow: WorkflowDef) -> bool:
+    if step.parent_id is not None:
         return True
-    from agent33.engine.context import render_outputs
-
-    try:
-        run.outputs = render_outputs(workflow, run)
-    except Exception as exc:  # noqa: BLE001 - an output expression error fails the run, named
-        run.error = {"step": None, "type": type(exc).__name__, "message": str(exc)}
-        set_run_state(session=session, run=run, target=RunState.FAILED, message=str(exc))
-        return True
-    if run.state == RunState.PENDING:
-        set_run_state(session=session, run=run, target=RunState.RUNNING)
-    set_run_state(session=session, run=run, target=RunState.SUCCEEDED)
-    return True
-
-
-def deps_done(step: StepRun, run: Run) -> bool:
-    states = {s.step_id: s.state for s in run.steps}
-    return all(states.get(d) in STEP_DONE_OK for d in step.depends_on)
+    ok = satisfied(run, workflow)
+    return all(d in ok for d in step.depends_on)
 
 
 def lease_deadline(seconds: float) -> dt.datetime:

@@ -1,36 +1,117 @@
-"""Engine-level checks of a workflow on top of schema and graph: actions, queues, expressions."""
+"""Engine-level checks of a workflow on top of schema and graph: actions, queues, expressions,
+fallbacks, conditional branches and parallel groups."""
 
 from __future__ import annotations
 
-from agent33.definitions.models import WorkflowDef
+from typing import Any
+
+from agent33.definitions.models import StepDef, WorkflowDef
 from agent33.engine.actions import known_actions
 from agent33.engine.expressions import check_syntax
 from agent33.errors import DefinitionError
 from agent33.wire import Queue, is_known_queue
 
+Problems = dict[str, list[str]]
+
+
+def _add(problems: Problems, step: StepDef, field: str, message: str) -> None:
+    problems.setdefault(f"steps.{step.id}.{field}", []).append(message)
+
+
+def _check_step(
+    step: StepDef, workflow: WorkflowDef, actions: list[str], problems: Problems
+) -> None:
+    ids = {s.id for s in workflow.steps}
+    if step.action not in actions:
+        _add(
+            problems,
+            step,
+            "action",
+            f"unknown action {step.action!r} (known: {', '.join(actions)})",
+        )
+    if step.queue is not None and not is_known_queue(step.queue):
+        known = ", ".join(q.value for q in Queue)
+        _add(problems, step, "queue", f"unknown queue {step.queue!r} (known: {known})")
+    if step.on_error not in ("fail", "continue"):
+        if step.on_error not in ids:
+            _add(
+                problems,
+                step,
+                "on_error",
+                "must be 'fail', 'continue' or the id of a fallback step",
+            )
+        elif step.on_error == step.id:
+            _add(problems, step, "on_error", "a step cannot be its own fallback")
+    syntax = check_syntax(step.params) + check_syntax(
+        "{{ " + step.when + " }}" if step.when else ""
+    )
+    if syntax:
+        problems.setdefault(f"steps.{step.id}.with", []).extend(syntax)
+    if step.action == "conditional":
+        _check_conditional(step, workflow, problems)
+    if step.action == "parallel_group":
+        _check_parallel(step, actions, problems)
+
+
+def _check_conditional(step: StepDef, workflow: WorkflowDef, problems: Problems) -> None:
+    dependents = {s.id for s in workflow.steps if step.id in s.depends_on}
+    branches = step.params.get("branches")
+    if not isinstance(branches, list) or not branches:
+        _add(problems, step, "with.branches", "a non-empty list of {when, next} is required")
+        return
+    named: list[Any] = list(step.params.get("default", []))
+    for index, branch in enumerate(branches):
+        if not isinstance(branch, dict) or "when" not in branch:
+            _add(
+                problems, step, f"with.branches.{index}", "needs `when` (an expression) and `next`"
+            )
+            continue
+        problems_in_when = check_syntax("{{ " + str(branch["when"]) + " }}")
+        if problems_in_when:
+            _add(problems, step, f"with.branches.{index}.when", "; ".join(problems_in_when))
+        named.extend(branch.get("next", []))
+    for target in named:
+        if target not in dependents:
+            _add(
+                problems,
+                step,
+                "with.branches",
+                f"{target!r} must be a step that depends on {step.id!r}",
+            )
+
+
+def _check_parallel(step: StepDef, actions: list[str], problems: Problems) -> None:
+    params = step.params
+    if ("items" in params) == ("branches" in params):
+        _add(problems, step, "with", "give exactly one of `items` (with `step`) or `branches`")
+        return
+    specs = (
+        [params.get("step")] if "items" in params else list((params.get("branches") or {}).values())
+    )
+    for spec in specs:
+        if not isinstance(spec, dict) or spec.get("action") not in actions:
+            action = spec.get("action") if isinstance(spec, dict) else None
+            _add(problems, step, "with", f"child step needs a known `action`, got {action!r}")
+        elif spec.get("action") == "parallel_group":
+            _add(problems, step, "with", "parallel groups cannot be nested")
+
 
 def validate_workflow(workflow: WorkflowDef, origin: str = "<api>") -> None:
     """Raise DefinitionError naming origin, step and field for the first problems found."""
-    problems: dict[str, list[str]] = {}
+    problems: Problems = {}
     actions = known_actions()
     for step in workflow.steps:
-        if step.action not in actions:
-            problems.setdefault(f"steps.{step.id}.action", []).append(
-                f"unknown action {step.action!r} (known: {', '.join(actions)})"
-            )
-        if step.queue is not None and not is_known_queue(step.queue):
-            problems.setdefault(f"steps.{step.id}.queue", []).append(
-                f"unknown queue {step.queue!r} (known: {', '.join(q.value for q in Queue)})"
-            )
-        if step.on_error not in ("fail", "continue"):
-            problems.setdefault(f"steps.{step.id}.on_error", []).append(
-                "must be 'fail' or 'continue'"
-            )
-        syntax = check_syntax(step.params) + check_syntax(
-            "{{ " + step.when + " }}" if step.when else ""
-        )
-        if syntax:
-            problems.setdefault(f"steps.{step.id}.with", []).extend(syntax)
+        _check_step(step, workflow, actions, problems)
+    fallbacks = {s.on_error for s in workflow.steps if s.on_error not in ("fail", "continue")}
+    for step in workflow.steps:
+        for dep in step.depends_on:
+            if dep in fallbacks:
+                _add(
+                    problems,
+                    step,
+                    "depends_on",
+                    f"{dep!r} is a fallback step; depend on the step it replaces",
+                )
     for key, value in workflow.outputs.items():
         syntax = check_syntax(value)
         if syntax:

@@ -7,6 +7,7 @@ serialisation, routing, acks and the broker are all real. Subprocess workers liv
 from __future__ import annotations
 
 from collections.abc import Iterator
+import uuid
 from typing import Any
 
 import pytest
@@ -22,6 +23,10 @@ def celery_app(settings: Settings) -> Celery:
     from tasks.app import configure_app
 
     app = configure_app(settings)
+    # A key prefix of its own: concurrent test sessions on one Redis never take each other's tasks.
+    options = dict(app.conf.broker_transport_options)
+    options["global_keyprefix"] = f"agent33-test-{uuid.uuid4().hex[:8]}:"
+    app.conf.broker_transport_options = options
     app.loader.import_default_modules()
     return app
 

@@ -1,7 +1,8 @@
-"""`/api/v1/runs`: page through runs and read one run with its steps and event log."""
+"""`/api/v1/runs`: page through runs, read one with its steps and events, and control it."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -9,11 +10,17 @@ import marshmallow as ma
 from flask.views import MethodView
 
 from agent33.db import session_scope
+from agent33.engine.control import ControlResult, approve_step, cancel_run, resume_run
 from agent33.engine.service import get_run, list_events, list_runs
 from agent33.engine.states import RunState
 from agent33.security import scopes as sc
-from web.auth import require_scopes
+from tasks.dispatch import flush_outbox, revoke
+from web.auth import current_principal, require_scopes
 from web.extensions import Blueprint
+
+log = logging.getLogger(__name__)
+
+COMMENT_MAX = 2000
 
 blp = Blueprint("runs", __name__, url_prefix="/api/v1/runs", description="Workflow runs")
 
@@ -77,6 +84,19 @@ class RunPageSchema(ma.Schema):
     offset = ma.fields.Integer()
 
 
+class RunControlledSchema(ma.Schema):
+    id = ma.fields.UUID()
+    state = ma.fields.String(metadata={"description": "The run's state after the action"})
+
+
+class ApprovalSchema(ma.Schema):
+    step_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    approved = ma.fields.Boolean(load_default=True, metadata={"description": "false rejects"})
+    comment = ma.fields.String(
+        load_default=None, allow_none=True, validate=ma.validate.Length(max=COMMENT_MAX)
+    )
+
+
 RUN_ATTRIBUTES = (
     "id",
     "workflow_name",
@@ -132,3 +152,66 @@ class RunById(MethodView):
             "steps": run.steps,
             "events": events,
         }
+
+
+@blp.route("/<uuid:run_id>/cancel")
+class RunCancel(MethodView):
+    @require_scopes(sc.RUNS_WRITE)
+    @blp.response(200, RunControlledSchema)
+    def post(self, run_id: uuid.UUID) -> dict[str, Any]:
+        """Cancel a run
+
+        Unfinished steps become `cancelled` and running ones are terminated; 409 when the run
+        already finished.
+        """
+        with session_scope() as session:
+            result = cancel_run(session=session, run_id=run_id, by=current_principal().subject)
+        return _after_commit(run_id, result)
+
+
+@blp.route("/<uuid:run_id>/resume")
+class RunResume(MethodView):
+    @require_scopes(sc.RUNS_WRITE)
+    @blp.response(202, RunControlledSchema)
+    def post(self, run_id: uuid.UUID) -> dict[str, Any]:
+        """Resume a run
+
+        Re-plans a failed or cancelled run from its checkpoints: steps that succeeded keep
+        their outputs, the rest run again; 409 for any other state.
+        """
+        with session_scope() as session:
+            result = resume_run(session=session, run_id=run_id, by=current_principal().subject)
+        return _after_commit(run_id, result)
+
+
+@blp.route("/<uuid:run_id>/approve")
+class RunApprove(MethodView):
+    @require_scopes(sc.RUNS_WRITE)
+    @blp.arguments(ApprovalSchema)
+    @blp.response(200, RunControlledSchema)
+    def post(self, body: dict[str, Any], run_id: uuid.UUID) -> dict[str, Any]:
+        """Approve or reject a step
+
+        Answers a `wait` step awaiting approval (`approved: false` fails it); 409 when the
+        step is not awaiting one.
+        """
+        with session_scope() as session:
+            result = approve_step(
+                session=session,
+                run_id=run_id,
+                step_id=body["step_id"],
+                approved=body["approved"],
+                comment=body["comment"],
+                by=current_principal().subject,
+            )
+        return _after_commit(run_id, result)
+
+
+def _after_commit(run_id: uuid.UUID, result: ControlResult) -> dict[str, Any]:
+    """Publish and revoke only once the new state is durable; failures are left to the relay."""
+    try:
+        flush_outbox(result.outbox_ids)
+    except Exception:
+        log.exception("publishing outbox %s failed; the relay will retry", result.outbox_ids)
+    revoke(result.revoke_task_ids)
+    return {"id": run_id, "state": result.state}

@@ -1,4 +1,4 @@
-"""`/api/v1/workflows`: browse stored workflow definitions and start runs of them."""
+"""`/api/v1/workflows`: store, validate, browse and delete workflow definitions; start runs."""
 
 from __future__ import annotations
 
@@ -7,11 +7,17 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from agent33.db import session_scope
-from agent33.db.models import WorkflowDefinition
-from agent33.definitions.registry import get_workflow, list_workflows
+from agent33.db.models import Run, WorkflowDefinition
+from agent33.definitions.loader import parse_workflow
+from agent33.definitions.models import WorkflowDef
+from agent33.definitions.registry import get_workflow, list_workflows, save_workflow
 from agent33.engine.service import start_run
+from agent33.engine.validation import validate_workflow
+from agent33.errors import Conflict, DefinitionError, ValidationFailed
 from agent33.security import scopes as sc
 from tasks.dispatch import flush_outbox
 from web.auth import current_principal, require_scopes
@@ -20,6 +26,7 @@ from web.extensions import Blueprint
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_KEY_MAX = 200
+Stored = tuple[WorkflowDefinition, int, dict[str, str]]
 
 blp = Blueprint(
     "workflows", __name__, url_prefix="/api/v1/workflows", description="Workflow definitions"
@@ -42,6 +49,32 @@ class WorkflowSchema(WorkflowSummarySchema):
 class WorkflowListSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(WorkflowSummarySchema))
     total = ma.fields.Integer()
+
+
+class WorkflowDocumentSchema(ma.Schema):
+    """Passed through untouched: the definitions loader checks it and names `steps.<id>.<field>`."""
+
+    class Meta:
+        unknown = ma.INCLUDE
+
+    name = ma.fields.Raw(allow_none=True, metadata={"type": "string"})
+    version = ma.fields.Raw(allow_none=True, metadata={"type": "integer", "default": 1})
+    description = ma.fields.Raw(allow_none=True, metadata={"type": "string"})
+    inputs = ma.fields.Raw(allow_none=True, metadata={"type": "object"})
+    steps = ma.fields.Raw(allow_none=True, metadata={"type": "array", "items": {"type": "object"}})
+    outputs = ma.fields.Raw(allow_none=True, metadata={"type": "object"})
+
+
+class WorkflowValidSchema(ma.Schema):
+    valid = ma.fields.Boolean()
+    name = ma.fields.String()
+    version = ma.fields.Integer()
+    steps = ma.fields.Integer(metadata={"description": "How many steps the workflow has"})
+
+
+class WorkflowDeletedSchema(ma.Schema):
+    name = ma.fields.String()
+    versions = ma.fields.List(ma.fields.Integer(), metadata={"description": "Versions deleted"})
 
 
 class WorkflowQuerySchema(ma.Schema):
@@ -96,6 +129,35 @@ class Workflows(MethodView):
             rows = list_workflows(session=session)
         return {"items": rows, "total": len(rows)}
 
+    @require_scopes(sc.WORKFLOWS_WRITE)
+    @blp.arguments(WorkflowDocumentSchema)
+    @blp.response(201, WorkflowSchema)
+    @blp.alt_response(200, schema=WorkflowSchema, description="That exact body was already stored")
+    def post(self, document: dict[str, Any]) -> Stored:
+        """Store a workflow
+
+        Checks the document (schema, graph, actions, queues, expressions), then stores it: 201;
+        200 when this exact body is stored; 409 when its version is stored with another body.
+        """
+        workflow = _checked(document)
+        with session_scope() as session:
+            row, created = save_workflow(session=session, workflow=workflow, document=document)
+        return row, 201 if created else 200, _location(row)
+
+
+@blp.route("/validate")
+class WorkflowValidation(MethodView):
+    @require_scopes(sc.WORKFLOWS_READ)
+    @blp.arguments(WorkflowDocumentSchema)
+    @blp.response(200, WorkflowValidSchema)
+    def post(self, document: dict[str, Any]) -> dict[str, Any]:
+        """Validate a workflow
+
+        The same checks as storing it, so a client can lint before pushing; stores nothing.
+        """
+        flow = _checked(document)
+        return {"valid": True, "name": flow.name, "version": flow.version, "steps": len(flow.steps)}
+
 
 @blp.route("/<string:name>")
 class WorkflowByName(MethodView):
@@ -109,6 +171,43 @@ class WorkflowByName(MethodView):
         """
         with session_scope() as session:
             return get_workflow(session=session, name=name, version=query.get("version"))
+
+    @require_scopes(sc.WORKFLOWS_WRITE)
+    @blp.arguments(WorkflowDocumentSchema)
+    @blp.response(201, WorkflowSchema)
+    def put(self, document: dict[str, Any], name: str) -> Stored:
+        """Store a new version
+
+        The body's `name` must be the URL's and its `version` greater than every stored one
+        (else 409), so a version once run never changes under its runs.
+        """
+        workflow = _checked(document, url_name=name)
+        with session_scope() as session:
+            latest = session.scalar(
+                select(func.max(WorkflowDefinition.version)).where(WorkflowDefinition.name == name)
+            )
+            if latest is not None and workflow.version <= latest:
+                message = f"must be greater than the stored version {latest}"
+                raise Conflict(
+                    f"workflow {name!r}: `version` {message}", fields={"version": [message]}
+                )
+            row, _ = save_workflow(session=session, workflow=workflow, document=document)
+        return row, 201, _location(row)
+
+    @require_scopes(sc.WORKFLOWS_WRITE)
+    @blp.arguments(WorkflowQuerySchema, location="query")
+    @blp.response(200, WorkflowDeletedSchema)
+    def delete(self, query: dict[str, Any], name: str) -> dict[str, Any]:
+        """Delete a workflow
+
+        The version named by `?version=`, or every version; refused with 409 (deleting
+        nothing) while any run references one, since runs keep their definition.
+        """
+        with session_scope() as session:
+            rows = _deletable(session, name, query.get("version"))
+            for row in rows:
+                session.delete(row)
+        return {"name": name, "versions": sorted(row.version for row in rows)}
 
 
 @blp.route("/<string:name>/runs")
@@ -146,6 +245,49 @@ class WorkflowRuns(MethodView):
             "links": {"self": location},
         }
         return result, 202 if created else 200, {"Location": location}
+
+
+def _checked(document: dict[str, Any], url_name: str | None = None) -> WorkflowDef:
+    """Parse and engine-validate; a DefinitionError keeps only field paths (no `file` origin)."""
+    name = document.get("name")
+    if url_name is not None and name != url_name:
+        raise ValidationFailed(
+            f"the body's name {name!r} is not the URL's {url_name!r}",
+            fields={"name": [f"must be {url_name!r}, as in the URL"]},
+        )
+    origin = f"workflow {name!r}" if isinstance(name, str) else "workflow"
+    try:
+        workflow = parse_workflow(document, origin=origin)
+        validate_workflow(workflow, origin)
+    except DefinitionError as exc:
+        exc.fields.pop("file", None)
+        raise
+    return workflow
+
+
+def _location(row: WorkflowDefinition) -> dict[str, str]:
+    return {"Location": f"/api/v1/workflows/{row.name}?version={row.version}"}
+
+
+def _deletable(session: Session, name: str, version: int | None) -> list[WorkflowDefinition]:
+    """The versions to delete, locked first so no run can start on one before the count."""
+    query = select(WorkflowDefinition).where(WorkflowDefinition.name == name)
+    if version is not None:
+        query = query.where(WorkflowDefinition.version == version)
+    rows = list(session.scalars(query.order_by(WorkflowDefinition.version).with_for_update()))
+    if not rows:
+        get_workflow(session=session, name=name, version=version)  # raises NotFound naming it
+    by_id = {row.id: row.version for row in rows}
+    wid = Run.workflow_id
+    counts = session.execute(select(wid, func.count()).where(wid.in_(by_id)).group_by(wid))
+    busy = sorted((by_id[row_id], int(n)) for row_id, n in counts)
+    if busy:
+        problems = [f"version {v} is referenced by {n} run(s)" for v, n in busy]
+        raise Conflict(
+            f"workflow {name!r}: {'; '.join(problems)}; delete those runs first",
+            fields={"version": problems},
+        )
+    return rows
 
 
 def _publish(outbox_ids: list[int]) -> None:

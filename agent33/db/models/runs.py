@@ -26,13 +26,19 @@ class Run(Base):
     outputs: Mapped[dict[str, Any] | None]
     error: Mapped[dict[str, Any] | None]
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    parent_step_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("step_runs.id", ondelete="SET NULL", use_alter=True), index=True
+    )
     created_by: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
 
     steps: Mapped[list[StepRun]] = relationship(
-        back_populates="run", order_by="StepRun.position", cascade="all, delete-orphan"
+        back_populates="run",
+        order_by="StepRun.position",
+        cascade="all, delete-orphan",
+        foreign_keys="StepRun.run_id",
     )
 
 
@@ -60,8 +66,13 @@ class StepRun(Base):
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("step_runs.id", ondelete="CASCADE"), index=True
+    )
+    key: Mapped[str | None] = mapped_column(String(200))
+    waiting_for: Mapped[str | None] = mapped_column(String(20))
 
-    run: Mapped[Run] = relationship(back_populates="steps")
+    run: Mapped[Run] = relationship(back_populates="steps", foreign_keys=[run_id])
 
 
 class RunEvent(Base):

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent33.errors import NotFound
+from agent33.config import Settings
+from agent33.errors import Agent33Error, NotFound
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,20 @@ class ActionContext:
     attempt: int
     params: dict[str, Any]
     inputs: dict[str, Any] = field(default_factory=dict)
+    settings: Settings = field(default_factory=Settings)
+    context: dict[str, Any] = field(default_factory=dict)
+    previous_output: Any = None
+
+
+class ActionFailed(Agent33Error):
+    """An action failed for a reason worth retrying or reporting; `retryable` guides retries."""
+
+    code = "action_failed"
+
+    def __init__(self, message: str, *, retryable: bool = False, details: Any = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.details = details
 
 
 Action = Callable[[ActionContext], Any]
@@ -49,4 +64,4 @@ def known_actions() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from agent33.engine.actions import transform  # noqa: F401
+    from agent33.engine.actions import agent, command, flow, http, transform, validate  # noqa: F401

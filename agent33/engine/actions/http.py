@@ -1,0 +1,281 @@
+"""`http_request`: call an allow-listed HTTP(S) host; redirects are followed by hand.
+
+Every URL, the first and each redirect's `Location`, is checked against AGENT33_HTTP_ALLOWLIST
+before anything is sent, so a redirect cannot lead a step outside the list. The shared session
+keeps no cookies and ignores proxy/netrc environment settings, so one run cannot leak state or
+credentials into another.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from http.cookiejar import Cookie, DefaultCookiePolicy
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+from urllib.request import Request
+
+import idna
+import requests
+from urllib3.util import parse_url
+
+from agent33.engine.actions import ActionContext, ActionFailed, register
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+KNOWN = ("url", "method", "headers", "params", "json", "body", "timeout", "expect_status")
+DEFAULT_TIMEOUT = 30.0
+MAX_TIMEOUT = 300.0
+MAX_REDIRECTS = 5
+BODY_LIMIT = 1024 * 1024
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+class _NoCookies(DefaultCookiePolicy):
+    """The session is shared by every run: a cookie set for one must not reach another."""
+
+    def set_ok(self, cookie: Cookie, request: Request) -> bool:
+        return False
+
+    def return_ok(self, cookie: Cookie, request: Request) -> bool:
+        return False
+
+
+SESSION = requests.Session()
+SESSION.trust_env = False
+SESSION.cookies.set_policy(_NoCookies())
+
+
+@dataclass(frozen=True)
+class Spec:
+    url: str
+    method: str
+    headers: dict[str, str]
+    params: dict[str, Any]
+    json: Any
+    body: str | None
+    timeout: float
+    expect_status: tuple[int, ...] | None
+
+
+def _fail(message: str) -> ActionFailed:
+    return ActionFailed(f"http_request: {message}", retryable=False)
+
+
+def _strings(value: Any, name: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise _fail(f"{name} must be a mapping of names to strings")
+    out = {}
+    for key, item in value.items():
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise _fail(f"{name}.{key} must be a string")
+        out[key] = str(item)
+    return out
+
+
+def parse(params: Mapping[str, Any]) -> Spec:
+    """Check the `with:` mapping; every problem names the parameter."""
+    unknown = sorted(set(params) - set(KNOWN))
+    if unknown:
+        raise _fail(f"unknown parameter(s) {', '.join(unknown)} (known: {', '.join(KNOWN)})")
+    url = params.get("url")
+    if not isinstance(url, str) or not url:
+        raise _fail("url must be a non-empty string")
+    method = str(params.get("method") or "GET").upper()
+    if method not in METHODS:
+        raise _fail(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    timeout = params.get("timeout", DEFAULT_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise _fail("timeout must be a number of seconds")
+    if not 0 < timeout <= MAX_TIMEOUT:
+        raise _fail(f"timeout must be between 0 and {MAX_TIMEOUT:g} seconds, got {timeout}")
+    body = params.get("body")
+    if body is not None and not isinstance(body, str):
+        raise _fail("body must be a string (use `json:` for structured data)")
+    if body is not None and params.get("json") is not None:
+        raise _fail("give either json or body, not both")
+    expect = params.get("expect_status")
+    if expect is not None and (
+        not isinstance(expect, list)
+        or not expect
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in expect)
+    ):
+        raise _fail("expect_status must be a non-empty list of status codes")
+    query = params.get("params") or {}
+    if not isinstance(query, Mapping):
+        raise _fail("params must be a mapping")
+    return Spec(
+        url=url,
+        method=method,
+        headers=_strings(params.get("headers"), "headers"),
+        params=dict(query),
+        json=params.get("json"),
+        body=body,
+        timeout=float(timeout),
+        expect_status=tuple(expect) if expect is not None else None,
+    )
+
+
+def _normal_host(host: str) -> str:
+    """Lower-case, no trailing dot, IDNA-encoded; IP addresses in their canonical form."""
+    host = host.strip().lower().rstrip(".")
+    try:
+        return ipaddress.ip_address(host.strip("[]")).compressed
+    except ValueError:
+        pass
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise _fail(f"host {host!r} is not a valid host name ({exc})") from None
+
+
+def host_allowed(host: str, allowlist: tuple[str, ...]) -> bool:
+    """Exact host, or a subdomain of an allowed domain name (never of an IP address)."""
+    for entry in allowlist:
+        allowed = _normal_host(entry)
+        if host == allowed:
+            return True
+        if not _is_ip(allowed) and host.endswith("." + allowed):
+            return True
+    return False
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def check_url(url: str, allowlist: tuple[str, ...]) -> str:
+    """Raise ActionFailed unless `url` is http(s) to an allowed host without credentials."""
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in ("http", "https"):
+        raise _fail(f"only http and https URLs are allowed, got {url!r}")
+    if "@" in parts.netloc or "\\" in parts.netloc:
+        raise _fail(f"URLs with credentials (user@host) are not allowed, got {url!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        raise _fail(f"invalid port in {url!r}") from None
+    if not parts.hostname:
+        raise _fail(f"no host in {url!r}")
+    host = _normal_host(parts.hostname)
+    if not host_allowed(host, allowlist):
+        listed = ", ".join(allowlist) or "(empty)"
+        raise ActionFailed(
+            f"host {host!r} is not in the allowlist (AGENT33_HTTP_ALLOWLIST: {listed})",
+            retryable=False,
+        )
+    return host
+
+
+def _read_body(response: requests.Response, deadline: float, timeout: float) -> Any:
+    """JSON when the content type says so, else text; at most BODY_LIMIT bytes are read."""
+    data = bytearray()
+    for chunk in response.iter_content(chunk_size=65536):
+        data += chunk
+        if len(data) > BODY_LIMIT:
+            break
+        if time.monotonic() > deadline:
+            raise ActionFailed(f"http_request: timed out after {timeout:g}s", retryable=True)
+    truncated = len(data) > BODY_LIMIT
+    raw = bytes(data[:BODY_LIMIT])
+    ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if not truncated and (ctype == "application/json" or ctype.endswith("+json")) and raw:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            pass
+    text = raw.decode(response.encoding or "utf-8", "replace")
+    return text + "\n[... truncated at 1 MiB ...]" if truncated else text
+
+
+def _send(
+    spec: Spec, url: str, method: str, first: bool, deadline: float
+) -> tuple[requests.PreparedRequest, requests.Response]:
+    remaining = max(0.001, deadline - time.monotonic())
+    request = requests.Request(
+        method,
+        url,
+        headers=spec.headers,
+        params=spec.params if first else None,
+        json=spec.json if spec.method == method else None,
+        data=spec.body.encode() if spec.method == method and spec.body is not None else None,
+    )
+    prepared = SESSION.prepare_request(request)
+    return prepared, SESSION.send(
+        prepared, allow_redirects=False, stream=True, timeout=min(remaining, spec.timeout)
+    )
+
+
+def _exchange(spec: Spec, allowlist: tuple[str, ...]) -> tuple[requests.Response, str, Any]:
+    """Send, following up to MAX_REDIRECTS redirects, each re-checked against the allowlist."""
+    deadline = time.monotonic() + spec.timeout
+    url, method = spec.url, spec.method
+    host = check_url(url, allowlist)
+    for hop in range(MAX_REDIRECTS + 1):
+        prepared, response = _send(spec, url, method, hop == 0, deadline)
+        sent_host = _normal_host(parse_url(prepared.url or "").host or "")
+        if sent_host != host:  # what requests sent must be what we checked
+            response.close()
+            raise _fail(f"refusing {prepared.url!r}: host changed while preparing the request")
+        location = response.headers.get("Location")
+        expected = bool(spec.expect_status) and response.status_code in (spec.expect_status or ())
+        if response.status_code not in REDIRECTS or not location or expected:
+            with response:
+                return response, prepared.url or url, _read_body(response, deadline, spec.timeout)
+        response.close()
+        url = urljoin(prepared.url or url, location)
+        new_host = check_url(url, allowlist)
+        if new_host != host:
+            spec = _without_auth(spec)
+        host = new_host
+        if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+            method = "GET" if method != "HEAD" else method
+    raise _fail(f"too many redirects (more than {MAX_REDIRECTS}) starting at {spec.url!r}")
+
+
+def _without_auth(spec: Spec) -> Spec:
+    """Like browsers and requests: credentials are not forwarded to another host."""
+    headers = {k: v for k, v in spec.headers.items() if k.lower() not in ("authorization",)}
+    return replace(spec, headers=headers)
+
+
+@register("http_request")
+def http_request(context: ActionContext) -> Any:
+    """Output `{status, headers, body, url, elapsed_ms}`; 5xx/429/network errors are retryable."""
+    spec = parse(context.params)
+    started = time.monotonic()
+    try:
+        response, url, body = _exchange(spec, context.settings.http_allowlist)
+    except requests.Timeout:
+        raise ActionFailed(
+            f"http_request: timed out after {spec.timeout:g}s", retryable=True
+        ) from None
+    except requests.ConnectionError as exc:
+        raise ActionFailed(f"http_request: could not connect: {exc}", retryable=True) from None
+    except requests.RequestException as exc:
+        raise _fail(f"request failed: {exc}") from None
+    status = response.status_code
+    output = {
+        "status": status,
+        "headers": dict(response.headers),
+        "body": body,
+        "url": url,
+        "elapsed_ms": round((time.monotonic() - started) * 1000),
+    }
+    ok = status in spec.expect_status if spec.expect_status else 200 <= status < 300
+    if not ok:
+        raise ActionFailed(
+            f"http_request: unexpected status {status} {response.reason or ''}".rstrip()
+            + f" from {spec.method} {url}",
+            retryable=status >= 500 or status == 429,
+            details=output,
+        )
+    return output

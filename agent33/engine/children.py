@@ -1,0 +1,118 @@
+"""Child steps of a `parallel_group`: spawned as a chord, joined by a database barrier.
+
+Children are `step_runs` rows with `parent_id` set and step ids like `fan[0]` (map) or
+`fan[upper]` (branches). Their definition comes from the parent's `with.step` (map) or
+`with.branches[key]`. The parent stays `running` with `waiting_for="children"` (no lease, no
+worker held) until the last child ends; whichever finisher sees all siblings terminal closes
+the parent under the run lock, and the chord body (`agent33.run.finalize`) does the same check
+idempotently as a second trigger.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from agent33.db.models import Run, StepRun
+from agent33.definitions.models import RetryPolicy, StepDef, WorkflowDef
+from agent33.engine import planner, store
+from agent33.engine.outcomes import FanOut
+from agent33.engine.states import STEP_TERMINAL, StepState
+
+
+def child_step_id(parent_step_id: str, key: str) -> str:
+    return f"{parent_step_id}[{key}]"
+
+
+def _spec(parent_def: StepDef, key: str | None) -> dict[str, Any]:
+    params = parent_def.params
+    if "branches" in params:
+        spec = params["branches"].get(key, {})
+    else:
+        spec = params.get("step", {})
+    return spec if isinstance(spec, dict) else {}
+
+
+def definition(parent_def: StepDef, child: StepRun) -> StepDef:
+    """The child's effective definition, derived from its parent's `with`."""
+    spec = _spec(parent_def, child.key)
+    retries = spec.get("retries")
+    return StepDef(
+        id=child.step_id,
+        action=str(spec.get("action", "transform")),
+        params=dict(spec.get("with", {})),
+        retries=RetryPolicy(**retries) if isinstance(retries, dict) else parent_def.retries,
+        timeout=spec.get("timeout", parent_def.timeout),
+        queue=spec.get("queue", parent_def.queue),
+    )
+
+
+def item_of(child: StepRun) -> tuple[Any, str | None]:
+    inputs = child.inputs or {}
+    return inputs.get("item"), child.key
+
+
+def spawn(
+    *, session: Session, run: Run, parent: StepRun, parent_def: StepDef, fan_out: FanOut
+) -> list[int]:
+    """Create missing children, queue those not yet succeeded, publish them as one chord."""
+    existing = {s.key: s for s in run.steps if s.parent_id == parent.id}
+    position = max((s.position for s in run.steps), default=0) + 1
+    entries: list[list[dict[str, Any]]] = []
+    for key, item in fan_out.children:
+        child = existing.get(key)
+        if child is None:
+            child = StepRun(
+                run_id=run.id,
+                step_id=child_step_id(parent.step_id, key),
+                position=position,
+                action=str(_spec(parent_def, key).get("action", "transform")),
+                state=StepState.PENDING.value,
+                depends_on=[],
+                queue=parent.queue,
+                parent_id=parent.id,
+                key=key,
+                inputs={"item": item, "index": len(entries)},
+            )
+            position += 1
+            run.steps.append(child)
+            session.flush()
+        if child.state == StepState.PENDING:
+            store.set_step_state(session=session, step=child, target=StepState.QUEUED)
+            entries.append([planner.entry(child, definition(parent_def, child))])
+    parent.waiting_for = "children"
+    parent.lease_expires_at = None
+    if not entries:
+        return []
+    payload = {"segments": entries, "chord_body": str(parent.id)}
+    return [store.enqueue(session=session, run_id=run.id, payload=payload)]
+
+
+def children_of(run: Run, parent: StepRun) -> list[StepRun]:
+    return sorted((s for s in run.steps if s.parent_id == parent.id), key=lambda s: s.position)
+
+
+def close_parent_if_done(
+    *, session: Session, run: Run, parent: StepRun, workflow: WorkflowDef
+) -> bool:
+    """When every child ended: the parent succeeds with their outputs, or fails naming one."""
+    if parent.state != StepState.RUNNING or parent.waiting_for != "children":
+        return False
+    children = children_of(run, parent)
+    if any(c.state not in STEP_TERMINAL for c in children):
+        return False
+    parent.waiting_for = None
+    failed = [c for c in children if c.state in (StepState.FAILED, StepState.CANCELLED)]
+    if failed:
+        first = failed[0]
+        message = f"child {first.step_id} {first.state}: {(first.error or {}).get('message', '')}"
+        parent.error = {"type": "ChildFailed", "message": message.strip(), "child": first.step_id}
+        store.set_step_state(session=session, step=parent, target=StepState.FAILED, message=message)
+        return True
+    if "branches" in workflow.step(parent.step_id).params:
+        parent.output = {c.key: c.output for c in children}
+    else:
+        parent.output = [c.output for c in children]
+    store.set_step_state(session=session, step=parent, target=StepState.SUCCEEDED)
+    return True

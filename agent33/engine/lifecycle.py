@@ -1,0 +1,120 @@
+"""Cancel, resume and approve: operator actions, each under the run row lock."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.orm import Session
+
+from agent33.db.models import StepRun
+from agent33.engine import store
+from agent33.engine.control import ControlResult
+from agent33.engine.progress import after_terminal, cancel_unfinished, workflow_of
+from agent33.engine.states import RUN_TERMINAL, RunState, StepState
+from agent33.errors import Conflict, NotFound
+
+
+def _locked(session: Session, run_id: uuid.UUID):  # type: ignore[no-untyped-def]
+    from agent33.db.models import Run
+
+    if session.get(Run, run_id) is None:
+        raise NotFound(f"run {run_id} not found", fields={"run_id": ["not found"]})
+    return store.lock_run(session=session, run_id=run_id)
+
+
+def cancel(*, session: Session, run_id: uuid.UUID, by: str | None) -> ControlResult:
+    run = _locked(session, run_id)
+    if run.state in RUN_TERMINAL:
+        raise Conflict(f"run {run_id} is already {run.state}", fields={"state": [run.state]})
+    running = [
+        s.task_id
+        for s in run.steps
+        if s.state == StepState.RUNNING and s.task_id and not s.waiting_for
+    ]
+    reason = f"cancelled by {by}" if by else "cancelled"
+    cancel_unfinished(session=session, run=run, reason=reason)
+    store.set_run_state(session=session, run=run, target=RunState.CANCELLED, message=reason)
+    return ControlResult(state=run.state, revoke_task_ids=running)
+
+
+def resume(*, session: Session, run_id: uuid.UUID, by: str | None) -> ControlResult:
+    run = _locked(session, run_id)
+    if run.state not in (RunState.FAILED, RunState.CANCELLED):
+        raise Conflict(
+            f"only failed or cancelled runs resume; run {run_id} is {run.state}",
+            fields={"state": [run.state]},
+        )
+    failed_parents = {s.id for s in run.steps if s.state in (StepState.FAILED, StepState.CANCELLED)}
+    for step in list(run.steps):
+        if step.parent_id in failed_parents and step.state != StepState.SUCCEEDED:
+            run.steps.remove(step)  # re-spawned by the parent; succeeded children are kept
+    session.flush()
+    for step in run.steps:
+        if step.state in (StepState.FAILED, StepState.CANCELLED):
+            store.set_step_state(
+                session=session,
+                step=step,
+                target=StepState.PENDING,
+                message=f"resumed by {by}" if by else "resumed",
+            )
+            step.error = None
+            step.deliveries = 0
+            step.waiting_for = None
+            step.lease_expires_at = None
+            step.finished_at = None
+    run.error = None
+    run.finished_at = None
+    store.set_run_state(
+        session=session,
+        run=run,
+        target=RunState.RUNNING,
+        message=f"resumed by {by}" if by else "resumed",
+    )
+    workflow = workflow_of(session, run)
+    return ControlResult(
+        state=run.state,
+        outbox_ids=store.dispatch_ready(session=session, run=run, workflow=workflow),
+    )
+
+
+def approve(
+    *,
+    session: Session,
+    run_id: uuid.UUID,
+    step_id: str,
+    approved: bool,
+    comment: str | None,
+    by: str | None,
+) -> ControlResult:
+    run = _locked(session, run_id)
+    step: StepRun | None = next((s for s in run.steps if s.step_id == step_id), None)
+    if step is None:
+        raise NotFound(
+            f"run {run_id} has no step {step_id!r}", fields={"step_id": ["no such step"]}
+        )
+    if step.state != StepState.RUNNING or step.waiting_for != "approval":
+        raise Conflict(
+            f"step {step_id!r} is not awaiting an approval (it is {step.state})",
+            fields={"step_id": ["not awaiting an approval"]},
+        )
+    step.waiting_for = None
+    step.output = {"approved": approved, "by": by, "comment": comment}
+    store.add_event(
+        session=session,
+        run_id=run.id,
+        step_id=step_id,
+        kind="step.approval",
+        message=f"{'approved' if approved else 'rejected'} by {by}",
+        data=step.output,
+    )
+    if approved:
+        store.set_step_state(session=session, step=step, target=StepState.SUCCEEDED)
+    else:
+        message = f"rejected by {by}" + (f": {comment}" if comment else "")
+        step.error = {"type": "Rejected", "message": message, "retryable": False}
+        store.set_step_state(session=session, step=step, target=StepState.FAILED, message=message)
+    if run.state == RunState.WAITING and not any(s.waiting_for == "approval" for s in run.steps):
+        store.set_run_state(session=session, run=run, target=RunState.RUNNING)
+    workflow = workflow_of(session, run)
+    outbox = after_terminal(session=session, run=run, workflow=workflow, step=step)
+    return ControlResult(state=run.state, outbox_ids=outbox)

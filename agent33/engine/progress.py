@@ -1,0 +1,235 @@
+"""What happens after a step ends: fallbacks, branch skipping, joins, the run's completion.
+
+Always called inside the transaction that recorded the step's end, with the run row locked, so
+concurrent finishers of one run are serialised and exactly one of them queues a join.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from agent33.db.models import Run, StepRun
+from agent33.definitions.models import StepDef, WorkflowDef
+from agent33.definitions.registry import definition_of, get_workflow
+from agent33.engine import children, store
+from agent33.engine.states import STEP_TERMINAL, RunState, StepState
+
+
+def workflow_of(session: Session, run: Run) -> WorkflowDef:
+    row = get_workflow(session=session, name=run.workflow_name, version=run.workflow_version)
+    return definition_of(row)
+
+
+def step_definition(workflow: WorkflowDef, run: Run, step: StepRun) -> StepDef:
+    """A top-level step's definition, or a child's derived from its parent."""
+    if step.parent_id is None:
+        return workflow.step(step.step_id)
+    parent = next(s for s in run.steps if s.id == step.parent_id)
+    return children.definition(step_definition(workflow, run, parent), step)
+
+
+def _fallback_of(definition: StepDef) -> str | None:
+    return definition.on_error if definition.on_error not in ("fail", "continue") else None
+
+
+def after_terminal(
+    *, session: Session, run: Run, workflow: WorkflowDef, step: StepRun
+) -> list[int]:
+    """React to `step` having ended; returns outbox ids to publish after the commit."""
+    if step.parent_id is not None:
+        parent = next(s for s in run.steps if s.id == step.parent_id)
+        if children.close_parent_if_done(
+            session=session, run=run, parent=parent, workflow=workflow
+        ):
+            return after_terminal(session=session, run=run, workflow=workflow, step=parent)
+        return []
+    definition = workflow.step(step.step_id)
+    if step.state == StepState.FAILED:
+        fallback = _fallback_of(definition)
+        if fallback is not None:
+            return _start_fallback(session=session, run=run, workflow=workflow, name=fallback)
+        if definition.on_error != "continue":
+            cancel_unfinished(session=session, run=run, reason=f"step {step.step_id!r} failed")
+            return finish_if_done(session=session, run=run, workflow=workflow)
+    if step.state == StepState.SUCCEEDED:
+        _adopt_fallback_output(run, workflow, step)
+        if step.action == "conditional" and isinstance(step.output, dict):
+            skip_branches(
+                session=session,
+                run=run,
+                workflow=workflow,
+                origin=step.step_id,
+                skipped=list(step.output.get("skipped", [])),
+            )
+    outbox_ids = store.dispatch_ready(session=session, run=run, workflow=workflow)
+    return outbox_ids + finish_if_done(session=session, run=run, workflow=workflow)
+
+
+def _start_fallback(*, session: Session, run: Run, workflow: WorkflowDef, name: str) -> list[int]:
+    fallback = next(s for s in run.steps if s.step_id == name and s.parent_id is None)
+    if fallback.state != StepState.PENDING:
+        return []
+    store.set_step_state(
+        session=session, step=fallback, target=StepState.QUEUED, message="fallback triggered"
+    )
+    from agent33.engine import planner
+
+    payload = {"segments": [[planner.entry(fallback, workflow.step(name))]]}
+    return [store.enqueue(session=session, run_id=run.id, payload=payload)]
+
+
+def _adopt_fallback_output(run: Run, workflow: WorkflowDef, step: StepRun) -> None:
+    """A succeeded fallback stands in for the step that failed: its output becomes theirs."""
+    for origin in run.steps:
+        if origin.parent_id is None and origin.state == StepState.FAILED:
+            if _fallback_of(workflow.step(origin.step_id)) == step.step_id:
+                origin.output = step.output
+
+
+def skip_branches(
+    *, session: Session, run: Run, workflow: WorkflowDef, origin: str, skipped: list[str]
+) -> None:
+    """Skip the branches a conditional did not choose, and every step only they lead to."""
+    by_id = {s.step_id: s for s in run.steps if s.parent_id is None}
+    branch_skipped: set[str] = set()
+    frontier = [sid for sid in skipped if sid in by_id]
+    while frontier:
+        for sid in frontier:
+            step = by_id[sid]
+            if step.state == StepState.PENDING:
+                store.set_step_state(
+                    session=session,
+                    step=step,
+                    target=StepState.SKIPPED,
+                    message=f"branch not chosen by {origin!r}",
+                )
+                step.output = {"skipped_by": origin}
+            branch_skipped.add(sid)
+        frontier = [
+            s.id
+            for s in workflow.steps
+            if s.id not in branch_skipped
+            and s.depends_on
+            and by_id[s.id].state == StepState.PENDING
+            and all(d in branch_skipped for d in s.depends_on)
+        ]
+
+
+def cancel_unfinished(*, session: Session, run: Run, reason: str) -> None:
+    for step in run.steps:
+        if step.state not in STEP_TERMINAL:
+            if step.waiting_for == "sub_run" and isinstance(step.output, dict):
+                cancel_sub_run(session=session, run_id=step.output.get("run_id"), reason=reason)
+            step.waiting_for = None
+            store.set_step_state(
+                session=session, step=step, target=StepState.CANCELLED, message=reason
+            )
+
+
+def cancel_sub_run(*, session: Session, run_id: Any, reason: str) -> None:
+    try:
+        child_id = uuid.UUID(str(run_id))
+    except ValueError:
+        return
+    child = store.lock_run(session=session, run_id=child_id)
+    if child.state in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED):
+        return
+    cancel_unfinished(session=session, run=child, reason=f"parent cancelled: {reason}")
+    store.set_run_state(session=session, run=child, target=RunState.CANCELLED, message=reason)
+
+
+def tolerated_failure(run: Run, workflow: WorkflowDef, step: StepRun) -> bool:
+    """A failed step that does not fail the run: `on_error: continue`, or its fallback succeeded."""
+    definition = workflow.step(step.step_id)
+    if definition.on_error == "continue":
+        return True
+    fallback = _fallback_of(definition)
+    if fallback is None:
+        return False
+    return any(s.step_id == fallback and s.state == StepState.SUCCEEDED for s in run.steps)
+
+
+def finish_if_done(*, session: Session, run: Run, workflow: WorkflowDef) -> list[int]:
+    """Close the run once nothing can still run; a sub-run then finishes its parent step."""
+    if run.state in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED):
+        return []
+    dormant = store.fallback_targets(workflow)
+    for step in run.steps:
+        if step.state in STEP_TERMINAL:
+            continue
+        if step.parent_id is None and step.step_id in dormant and step.state == StepState.PENDING:
+            continue
+        return []
+    for step in run.steps:
+        if step.state == StepState.PENDING:
+            store.set_step_state(
+                session=session, step=step, target=StepState.SKIPPED, message="fallback not needed"
+            )
+    failed = [
+        s
+        for s in run.steps
+        if s.parent_id is None
+        and s.state in (StepState.FAILED, StepState.CANCELLED)
+        and not tolerated_failure(run, workflow, s)
+    ]
+    if run.state in (RunState.PENDING, RunState.WAITING):
+        store.set_run_state(session=session, run=run, target=RunState.RUNNING)
+    if failed:
+        first = next((s for s in failed if s.state == StepState.FAILED), failed[0])
+        run.error = {"step": first.step_id, **(first.error or {"message": f"step {first.state}"})}
+        store.set_run_state(
+            session=session,
+            run=run,
+            target=RunState.FAILED,
+            message=f"step {first.step_id!r} failed",
+        )
+    else:
+        _complete(session, run, workflow)
+    return _finish_parent_step(session=session, run=run)
+
+
+def _complete(session: Session, run: Run, workflow: WorkflowDef) -> None:
+    from agent33.engine.context import render_outputs
+
+    try:
+        run.outputs = render_outputs(workflow, run)
+    except Exception as exc:  # noqa: BLE001 - an output expression error fails the run, named
+        run.error = {"step": None, "type": type(exc).__name__, "message": str(exc)}
+        store.set_run_state(session=session, run=run, target=RunState.FAILED, message=str(exc))
+        return
+    store.set_run_state(session=session, run=run, target=RunState.SUCCEEDED)
+
+
+def _finish_parent_step(*, session: Session, run: Run) -> list[int]:
+    """A finished sub-run completes the `sub_workflow` step that started it."""
+    if run.parent_step_run_id is None:
+        return []
+    parent_step = session.get(StepRun, run.parent_step_run_id)
+    if parent_step is None:
+        return []
+    parent_run = store.lock_run(session=session, run_id=parent_step.run_id)
+    session.refresh(parent_step)
+    if parent_step.state != StepState.RUNNING or parent_step.waiting_for != "sub_run":
+        return []
+    parent_step.waiting_for = None
+    if run.state == RunState.SUCCEEDED:
+        parent_step.output = {"run_id": str(run.id), "outputs": run.outputs}
+        store.set_step_state(session=session, step=parent_step, target=StepState.SUCCEEDED)
+    else:
+        reason = (run.error or {}).get("message", "")
+        message = f"sub-run {run.id} ({run.workflow_name}) {run.state}: {reason}"
+        parent_step.error = {
+            "type": "SubWorkflowFailed",
+            "message": message.strip(),
+            "run_id": str(run.id),
+        }
+        store.set_step_state(
+            session=session, step=parent_step, target=StepState.FAILED, message=message
+        )
+    parent_workflow = workflow_of(session, parent_run)
+    return after_terminal(
+        session=session, run=parent_run, workflow=parent_workflow, step=parent_step
+    )

@@ -1,0 +1,1 @@
+"""Benchmarks: Agent33 (state in PostgreSQL) against raw Celery on the same broker and worker."""

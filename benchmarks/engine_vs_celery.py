@@ -1,0 +1,184 @@
+"""Agent33 (every step's state in PostgreSQL) against raw Celery, same Redis, same worker.
+
+Run:  .venv/bin/python benchmarks/engine_vs_celery.py
+
+Shapes: a chain of 200 no-op steps; a 500-wide fan-out with one fan-in; a 100-layer x 4-wide
+diamond (each step depends on every step of the previous layer). Each shape runs as an Agent33
+workflow of `transform` steps and as raw Celery variants of `bench.noop` on the one worker
+process (queue `steps`); the baseline of a shape is its fastest raw variant. The last line is
+`worst ratio agent33/raw-celery: X.XX`, the worst over shapes of agent33 time / fastest raw time.
+
+Environment:
+  BENCH_SCALE        sizes x this (default 1.0; e.g. 0.1 for a quick run)
+  BENCH_REPEAT       measurements per variant, the best is kept (default 1)
+  BENCH_TIMEOUT      seconds one measurement may take before it is reported as a lower bound
+                     (default 300)
+  BENCH_CONCURRENCY  worker processes (prefork, default 2)
+  DATABASE_URL, REDIS_URL  use these servers; unset: private embedded ones in a temp dir
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks`, `agent33`, `tasks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import harness  # noqa: E402
+from benchmarks.shapes import Shape, all_shapes, diamond_shape  # noqa: E402
+
+AGENT33 = "agent33"
+
+
+@dataclass
+class Measurement:
+    shape: Shape
+    variant: str
+    seconds: float
+    timed_out: bool = False
+    detail: str = ""
+
+    @property
+    def is_raw(self) -> bool:
+        return self.variant != AGENT33
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise SystemExit(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _measure_raw(shape: Shape, variant: str, repeat: int, timeout: float) -> Measurement:
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    from benchmarks.bench_app import app
+
+    best: Measurement | None = None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        try:
+            shape.raw[variant](timeout)
+        except (CeleryTimeout, TimeoutError):
+            app.control.purge()
+            return Measurement(shape, variant, time.perf_counter() - started, timed_out=True)
+        seconds = time.perf_counter() - started
+        if best is None or seconds < best.seconds:
+            best = Measurement(shape, variant, seconds)
+    assert best is not None
+    return best
+
+
+def _measure_agent33(shape: Shape, repeat: int, timeout: float) -> Measurement:
+    name = harness.register_workflow(shape.document)
+    best: Measurement | None = None
+    for _ in range(repeat):
+        result = harness.run_agent33(name, timeout=timeout)
+        if result.timed_out:
+            return Measurement(shape, AGENT33, result.seconds, timed_out=True)
+        detail = ""
+        if result.timings is not None:
+            t = result.timings
+            detail = (
+                f"per step: queued->running {t.queued_to_running_ms:.1f} ms,"
+                f" running->finished {t.running_to_finished_ms:.1f} ms;"
+                f" run created->finished {t.created_to_finished_s:.2f} s"
+            )
+        if best is None or result.seconds < best.seconds:
+            best = Measurement(shape, AGENT33, result.seconds, detail=detail)
+    assert best is not None
+    return best
+
+
+def _warm_up(timeout: float) -> None:
+    """Import everything and open connections in every worker process before measuring."""
+    small = diamond_shape(3)
+    for variant in small.raw:
+        _measure_raw(small, variant, repeat=2, timeout=timeout)
+    _measure_agent33(small, repeat=2, timeout=timeout)
+
+
+def _seconds(m: Measurement) -> str:
+    return f"{'>' if m.timed_out else ''}{m.seconds:.2f}"
+
+
+def _ratio(m: Measurement, baseline: Measurement) -> float:
+    return m.seconds / baseline.seconds
+
+
+def _print_table(results: list[Measurement]) -> float:
+    """Print every variant with its ratio to the shape's fastest raw; returns the worst ratio."""
+    header = f"{'shape':<26} {'variant':<38} {'steps':>6} {'wall s':>9} {'ms/step':>9} {'ratio':>8}"
+    print(header)
+    print("-" * len(header))
+    worst = 0.0
+    details: list[str] = []
+    shapes = list({id(m.shape): m.shape for m in results}.values())
+    for shape in shapes:
+        rows = [m for m in results if m.shape is shape]
+        baseline = min((m for m in rows if m.is_raw), key=lambda m: m.seconds)
+        for m in rows:
+            ratio = _ratio(m, baseline)
+            prefix = ">" if m.timed_out else ""
+            mark = "  <- fastest raw" if m is baseline else ""
+            print(
+                f"{shape.label:<26} {m.variant:<38} {shape.steps:>6} {_seconds(m):>9}"
+                f" {m.seconds * 1000 / shape.steps:>9.2f} {prefix + f'{ratio:.2f}':>8}{mark}"
+            )
+            if not m.is_raw:
+                worst = max(worst, ratio)
+                if m.detail:
+                    details.append(f"{shape.label}: {m.detail}")
+    if details:
+        print()
+        print("Agent33 step timings (from step rows):")
+        for line in details:
+            print(f"  {line}")
+    return worst
+
+
+def _run_all(scale: float, repeat: int, timeout: float, concurrency: int) -> float:
+    shapes = all_shapes(scale)
+    with harness.services() as settings:
+        log_dir = Path(tempfile.mkdtemp(prefix="agent33-bench-logs-"))
+        print(
+            f"scale {scale:g}, repeat {repeat}, timeout {timeout:g}s,"
+            f" worker: prefork x{concurrency} on queue steps; worker log {log_dir / 'worker.log'}",
+            flush=True,
+        )
+        with harness.worker(settings, concurrency=concurrency, log_dir=log_dir):
+            _warm_up(timeout)
+            results: list[Measurement] = []
+            for shape in shapes:
+                for variant in shape.raw:
+                    results.append(_measure_raw(shape, variant, repeat, timeout))
+                    print(f"  {shape.label}: {variant}: {_seconds(results[-1])} s", flush=True)
+                results.append(_measure_agent33(shape, repeat, timeout))
+                print(f"  {shape.label}: {AGENT33}: {_seconds(results[-1])} s", flush=True)
+        print()
+        return _print_table(results)
+
+
+def main() -> int:
+    scale = _env_float("BENCH_SCALE", 1.0)
+    repeat = int(_env_float("BENCH_REPEAT", 1))
+    timeout = _env_float("BENCH_TIMEOUT", 300.0)
+    concurrency = int(_env_float("BENCH_CONCURRENCY", 2))
+    with harness.sigterm_as_interrupt():
+        worst = _run_all(scale, repeat, timeout, concurrency)
+    print(f"worst ratio agent33/raw-celery: {worst:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

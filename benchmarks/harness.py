@@ -1,0 +1,266 @@
+"""Benchmark plumbing: services (embedded or from the environment), one worker, Agent33 runs.
+
+Everything started here is stopped on exit, also on Ctrl-C, SIGTERM or an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+class BenchmarkError(RuntimeError):
+    """A run did not succeed, or the worker did not start; the message says which and why."""
+
+
+def _raise_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so every `finally` below stops what it started."""
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def services() -> Iterator[Any]:
+    """Resolved settings: DATABASE_URL/REDIS_URL from the environment, else private embedded ones.
+
+    The database is migrated and this process (SQLAlchemy and the Celery app) is bound to it.
+    """
+    from agent33 import db
+    from agent33.config import load_settings
+    from agent33.db import migrate
+    from agent33.embedded import embedded_services
+    from tasks.app import configure_app
+
+    var_dir = Path(tempfile.mkdtemp(prefix="agent33-bench-"))
+    try:
+        settings = load_settings().replace(var_dir=var_dir)
+        with embedded_services(settings, durable=False) as resolved:
+            assert resolved.database_url is not None
+            migrate.upgrade(resolved.database_url)
+            db.configure(resolved)
+            configure_app(resolved)
+            try:
+                yield resolved
+            finally:
+                from agent33.db.session import dispose_engine
+
+                dispose_engine()
+    finally:
+        shutil.rmtree(var_dir, ignore_errors=True)
+
+
+@dataclass
+class Worker:
+    """One `celery worker` subprocess consuming `steps` (Agent33 steps and `bench.noop`)."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+def _worker_env(settings: Any) -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = settings.database_url
+    env["REDIS_URL"] = settings.redis_url
+    env["AGENT33_VAR_DIR"] = str(settings.var_dir)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _wait_for_ping(app: Any, worker: Worker, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.process.poll() is not None:
+            raise BenchmarkError(
+                f"the worker exited with {worker.process.returncode}:\n{worker.log_tail()}"
+            )
+        if app.control.ping(timeout=0.5):
+            return
+    raise BenchmarkError(
+        f"the worker did not answer a ping in {timeout:.0f}s:\n{worker.log_tail()}"
+    )
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Warm shutdown (SIGTERM, wait), then SIGKILL the worker's whole process group."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(5)
+
+
+@contextlib.contextmanager
+def worker(settings: Any, *, concurrency: int, log_dir: Path) -> Iterator[Worker]:
+    """Start the worker (its own process group), wait for its ping reply, stop it on exit."""
+    from benchmarks.bench_app import app
+
+    log_path = log_dir / "worker.log"
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "benchmarks.bench_app",
+        "worker",
+        "-Q",
+        "steps",
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        "prefork",
+        "--loglevel",
+        "WARNING",
+        "--without-mingle",
+        "--without-gossip",
+        "--hostname",
+        f"bench-{uuid.uuid4().hex[:8]}@%h",
+    ]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603 - fixed argv
+            argv,
+            cwd=REPO_ROOT,
+            env=_worker_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    handle = Worker(process, log_path)
+    try:
+        _wait_for_ping(app, handle, timeout=60.0)
+        yield handle
+    finally:
+        _stop(process)
+
+
+def register_workflow(document: dict[str, Any]) -> str:
+    """Validate and store the document (an identical re-save is a no-op); returns its name."""
+    from agent33.db import session_scope
+    from agent33.definitions.loader import parse_workflow
+    from agent33.definitions.registry import save_workflow
+
+    workflow = parse_workflow(document, origin="benchmark")
+    with session_scope() as session:
+        save_workflow(session=session, workflow=workflow, document=document, source="benchmark")
+    return workflow.name
+
+
+@dataclass(frozen=True)
+class StepTimings:
+    """Where a finished run's time went, from the step rows (milliseconds, averaged per step)."""
+
+    queued_to_running_ms: float
+    running_to_finished_ms: float
+    created_to_finished_s: float
+
+
+@dataclass(frozen=True)
+class Agent33Result:
+    seconds: float
+    timed_out: bool
+    run_id: uuid.UUID
+    timings: StepTimings | None = None
+
+
+def _poll_connection() -> Connection:
+    from agent33.db import get_engine
+
+    return get_engine().connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _timings(conn: Connection, run_id: uuid.UUID) -> StepTimings:
+    row = conn.execute(
+        text(
+            "SELECT avg(extract(epoch FROM s.started_at - s.queued_at)) * 1000,"
+            " avg(extract(epoch FROM s.finished_at - s.started_at)) * 1000,"
+            " extract(epoch FROM r.finished_at - r.created_at)"
+            " FROM step_runs s JOIN runs r ON r.id = s.run_id"
+            " WHERE s.run_id = :id GROUP BY r.id"
+        ),
+        {"id": run_id},
+    ).one()
+    return StepTimings(float(row[0] or 0), float(row[1] or 0), float(row[2] or 0))
+
+
+def _stop_run(conn: Connection, run_id: uuid.UUID, timeout: float) -> None:
+    """A timed-out run is marked cancelled (its later deliveries then exit) and drained."""
+    conn.execute(
+        text(
+            "UPDATE runs SET state = 'cancelled', finished_at = now()"
+            " WHERE id = :id AND state NOT IN ('succeeded', 'failed', 'cancelled')"
+        ),
+        {"id": run_id},
+    )
+    deadline = time.monotonic() + timeout
+    busy = text(
+        "SELECT count(*) FROM step_runs WHERE run_id = :id AND state IN ('queued', 'running')"
+    )
+    while time.monotonic() < deadline and conn.execute(busy, {"id": run_id}).scalar_one():
+        time.sleep(0.2)
+
+
+def run_agent33(workflow_name: str, *, timeout: float, poll: float = 0.01) -> Agent33Result:
+    """Start a run, publish its first segment, poll the run row until it ends (or `timeout`).
+
+    The wall time covers creating the run rows, publishing, every step, and noticing the end.
+    Raises BenchmarkError (with the run's error) unless the run succeeded.
+    """
+    from agent33.db import session_scope
+    from agent33.engine.service import start_run
+    from tasks.dispatch import flush_outbox
+
+    with _poll_connection() as conn:
+        started = time.perf_counter()
+        with session_scope() as session:
+            run, outbox_ids, _ = start_run(session=session, workflow_name=workflow_name, inputs={})
+            run_id = run.id
+        flush_outbox(outbox_ids)
+        query = text("SELECT state, error FROM runs WHERE id = :id")
+        while True:
+            state, error = conn.execute(query, {"id": run_id}).one()
+            elapsed = time.perf_counter() - started
+            if state in TERMINAL:
+                break
+            if elapsed > timeout:
+                _stop_run(conn, run_id, timeout=max(60.0, timeout))
+                return Agent33Result(elapsed, True, run_id)
+            time.sleep(poll)
+        if state != "succeeded":
+            raise BenchmarkError(f"run {run_id} of {workflow_name!r} ended {state}: {error}")
+        return Agent33Result(elapsed, False, run_id, _timings(conn, run_id))

@@ -1,0 +1,136 @@
+"""The benchmark shapes: an Agent33 workflow document and the raw Celery variants of each.
+
+Every raw variant publishes immutable `bench.noop` signatures to the `steps` queue and blocks on
+the result backend until the last task finished; it raises on a task failure or on `timeout`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import chain, chord, group
+from celery.canvas import Signature
+
+from benchmarks.bench_app import noop
+
+RawVariant = Callable[[float], None]
+
+FULL_CHAIN = 200
+FULL_FANOUT = 500
+FULL_LAYERS = 100
+DIAMOND_WIDTH = 4
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One benchmark shape: the Agent33 document and its raw Celery variants by name."""
+
+    key: str
+    label: str
+    steps: int
+    document: dict[str, Any]
+    raw: dict[str, RawVariant] = field(default_factory=dict)
+
+
+def _noops(count: int) -> list[Signature]:
+    return [noop.si() for _ in range(count)]
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("raw variant ran past its deadline")
+    return left
+
+
+def _step(step_id: str, depends_on: list[str]) -> dict[str, Any]:
+    return {"id": step_id, "action": "transform", "with": {}, "depends_on": depends_on}
+
+
+def _workflow(name: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"name": name, "version": 1, "description": "benchmark shape", "steps": steps}
+
+
+def chain_shape(length: int) -> Shape:
+    """`length` no-op steps, each depending on the previous one."""
+    steps = [_step(f"s{i}", [f"s{i - 1}"] if i else []) for i in range(length)]
+
+    def canvas(timeout: float) -> None:
+        chain(*_noops(length)).apply_async().get(timeout=timeout)
+
+    def driver(timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for _ in range(length):
+            noop.si().apply_async().get(timeout=_left(deadline))
+
+    return Shape(
+        key="chain",
+        label=f"chain x{length}",
+        steps=length,
+        document=_workflow(f"bench_chain_{length}", steps),
+        raw={"raw: chain(si, si, ...)": canvas, "raw: driver, one task at a time": driver},
+    )
+
+
+def fanout_shape(width: int) -> Shape:
+    """`width` independent no-op steps and one join step depending on all of them."""
+    branches = [_step(f"f{i}", []) for i in range(width)]
+    join = _step("join", [b["id"] for b in branches])
+
+    def canvas(timeout: float) -> None:
+        chord(group(_noops(width)), noop.si()).apply_async().get(timeout=timeout)
+
+    def driver(timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        group(_noops(width)).apply_async().get(timeout=_left(deadline))
+        noop.si().apply_async().get(timeout=_left(deadline))
+
+    return Shape(
+        key="fanout",
+        label=f"fan-out x{width} + fan-in",
+        steps=width + 1,
+        document=_workflow(f"bench_fanout_{width}", [*branches, join]),
+        raw={"raw: chord(group, noop)": canvas, "raw: driver, group.get() then join": driver},
+    )
+
+
+def diamond_shape(layers: int, width: int = DIAMOND_WIDTH) -> Shape:
+    """`layers` layers of `width` parallel steps; each step depends on the whole previous layer."""
+    steps: list[dict[str, Any]] = []
+    previous: list[str] = []
+    for layer in range(layers):
+        current = [f"l{layer}_{j}" for j in range(width)]
+        steps.extend(_step(step_id, previous) for step_id in current)
+        previous = current
+
+    def canvas(timeout: float) -> None:
+        chain(*[group(_noops(width)) for _ in range(layers)]).apply_async().get(timeout=timeout)
+
+    def driver(timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for _ in range(layers):
+            group(_noops(width)).apply_async().get(timeout=_left(deadline))
+
+    return Shape(
+        key="diamond",
+        label=f"diamond {layers} layers x{width}",
+        steps=layers * width,
+        document=_workflow(f"bench_diamond_{layers}x{width}", steps),
+        raw={"raw: chain(group, group, ...)": canvas, "raw: driver, group.get() per layer": driver},
+    )
+
+
+def all_shapes(scale: float) -> list[Shape]:
+    """The three shapes at `scale` x the full sizes (at least one step per dimension)."""
+
+    def scaled(full: int) -> int:
+        return max(1, round(full * scale))
+
+    return [
+        chain_shape(scaled(FULL_CHAIN)),
+        fanout_shape(scaled(FULL_FANOUT)),
+        diamond_shape(scaled(FULL_LAYERS)),
+    ]
