@@ -30,8 +30,13 @@ def config_show(as_json: bool) -> None:
 
 
 @config_group.command("table")
-@click.option("--write", "readme", type=click.Path(path_type=Path), default=None,
-              help="Replace the table inside this README instead of printing it.")
+@click.option(
+    "--write",
+    "readme",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Replace the table inside this README instead of printing it.",
+)
 def config_table(readme: Path | None) -> None:
     """The environment-variable table (generated from the code)."""
     generated = settings_table()

@@ -40,7 +40,13 @@ from agent33.engine.states import RUN_TERMINAL, STEP_TERMINAL, RunState, StepSta
 from agent33.errors import Agent33Error
 
 log = structlog.get_logger(__name__)
-WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_id() -> str:
+    """host:pid of this process, computed per call (prefork children differ from the parent)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 RAW_PARAMS = {"parallel_group": ("step", "branches")}
 
 
@@ -152,7 +158,7 @@ def _start(
     if run.state == RunState.PENDING:
         store.set_run_state(session=session, run=run, target=RunState.RUNNING)
     step.attempt += 1
-    step.worker = WORKER_ID
+    step.worker = worker_id()
     step.task_id = task_id
     step.lease_expires_at = store.lease_deadline(
         (definition.timeout or 0) + settings.step_lease_seconds
@@ -161,7 +167,7 @@ def _start(
         session=session,
         step=step,
         target=StepState.RUNNING,
-        data={"attempt": step.attempt, "worker": WORKER_ID},
+        data={"attempt": step.attempt, "worker": worker_id()},
     )
     try:
         if definition.when and not evaluate(definition.when, context, step_id=step.step_id):

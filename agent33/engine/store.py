@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from referencing import Registry
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -108,7 +109,9 @@ def set_step_state(
 
 def validate_inputs(workflow: WorkflowDef, inputs: dict[str, Any]) -> None:
     """Inputs against the workflow's JSON Schema; errors keyed `inputs.<path>`."""
-    errors = sorted(Draft202012Validator(workflow.inputs).iter_errors(inputs), key=str)
+    # An empty registry: a `$ref` to a remote URL must not make the engine fetch it.
+    validator = Draft202012Validator(workflow.inputs, registry=Registry())
+    errors = sorted(validator.iter_errors(inputs), key=str)
     if errors:
         fields: dict[str, list[str]] = {}
         for error in errors:

@@ -6,8 +6,8 @@ serialisation, routing, acks and the broker are all real. Subprocess workers liv
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest

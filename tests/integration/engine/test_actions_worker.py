@@ -1,7 +1,8 @@
 """The shipped example workflows run end to end through the real broker and worker.
 
 The worker uses the default allowlists (echo/true/false/sleep; 127.0.0.1, localhost), so these
-tests stay inside them; refusals are covered at the unit level with custom Settings.
+tests stay inside them; refusals are covered at the unit level with custom Settings. The action
+modules are imported here so the in-process worker knows them whatever `_load_builtin` lists.
 """
 
 from __future__ import annotations
@@ -16,19 +17,18 @@ from typing import Any
 
 import pytest
 
-# Registers the actions in this (in-process) worker even before `_load_builtin` lists them.
-from agent33.engine.actions import agent, command, http, validate  # noqa: F401
 from agent33.db import session_scope
 from agent33.definitions.loader import parse_workflow
 from agent33.definitions.registry import save_workflow, sync_directory
 from agent33.engine import service
+from agent33.engine.actions import agent, command, http, validate  # noqa: F401 - registers them
 from agent33.engine.states import RUN_TERMINAL
 from agent33.engine.validation import validate_workflow
 from tasks.dispatch import flush_outbox
 
 pytestmark = pytest.mark.usefixtures("committed_db", "celery_worker")
 
-FAILING = {
+FAILING: dict[str, Any] = {
     "name": "test_failing_command",
     "version": 1,
     "steps": [
@@ -79,14 +79,14 @@ def _start(settings: Any, workflow: str, inputs: dict[str, Any]) -> uuid.UUID:
 
 def _wait(run_id: uuid.UUID, timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
-    run = None
+    run: Any = None
     while time.monotonic() < deadline:
         with session_scope() as session:
             run = service.get_run(session=session, run_id=run_id)
             if run.state in RUN_TERMINAL:
                 return run
         time.sleep(0.05)
-        states = {s.step_id: s.state for s in run.steps}
+    states = {s.step_id: s.state for s in run.steps}
     raise AssertionError(f"run {run_id} not finished in {timeout}s: {run.state} {states}")
 
 

@@ -186,7 +186,7 @@ def test_approve_or_reject_a_waiting_step(
     assert gate["output"]["approved"] is approved
     assert gate["output"]["comment"] == "looks fine"
     assert gate["output"]["by"].startswith("api_key:")
-    assert steps_of(run)["after"]["state"] == ("succeeded" if approved else "pending")
+    assert steps_of(run)["after"]["state"] == ("succeeded" if approved else "cancelled")
     again = client.post(f"{RUNS}/{run_id}/approve", json=body, headers=headers)
     assert again.status_code == 409
 

@@ -133,9 +133,7 @@ def test_read_scope_cannot_write(client: FlaskClient, make_api_key: Any) -> None
     for method, url in (("post", URL), ("put", f"{URL}/flow_a"), ("delete", f"{URL}/flow_a")):
         response = getattr(client, method)(url, json=document(), headers=reader)
         assert response.status_code == 403, (method, url)
-        assert response.get_json()["error"]["fields"] == {
-            "scopes": ["Requires 'workflows:write'."]
-        }
+        assert response.get_json()["error"]["fields"] == {"scopes": ["Requires 'workflows:write'."]}
     assert stored_count() == 0
 
 

@@ -71,7 +71,9 @@ def test_bad_params_are_refused_naming_the_field(params: dict[str, Any], needle:
 
 def test_a_command_outside_the_allowlist_is_refused() -> None:
     error = _fails({"argv": ["rm", "-rf", "/tmp/nothing"]}, allow=("echo", "true"))
-    assert str(error) == "command 'rm' is not in the allowlist (AGENT33_COMMAND_ALLOWLIST: echo, true)"
+    assert (
+        str(error) == "command 'rm' is not in the allowlist (AGENT33_COMMAND_ALLOWLIST: echo, true)"
+    )
     assert not error.retryable
 
 
@@ -130,9 +132,7 @@ def test_large_output_is_truncated_keeping_head_and_tail() -> None:
 def test_a_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
     started = time.monotonic()
-    error = _fails(
-        {"argv": ["sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"], "timeout": 0.5}
-    )
+    error = _fails({"argv": ["sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"], "timeout": 0.5})
     assert time.monotonic() - started < 10
     assert str(error) == "command timed out after 0.5s"
     assert error.retryable

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -41,7 +41,7 @@ class Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         length = int(self.headers.get("Content-Length") or 0)
         received = self.rfile.read(length).decode() if length else ""
-        port = self.server.server_address[1]
+        port = cast(ThreadingHTTPServer, self.server).server_port
         if path == "/json":
             self._send(200, b'{"ok": true, "n": [1, 2]}', "application/json; charset=utf-8")
         elif path == "/text":
@@ -130,7 +130,10 @@ def test_method_params_headers_and_json_are_sent(base_url: str) -> None:
     assert raw["method"] == "PUT" and raw["body"] == "plain"
 
 
-@pytest.mark.parametrize(("path", "status", "retryable"), [("/fail", 500, True), ("/busy", 429, True), ("/missing", 404, False)])
+@pytest.mark.parametrize(
+    ("path", "status", "retryable"),
+    [("/fail", 500, True), ("/busy", 429, True), ("/missing", 404, False)],
+)
 def test_unexpected_statuses(base_url: str, path: str, status: int, retryable: bool) -> None:
     error = _fails({"url": f"{base_url}{path}"})
     assert f"unexpected status {status}" in str(error)
