@@ -9,6 +9,7 @@ Duplicates are harmless: the runner's claim lets one delivery through.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -27,6 +28,7 @@ class ReapResult:
     redelivered: int = 0
     failed: int = 0
     outbox_ids: list[int] = field(default_factory=list)
+    step_ids: list[uuid.UUID] = field(default_factory=list)
 
 
 def _expired_running(now: dt.datetime) -> list[StepRun]:
@@ -52,13 +54,38 @@ def _stale_queued(now: dt.datetime, age: float) -> list[StepRun]:
         )
 
 
+def _waiting_parents() -> list[uuid.UUID]:
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(StepRun.id).where(
+                    StepRun.state == StepState.RUNNING.value, StepRun.waiting_for == "children"
+                )
+            )
+        )
+
+
+def _join_parent(parent_id: uuid.UUID, result: ReapResult) -> None:
+    """A lost chord body must not leave a parallel group open: the barrier is re-checked here."""
+    from agent33.engine.runner import finalize_parent
+
+    outcome = finalize_parent(str(parent_id))
+    if outcome.status == "joined":
+        result.redelivered += 1
+        result.outbox_ids.extend(outcome.outbox_ids)
+
+
 def reap(settings: Settings, *, now: dt.datetime | None = None) -> ReapResult:
     now = now or utcnow()
     result = ReapResult()
     for candidate in _expired_running(now):
         _reap_running(candidate, settings, now, result)
+    for parent_id in _waiting_parents():
+        _join_parent(parent_id, result)
+    reaped = set(result.step_ids)
     for candidate in _stale_queued(now, settings.step_lease_seconds):
-        _republish_queued(candidate, settings, now, result)
+        if candidate.id not in reaped:
+            _republish_queued(candidate, settings, now, result)
     return result
 
 
@@ -101,6 +128,7 @@ def _reap_running(
         payload = {"segments": [[planner.entry(step, definition)]]}
         result.outbox_ids.append(store.enqueue(session=session, run_id=run.id, payload=payload))
         result.redelivered += 1
+        result.step_ids.append(step.id)
 
 
 def _republish_queued(

@@ -1,0 +1,74 @@
+"""The reaper: lost workers and lost messages never leave a run `running` forever."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from agent33.config import Settings
+from agent33.db import session_scope
+from agent33.db.models import OutboxMessage, StepRun
+from agent33.engine import reaper, service, store
+from agent33.engine.states import StepState
+from tests.integration.engine.helpers import save
+
+pytestmark = pytest.mark.usefixtures("committed_db")
+LATER = dt.timedelta(hours=2)
+
+
+def _run_with_first_step(state: StepState, deliveries: int, worker: str) -> uuid.UUID:
+    save({"name": "reapable", "inputs": {"type": "object"}, "steps": [
+        {"id": "a", "action": "transform", "with": {}},
+        {"id": "b", "action": "transform", "depends_on": ["a"], "with": {}}]})
+    with session_scope() as session:
+        run, _, _ = service.start_run(session=session, workflow_name="reapable", inputs={})
+        first = run.steps[0]
+        if state == StepState.RUNNING:
+            store.set_step_state(session=session, step=first, target=StepState.RUNNING)
+            first.lease_expires_at = store.lease_deadline(1)
+        first.deliveries = deliveries
+        first.worker = worker
+        return run.id
+
+
+def _step(run_id: uuid.UUID, step_id: str) -> StepRun:
+    with session_scope() as session:
+        step = session.scalar(select(StepRun).where(StepRun.run_id == run_id, StepRun.step_id == step_id))
+        assert step is not None
+        return step
+
+
+def test_expired_lease_is_redelivered_through_the_outbox(settings: Settings) -> None:
+    run_id = _run_with_first_step(StepState.RUNNING, 1, "gone-host:1")
+    result = reaper.reap(settings, now=store.lease_deadline(0) + LATER)
+    assert result.redelivered == 1 and result.failed == 0
+    assert _step(run_id, "a").state == "queued"
+    with session_scope() as session:
+        rows = session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(result.outbox_ids)))
+        assert [r.payload["segments"][0][0]["step_id"] for r in rows] == ["a"]
+
+
+def test_delivery_budget_spent_fails_the_step_and_the_run(settings: Settings) -> None:
+    run_id = _run_with_first_step(StepState.RUNNING, settings.max_deliveries, "gone-host:1")
+    result = reaper.reap(settings, now=store.lease_deadline(0) + LATER)
+    assert result.failed == 1
+    step = _step(run_id, "a")
+    assert step.state == "failed" and step.error["type"] == "WorkerLost"
+    assert "gone-host:1" in step.error["message"]
+    with session_scope() as session:
+        run = service.get_run(session=session, run_id=run_id)
+        assert run.state == "failed" and run.steps[1].state == "cancelled"
+
+
+def test_lost_message_of_a_ready_queued_step_is_republished(settings: Settings) -> None:
+    run_id = _run_with_first_step(StepState.QUEUED, 0, "")
+    assert reaper.reap(settings).redelivered == 0, "a fresh queued step must be left alone"
+    result = reaper.reap(settings, now=store.lease_deadline(0) + LATER)
+    assert result.redelivered == 1, "only `a`: `b` waits for its dependency, whatever its age"
+    with session_scope() as session:
+        rows = session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(result.outbox_ids)))
+        assert [r.payload["segments"][0][0]["step_id"] for r in rows] == ["a"]
+    assert _step(run_id, "b").state == "queued"
