@@ -79,13 +79,20 @@ def _measure_raw(shape: Shape, variant: str, repeat: int, timeout: float) -> Mea
     return best
 
 
-def _measure_agent33(shape: Shape, repeat: int, timeout: float) -> Measurement:
+def _measure_agent33(
+    shape: Shape, repeat: int, timeout: float, worker: harness.Worker
+) -> Measurement:
     name = harness.register_workflow(shape.document)
     best: Measurement | None = None
     for _ in range(repeat):
+        errors_before = len(worker.task_errors())
         result = harness.run_agent33(name, timeout=timeout)
         if result.timed_out:
-            return Measurement(shape, AGENT33, result.seconds, timed_out=True)
+            errors = worker.task_errors()[errors_before:]
+            detail = f"timed out after {timeout:g}s" + (
+                f"; {len(errors)} step task(s) crashed, first: {errors[0]}" if errors else ""
+            )
+            return Measurement(shape, AGENT33, result.seconds, timed_out=True, detail=detail)
         detail = ""
         if result.timings is not None:
             t = result.timings
@@ -100,12 +107,15 @@ def _measure_agent33(shape: Shape, repeat: int, timeout: float) -> Measurement:
     return best
 
 
-def _warm_up(timeout: float) -> None:
+def _warm_up(timeout: float, worker: harness.Worker) -> None:
     """Import everything and open connections in every worker process before measuring."""
     small = diamond_shape(3)
     for variant in small.raw:
-        _measure_raw(small, variant, repeat=2, timeout=timeout)
-    _measure_agent33(small, repeat=2, timeout=timeout)
+        if _measure_raw(small, variant, repeat=2, timeout=timeout).timed_out:
+            raise harness.BenchmarkError(f"warm-up {variant} timed out:\n{worker.log_tail()}")
+    warm = _measure_agent33(small, repeat=2, timeout=min(timeout, 60.0), worker=worker)
+    if warm.timed_out:
+        raise harness.BenchmarkError(f"warm-up Agent33 run: {warm.detail}\n{worker.log_tail()}")
 
 
 def _seconds(m: Measurement) -> str:
@@ -156,14 +166,14 @@ def _run_all(scale: float, repeat: int, timeout: float, concurrency: int) -> flo
             f" worker: prefork x{concurrency} on queue steps; worker log {log_dir / 'worker.log'}",
             flush=True,
         )
-        with harness.worker(settings, concurrency=concurrency, log_dir=log_dir):
-            _warm_up(timeout)
+        with harness.worker(settings, concurrency=concurrency, log_dir=log_dir) as worker:
+            _warm_up(timeout, worker)
             results: list[Measurement] = []
             for shape in shapes:
                 for variant in shape.raw:
                     results.append(_measure_raw(shape, variant, repeat, timeout))
                     print(f"  {shape.label}: {variant}: {_seconds(results[-1])} s", flush=True)
-                results.append(_measure_agent33(shape, repeat, timeout))
+                results.append(_measure_agent33(shape, repeat, timeout, worker))
                 print(f"  {shape.label}: {AGENT33}: {_seconds(results[-1])} s", flush=True)
         print()
         return _print_table(results)

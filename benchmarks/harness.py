@@ -87,6 +87,14 @@ class Worker:
         except OSError:
             return ""
 
+    def task_errors(self) -> list[str]:
+        """The worker log's `raised unexpected` lines (tasks that crashed instead of recording)."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        return [line for line in lines if "raised unexpected" in line]
+
 
 def _worker_env(settings: Any) -> dict[str, str]:
     env = dict(os.environ)

@@ -58,6 +58,7 @@ def resume(*, session: Session, run_id: uuid.UUID, by: str | None) -> ControlRes
                 message=f"resumed by {by}" if by else "resumed",
             )
             step.error = None
+            step.output = None  # a rejected approval asks again; a wait starts over
             step.deliveries = 0
             step.waiting_for = None
             step.lease_expires_at = None

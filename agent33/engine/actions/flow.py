@@ -24,7 +24,7 @@ def wait(context: ActionContext) -> Any:
     params = context.params
     if params.get("approval"):
         previous = context.previous_output
-        if isinstance(previous, dict) and "approved" in previous:
+        if isinstance(previous, dict) and previous.get("approved") is True:
             return previous
         return AwaitApproval(prompt=str(params.get("prompt", "")))
     seconds = params.get("seconds")

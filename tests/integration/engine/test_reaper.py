@@ -20,9 +20,16 @@ LATER = dt.timedelta(hours=2)
 
 
 def _run_with_first_step(state: StepState, deliveries: int, worker: str) -> uuid.UUID:
-    save({"name": "reapable", "inputs": {"type": "object"}, "steps": [
-        {"id": "a", "action": "transform", "with": {}},
-        {"id": "b", "action": "transform", "depends_on": ["a"], "with": {}}]})
+    save(
+        {
+            "name": "reapable",
+            "inputs": {"type": "object"},
+            "steps": [
+                {"id": "a", "action": "transform", "with": {}},
+                {"id": "b", "action": "transform", "depends_on": ["a"], "with": {}},
+            ],
+        }
+    )
     with session_scope() as session:
         run, _, _ = service.start_run(session=session, workflow_name="reapable", inputs={})
         first = run.steps[0]
@@ -36,7 +43,9 @@ def _run_with_first_step(state: StepState, deliveries: int, worker: str) -> uuid
 
 def _step(run_id: uuid.UUID, step_id: str) -> StepRun:
     with session_scope() as session:
-        step = session.scalar(select(StepRun).where(StepRun.run_id == run_id, StepRun.step_id == step_id))
+        step = session.scalar(
+            select(StepRun).where(StepRun.run_id == run_id, StepRun.step_id == step_id)
+        )
         assert step is not None
         return step
 

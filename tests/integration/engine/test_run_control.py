@@ -159,3 +159,17 @@ def test_resume_runs_only_what_did_not_succeed() -> None:
     assert kinds[-2:] == [("run.state", "running"), ("run.state", "succeeded")]
     with pytest.raises(Conflict):
         _do(resume_run, run_id=run_id)
+
+
+def test_resume_after_a_rejection_asks_again() -> None:
+    run_id = start(_gate_flow("ask_again"))
+    wait_for(run_id, ["waiting"])
+    _do(approve_step, run_id=run_id, step_id="gate", approved=False, by="bob")
+    assert wait_for(run_id).state == "failed"
+    _do(resume_run, run_id=run_id, by="ops")
+    waiting = wait_for(run_id, ["waiting"])
+    assert steps_of(waiting)["gate"].waiting_for == "approval", (
+        "a rejected gate must not pass on resume"
+    )
+    _do(approve_step, run_id=run_id, step_id="gate", by="carol")
+    assert wait_for(run_id).state == "succeeded"

@@ -20,6 +20,13 @@ EXPECTED_OPERATIONS = {
     ("/api/v1/workflows/{name}/runs", "post"),
     ("/api/v1/runs", "get"),
     ("/api/v1/runs/{run_id}", "get"),
+    ("/api/v1/workflows", "post"),
+    ("/api/v1/workflows/validate", "post"),
+    ("/api/v1/workflows/{name}", "put"),
+    ("/api/v1/workflows/{name}", "delete"),
+    ("/api/v1/runs/{run_id}/cancel", "post"),
+    ("/api/v1/runs/{run_id}/resume", "post"),
+    ("/api/v1/runs/{run_id}/approve", "post"),
 }
 
 

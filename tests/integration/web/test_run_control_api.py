@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from tests.plugins.web import MakeApiKey
+
 RUNS = "/api/v1/runs"
 # Only while the engine's operator actions are missing; once they exist, failures are real.
 ENGINE_PENDING = pytest.mark.xfail(
@@ -55,7 +57,7 @@ Start = Callable[[dict[str, Any]], str]
 
 
 @pytest.fixture
-def headers(make_api_key: Any) -> dict[str, str]:
+def headers(make_api_key: MakeApiKey) -> dict[str, str]:
     return make_api_key(["runs:read", "runs:write", "workflows:read", "workflows:write"])
 
 
@@ -116,7 +118,7 @@ def test_approve_body_is_validated_naming_the_field(
     assert set(long.get_json()["error"]["fields"]) == {"comment"}
 
 
-def test_control_needs_runs_write(client: FlaskClient, make_api_key: Any) -> None:
+def test_control_needs_runs_write(client: FlaskClient, make_api_key: MakeApiKey) -> None:
     reader = make_api_key(["runs:read"])
     for action in ("cancel", "resume", "approve"):
         response = client.post(f"{RUNS}/{uuid.uuid4()}/{action}", json={}, headers=reader)

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from agent33.db import session_scope
 from agent33.db.models import WorkflowDefinition
 from agent33.engine.service import start_run
+from tests.plugins.web import MakeApiKey
 
 URL = "/api/v1/workflows"
 
@@ -42,7 +43,7 @@ def start_a_run(name: str, version: int) -> None:
 
 
 @pytest.fixture
-def headers(make_api_key: Any) -> dict[str, str]:
+def headers(make_api_key: MakeApiKey) -> dict[str, str]:
     return make_api_key(["workflows:read", "workflows:write"])
 
 
@@ -119,7 +120,7 @@ def test_body_that_is_not_a_workflow_is_400(client: FlaskClient, headers: dict[s
 
 
 def test_validate_stores_nothing_and_needs_only_read(
-    client: FlaskClient, make_api_key: Any
+    client: FlaskClient, make_api_key: MakeApiKey
 ) -> None:
     reader = make_api_key(["workflows:read"])
     response = client.post(f"{URL}/validate", json=document(version=3), headers=reader)
@@ -128,7 +129,7 @@ def test_validate_stores_nothing_and_needs_only_read(
     assert stored_count() == 0
 
 
-def test_read_scope_cannot_write(client: FlaskClient, make_api_key: Any) -> None:
+def test_read_scope_cannot_write(client: FlaskClient, make_api_key: MakeApiKey) -> None:
     reader = make_api_key(["workflows:read"])
     for method, url in (("post", URL), ("put", f"{URL}/flow_a"), ("delete", f"{URL}/flow_a")):
         response = getattr(client, method)(url, json=document(), headers=reader)
