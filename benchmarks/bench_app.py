@@ -13,7 +13,7 @@ from tasks.app import app
 NOOP_TASK = "bench.noop"
 
 
-@app.task(name=NOOP_TASK, queue=Queue.STEPS.value)
+@app.task(name=NOOP_TASK, queue=Queue.STEPS.value)  # type: ignore[untyped-decorator]
 def noop(*_args: Any, **_kwargs: Any) -> None:
     """Does nothing; immutable signatures call it with no arguments."""
     return None

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from celery import Celery
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks`, `agent33`, `tasks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -59,6 +60,19 @@ def _env_float(name: str, default: float) -> float:
     return value
 
 
+def _drain_queue(app: Celery, quiet_for: float = 1.0, limit: float = 120.0) -> None:
+    """After a timed-out canvas: purge until no message showed up for `quiet_for` seconds.
+
+    Tasks still running publish follow-ups (chord bodies, chain links) after a first purge.
+    """
+    deadline = time.monotonic() + limit
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < quiet_for:
+        if app.control.purge():
+            quiet_since = time.monotonic()
+        time.sleep(0.1)
+
+
 def _measure_raw(shape: Shape, variant: str, repeat: int, timeout: float) -> Measurement:
     from celery.exceptions import TimeoutError as CeleryTimeout
 
@@ -70,8 +84,9 @@ def _measure_raw(shape: Shape, variant: str, repeat: int, timeout: float) -> Mea
         try:
             shape.raw[variant](timeout)
         except (CeleryTimeout, TimeoutError):
-            app.control.purge()
-            return Measurement(shape, variant, time.perf_counter() - started, timed_out=True)
+            seconds = time.perf_counter() - started
+            _drain_queue(app)
+            return Measurement(shape, variant, seconds, timed_out=True)
         seconds = time.perf_counter() - started
         if best is None or seconds < best.seconds:
             best = Measurement(shape, variant, seconds)
@@ -93,14 +108,7 @@ def _measure_agent33(
                 f"; {len(errors)} step task(s) crashed, first: {errors[0]}" if errors else ""
             )
             return Measurement(shape, AGENT33, result.seconds, timed_out=True, detail=detail)
-        detail = ""
-        if result.timings is not None:
-            t = result.timings
-            detail = (
-                f"per step: queued->running {t.queued_to_running_ms:.1f} ms,"
-                f" running->finished {t.running_to_finished_ms:.1f} ms;"
-                f" run created->finished {t.created_to_finished_s:.2f} s"
-            )
+        detail = result.timings.describe() if result.timings else ""
         if best is None or result.seconds < best.seconds:
             best = Measurement(shape, AGENT33, result.seconds, detail=detail)
     assert best is not None
@@ -122,12 +130,19 @@ def _seconds(m: Measurement) -> str:
     return f"{'>' if m.timed_out else ''}{m.seconds:.2f}"
 
 
-def _ratio(m: Measurement, baseline: Measurement) -> float:
-    return m.seconds / baseline.seconds
+def _ratio(m: Measurement, baseline: Measurement) -> str:
+    """`m`'s time over the baseline's; a timed-out time is a lower bound (`>`), over a
+    timed-out baseline the ratio is unknown (`?`)."""
+    if baseline.timed_out and m is not baseline:
+        return "?"
+    return f"{'>' if m.timed_out else ''}{m.seconds / baseline.seconds:.2f}"
 
 
 def _print_table(results: list[Measurement]) -> float:
-    """Print every variant with its ratio to the shape's fastest raw; returns the worst ratio."""
+    """Print every variant with its ratio to the shape's fastest raw; returns the worst ratio.
+
+    A shape whose raw variants all timed out has no baseline and does not count.
+    """
     header = f"{'shape':<26} {'variant':<38} {'steps':>6} {'wall s':>9} {'ms/step':>9} {'ratio':>8}"
     print(header)
     print("-" * len(header))
@@ -136,19 +151,19 @@ def _print_table(results: list[Measurement]) -> float:
     shapes = list({id(m.shape): m.shape for m in results}.values())
     for shape in shapes:
         rows = [m for m in results if m.shape is shape]
-        baseline = min((m for m in rows if m.is_raw), key=lambda m: m.seconds)
+        baseline = min((m for m in rows if m.is_raw), key=lambda m: (m.timed_out, m.seconds))
         for m in rows:
-            ratio = _ratio(m, baseline)
-            prefix = ">" if m.timed_out else ""
             mark = "  <- fastest raw" if m is baseline else ""
             print(
                 f"{shape.label:<26} {m.variant:<38} {shape.steps:>6} {_seconds(m):>9}"
-                f" {m.seconds * 1000 / shape.steps:>9.2f} {prefix + f'{ratio:.2f}':>8}{mark}"
+                f" {m.seconds * 1000 / shape.steps:>9.2f} {_ratio(m, baseline):>8}{mark}"
             )
-            if not m.is_raw:
-                worst = max(worst, ratio)
-                if m.detail:
-                    details.append(f"{shape.label}: {m.detail}")
+            if m.is_raw:
+                continue
+            if not baseline.timed_out:
+                worst = max(worst, m.seconds / baseline.seconds)
+            if m.detail:
+                details.append(f"{shape.label}: {m.detail}")
     if details:
         print()
         print("Agent33 step timings (from step rows):")
@@ -160,12 +175,12 @@ def _print_table(results: list[Measurement]) -> float:
 def _run_all(scale: float, repeat: int, timeout: float, concurrency: int) -> float:
     shapes = all_shapes(scale)
     with harness.services() as settings:
-        log_dir = Path(tempfile.mkdtemp(prefix="agent33-bench-logs-"))
         print(
             f"scale {scale:g}, repeat {repeat}, timeout {timeout:g}s,"
-            f" worker: prefork x{concurrency} on queue steps; worker log {log_dir / 'worker.log'}",
+            f" worker: prefork x{concurrency} on queue steps",
             flush=True,
         )
+        log_dir = settings.var_dir
         with harness.worker(settings, concurrency=concurrency, log_dir=log_dir) as worker:
             _warm_up(timeout, worker)
             results: list[Measurement] = []
@@ -184,8 +199,15 @@ def main() -> int:
     repeat = int(_env_float("BENCH_REPEAT", 1))
     timeout = _env_float("BENCH_TIMEOUT", 300.0)
     concurrency = int(_env_float("BENCH_CONCURRENCY", 2))
-    with harness.sigterm_as_interrupt():
-        worst = _run_all(scale, repeat, timeout, concurrency)
+    try:
+        with harness.sigterm_as_interrupt():
+            worst = _run_all(scale, repeat, timeout, concurrency)
+    except KeyboardInterrupt:
+        print("interrupted; everything this benchmark started is stopped", file=sys.stderr)
+        return 130
+    except harness.BenchmarkError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
     print(f"worst ratio agent33/raw-celery: {worst:.2f}")
     return 0
 

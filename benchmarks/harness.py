@@ -6,6 +6,7 @@ Everything started here is stopped on exit, also on Ctrl-C, SIGTERM or an except
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import signal
@@ -69,9 +70,34 @@ def services() -> Iterator[Any]:
             finally:
                 from agent33.db.session import dispose_engine
 
+                _release_results()
                 dispose_engine()
     finally:
         shutil.rmtree(var_dir, ignore_errors=True)
+
+
+def _release_results() -> None:
+    """Drop the result backend's pending results while Redis still runs.
+
+    A chain of groups leaves results subscribed; their `__del__` unsubscribes, which fails with
+    a traceback at interpreter exit once Redis is gone.
+    """
+    from tasks.app import app
+
+    pending = getattr(app.backend, "_pending_results", None)
+    if pending is not None:
+        pending.concrete.clear()
+        pending.weak.clear()
+    gc.collect()
+    consumer = getattr(app.backend, "result_consumer", None)
+    if consumer is None:
+        return
+    with contextlib.suppress(Exception):
+        consumer.stop()
+    if hasattr(consumer, "_pubsub"):
+        # Results still referenced (e.g. by an interrupted `.get()`'s traceback) then skip
+        # unsubscribing when they are collected after Redis stopped.
+        consumer._pubsub = None
 
 
 @dataclass
@@ -191,11 +217,25 @@ def register_workflow(document: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class StepTimings:
-    """Where a finished run's time went, from the step rows (milliseconds, averaged per step)."""
+    """Where a finished run's time went, from the step rows' timestamps.
 
-    queued_to_running_ms: float
-    running_to_finished_ms: float
+    `in_step_ms`: mean started_at -> finished_at (claim committed, action, record up to its
+    commit). `handoff_ms`: mean from the last dependency's finished_at to the step's started_at
+    (record commit, outbox publish, broker, worker pick-up, claim up to its lock). `first_start_ms`:
+    run created -> first step started. `created_to_finished_s`: the run as the database saw it.
+    """
+
+    in_step_ms: float
+    handoff_ms: float
+    first_start_ms: float
     created_to_finished_s: float
+
+    def describe(self) -> str:
+        return (
+            f"in-step {self.in_step_ms:.1f} ms, handoff {self.handoff_ms:.1f} ms,"
+            f" created->first start {self.first_start_ms:.0f} ms,"
+            f" created->finished {self.created_to_finished_s:.2f} s"
+        )
 
 
 @dataclass(frozen=True)
@@ -213,17 +253,33 @@ def _poll_connection() -> Connection:
 
 
 def _timings(conn: Connection, run_id: uuid.UUID) -> StepTimings:
-    row = conn.execute(
+    created, finished = conn.execute(
+        text("SELECT created_at, finished_at FROM runs WHERE id = :id"), {"id": run_id}
+    ).one()
+    rows = conn.execute(
         text(
-            "SELECT avg(extract(epoch FROM s.started_at - s.queued_at)) * 1000,"
-            " avg(extract(epoch FROM s.finished_at - s.started_at)) * 1000,"
-            " extract(epoch FROM r.finished_at - r.created_at)"
-            " FROM step_runs s JOIN runs r ON r.id = s.run_id"
-            " WHERE s.run_id = :id GROUP BY r.id"
+            "SELECT step_id, depends_on, started_at, finished_at FROM step_runs WHERE run_id = :id"
         ),
         {"id": run_id},
-    ).one()
-    return StepTimings(float(row[0] or 0), float(row[1] or 0), float(row[2] or 0))
+    ).all()
+    ends = {row.step_id: row.finished_at for row in rows}
+    in_step = [(row.finished_at - row.started_at).total_seconds() for row in rows]
+    handoffs = [
+        (row.started_at - max(ends[d] for d in row.depends_on)).total_seconds()
+        for row in rows
+        if row.depends_on
+    ]
+    first = min(row.started_at for row in rows)
+
+    def mean_ms(values: list[float]) -> float:
+        return 1000 * sum(values) / len(values) if values else 0.0
+
+    return StepTimings(
+        in_step_ms=mean_ms(in_step),
+        handoff_ms=mean_ms(handoffs),
+        first_start_ms=1000 * (first - created).total_seconds(),
+        created_to_finished_s=(finished - created).total_seconds(),
+    )
 
 
 def _stop_run(conn: Connection, run_id: uuid.UUID, timeout: float) -> None:

@@ -14,6 +14,7 @@ from tasks.dispatch import flush_outbox
 
 @app.task(
     name=TaskName.RUN_FINALIZE.value,
+    ignore_result=True,
     autoretry_for=(OperationalError, InterfaceError),
     retry_backoff=True,
     retry_backoff_max=30,

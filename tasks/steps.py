@@ -16,6 +16,7 @@ from tasks.dispatch import flush_outbox
 @app.task(
     name=TaskName.STEP_RUN.value,
     bind=True,
+    ignore_result=True,  # state lives in PostgreSQL; chord counting still works without results
     autoretry_for=(OperationalError, InterfaceError),
     retry_backoff=True,
     retry_backoff_max=30,

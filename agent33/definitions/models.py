@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 
@@ -35,8 +36,18 @@ class WorkflowDef:
     steps: tuple[StepDef, ...]
     outputs: dict[str, Any]
 
-    def step(self, step_id: str) -> StepDef:
+    @cached_property
+    def by_id(self) -> dict[str, StepDef]:
+        return {s.id: s for s in self.steps}
+
+    @cached_property
+    def dependents(self) -> dict[str, tuple[str, ...]]:
+        """Step id -> ids of the steps that depend on it, in definition order."""
+        found: dict[str, list[str]] = {s.id: [] for s in self.steps}
         for step in self.steps:
-            if step.id == step_id:
-                return step
-        raise KeyError(step_id)
+            for dep in step.depends_on:
+                found[dep].append(step.id)
+        return {k: tuple(v) for k, v in found.items()}
+
+    def step(self, step_id: str) -> StepDef:
+        return self.by_id[step_id]

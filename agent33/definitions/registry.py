@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,8 +88,25 @@ def list_workflows(*, session: Session) -> list[WorkflowDefinition]:
     return list(session.scalars(query))
 
 
+_parsed: OrderedDict[tuple[uuid.UUID, str], WorkflowDef] = OrderedDict()
+_parsed_lock = threading.Lock()
+PARSED_CACHE_SIZE = 256
+
+
 def definition_of(row: WorkflowDefinition) -> WorkflowDef:
-    return parse_workflow(row.spec, origin=f"{row.source} ({row.name} v{row.version})")
+    """The parsed definition of a stored version; versions never change, so parsing is cached."""
+    key = (row.id, row.checksum)
+    with _parsed_lock:
+        cached = _parsed.get(key)
+        if cached is not None:
+            _parsed.move_to_end(key)
+            return cached
+    parsed = parse_workflow(row.spec, origin=f"{row.source} ({row.name} v{row.version})")
+    with _parsed_lock:
+        _parsed[key] = parsed
+        while len(_parsed) > PARSED_CACHE_SIZE:
+            _parsed.popitem(last=False)
+    return parsed
 
 
 def sync_directory(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from agent33.db.models import Run, StepRun
@@ -57,8 +58,9 @@ def spawn(
     *, session: Session, run: Run, parent: StepRun, parent_def: StepDef, fan_out: FanOut
 ) -> list[int]:
     """Create missing children, queue those not yet succeeded, publish them as one chord."""
-    existing = {s.key: s for s in run.steps if s.parent_id == parent.id}
-    position = max((s.position for s in run.steps), default=0) + 1
+    existing = {s.key: s for s in children_of(session, parent)}
+    top = session.scalar(select(func.max(StepRun.position)).where(StepRun.run_id == run.id))
+    position = (top or 0) + 1
     entries: list[list[dict[str, Any]]] = []
     for key, item in fan_out.children:
         child = existing.get(key)
@@ -76,7 +78,7 @@ def spawn(
                 inputs={"item": item, "index": len(entries)},
             )
             position += 1
-            run.steps.append(child)
+            session.add(child)
             session.flush()
         if child.state == StepState.PENDING:
             store.set_step_state(session=session, step=child, target=StepState.QUEUED)
@@ -89,8 +91,12 @@ def spawn(
     return [store.enqueue(session=session, run_id=run.id, payload=payload)]
 
 
-def children_of(run: Run, parent: StepRun) -> list[StepRun]:
-    return sorted((s for s in run.steps if s.parent_id == parent.id), key=lambda s: s.position)
+def children_of(session: Session, parent: StepRun) -> list[StepRun]:
+    return list(
+        session.scalars(
+            select(StepRun).where(StepRun.parent_id == parent.id).order_by(StepRun.position)
+        )
+    )
 
 
 def close_parent_if_done(
@@ -99,9 +105,10 @@ def close_parent_if_done(
     """When every child ended: the parent succeeds with their outputs, or fails naming one."""
     if parent.state != StepState.RUNNING or parent.waiting_for != "children":
         return False
-    children = children_of(run, parent)
-    if any(c.state not in STEP_TERMINAL for c in children):
+    states = session.scalars(select(StepRun.state).where(StepRun.parent_id == parent.id))
+    if any(state not in STEP_TERMINAL for state in states):
         return False
+    children = children_of(session, parent)
     parent.waiting_for = None
     failed = [c for c in children if c.state in (StepState.FAILED, StepState.CANCELLED)]
     if failed:

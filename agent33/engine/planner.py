@@ -47,23 +47,19 @@ def ready_segments(
     """
     if satisfied is None:
         satisfied = {k for k, v in states.items() if v in STEP_DONE_OK}
-    children: dict[str, list[StepDef]] = {s.id: [] for s in workflow.steps}
-    for step in workflow.steps:
-        for dep in step.depends_on:
-            children[dep].append(step)
     segments: list[list[str]] = []
     for step in workflow.steps:
-        if states[step.id] is not StepState.PENDING or step.id in dormant:
+        if states.get(step.id) is not StepState.PENDING or step.id in dormant:
             continue
         if not all(d in satisfied for d in step.depends_on):
             continue
         segment = [step.id]
         current = step
-        while len(children[current.id]) == 1:
-            nxt = children[current.id][0]
+        while len(workflow.dependents[current.id]) == 1:
+            nxt = workflow.step(workflow.dependents[current.id][0])
             if (
                 nxt.depends_on != (current.id,)
-                or states[nxt.id] is not StepState.PENDING
+                or states.get(nxt.id) is not StepState.PENDING
                 or nxt.id in dormant
                 or _breaks_segment(current)
                 or _breaks_segment(nxt)

@@ -11,6 +11,7 @@ import uuid
 from collections import OrderedDict
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from agent33.db.models import Run, StepRun, WorkflowDefinition
@@ -42,12 +43,13 @@ def workflow_of(session: Session, run: Run) -> WorkflowDef:
     return parsed
 
 
-def step_definition(workflow: WorkflowDef, run: Run, step: StepRun) -> StepDef:
+def step_definition(session: Session, workflow: WorkflowDef, step: StepRun) -> StepDef:
     """A top-level step's definition, or a child's derived from its parent."""
     if step.parent_id is None:
         return workflow.step(step.step_id)
-    parent = next(s for s in run.steps if s.id == step.parent_id)
-    return children.definition(step_definition(workflow, run, parent), step)
+    parent = session.get(StepRun, step.parent_id)
+    assert parent is not None
+    return children.definition(step_definition(session, workflow, parent), step)
 
 
 def _fallback_of(definition: StepDef) -> str | None:
@@ -59,7 +61,8 @@ def after_terminal(
 ) -> list[int]:
     """React to `step` having ended; returns outbox ids to publish after the commit."""
     if step.parent_id is not None:
-        parent = next(s for s in run.steps if s.id == step.parent_id)
+        parent = session.get(StepRun, step.parent_id)
+        assert parent is not None
         if children.close_parent_if_done(
             session=session, run=run, parent=parent, workflow=workflow
         ):
@@ -74,7 +77,7 @@ def after_terminal(
             cancel_unfinished(session=session, run=run, reason=f"step {step.step_id!r} failed")
             return finish_if_done(session=session, run=run, workflow=workflow)
     if step.state == StepState.SUCCEEDED:
-        _adopt_fallback_output(run, workflow, step)
+        _adopt_fallback_output(session, run, workflow, step)
         if step.action == "conditional" and isinstance(step.output, dict):
             skip_branches(
                 session=session,
@@ -83,12 +86,26 @@ def after_terminal(
                 origin=step.step_id,
                 skipped=list(step.output.get("skipped", [])),
             )
-    outbox_ids = store.dispatch_ready(session=session, run=run, workflow=workflow)
+    plain = (
+        step.state == StepState.SUCCEEDED
+        and step.action != "conditional"
+        and step.step_id not in store.fallback_targets(workflow)
+    )
+    outbox_ids = store.dispatch_ready(
+        session=session, run=run, workflow=workflow, after=step.step_id if plain else None
+    )
+    if plain and workflow.dependents[step.step_id]:
+        return outbox_ids  # its dependents are queued or just were: the run cannot be done
     return outbox_ids + finish_if_done(session=session, run=run, workflow=workflow)
 
 
 def _start_fallback(*, session: Session, run: Run, workflow: WorkflowDef, name: str) -> list[int]:
-    fallback = next(s for s in run.steps if s.step_id == name and s.parent_id is None)
+    fallback = session.scalar(
+        select(StepRun).where(
+            StepRun.run_id == run.id, StepRun.step_id == name, StepRun.parent_id.is_(None)
+        )
+    )
+    assert fallback is not None
     if fallback.state != StepState.PENDING:
         return []
     store.set_step_state(
@@ -100,12 +117,22 @@ def _start_fallback(*, session: Session, run: Run, workflow: WorkflowDef, name: 
     return [store.enqueue(session=session, run_id=run.id, payload=payload)]
 
 
-def _adopt_fallback_output(run: Run, workflow: WorkflowDef, step: StepRun) -> None:
+def _adopt_fallback_output(
+    session: Session, run: Run, workflow: WorkflowDef, step: StepRun
+) -> None:
     """A succeeded fallback stands in for the step that failed: its output becomes theirs."""
-    for origin in run.steps:
-        if origin.parent_id is None and origin.state == StepState.FAILED:
-            if _fallback_of(workflow.step(origin.step_id)) == step.step_id:
-                origin.output = step.output
+    origins = [s.id for s in workflow.steps if s.on_error == step.step_id]
+    if not origins:
+        return
+    for origin in session.scalars(
+        select(StepRun).where(
+            StepRun.run_id == run.id,
+            StepRun.parent_id.is_(None),
+            StepRun.step_id.in_(origins),
+            StepRun.state == StepState.FAILED.value,
+        )
+    ):
+        origin.output = step.output
 
 
 def skip_branches(
@@ -176,11 +203,20 @@ def finish_if_done(*, session: Session, run: Run, workflow: WorkflowDef) -> list
     if run.state in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED):
         return []
     dormant = store.fallback_targets(workflow)
-    for step in run.steps:
-        if step.state in STEP_TERMINAL:
-            continue
-        if step.parent_id is None and step.step_id in dormant and step.state == StepState.PENDING:
-            continue
+    unfinished = session.scalar(
+        select(func.count())
+        .select_from(StepRun)
+        .where(
+            StepRun.run_id == run.id,
+            StepRun.state.not_in([s.value for s in STEP_TERMINAL]),
+            ~(
+                StepRun.parent_id.is_(None)
+                & StepRun.step_id.in_(list(dormant) or [""])
+                & (StepRun.state == StepState.PENDING.value)
+            ),
+        )
+    )
+    if unfinished:
         return []
     for step in run.steps:
         if step.state == StepState.PENDING:
@@ -214,7 +250,7 @@ def _complete(session: Session, run: Run, workflow: WorkflowDef) -> None:
     from agent33.engine.context import render_outputs
 
     try:
-        run.outputs = render_outputs(workflow, run)
+        run.outputs = render_outputs(session, workflow, run)
     except Exception as exc:  # noqa: BLE001 - an output expression error fails the run, named
         run.error = {"step": None, "type": type(exc).__name__, "message": str(exc)}
         store.set_run_state(session=session, run=run, target=RunState.FAILED, message=str(exc))

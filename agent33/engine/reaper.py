@@ -103,7 +103,7 @@ def _reap_running(
         ):
             return
         workflow = workflow_of(session, run)
-        definition = step_definition(workflow, run, step)
+        definition = step_definition(session, workflow, step)
         if step.deliveries >= settings.max_deliveries + definition.retries.max:
             step.error = {
                 "type": "WorkerLost",
@@ -139,10 +139,12 @@ def _republish_queued(
         step = session.get(StepRun, candidate.id, populate_existing=True)
         if step is None or step.state != StepState.QUEUED or run.state in RUN_TERMINAL:
             return
-        if not store.deps_done(step, run, workflow_of(session, run)):
+        if not store.deps_done(session=session, step=step, workflow=workflow_of(session, run)):
             return
         finished = [
-            s.finished_at for s in run.steps if s.step_id in step.depends_on and s.finished_at
+            s.finished_at
+            for s in run.steps
+            if s.parent_id is None and s.step_id in step.depends_on and s.finished_at
         ]
         last_ready = max([*finished, step.queued_at or now])
         if (now - last_ready).total_seconds() < settings.step_lease_seconds:
@@ -156,6 +158,6 @@ def _republish_queued(
             message="queued too long with its dependencies done; message presumed lost",
         )
         step.queued_at = now
-        payload = {"segments": [[planner.entry(step, step_definition(workflow, run, step))]]}
+        payload = {"segments": [[planner.entry(step, step_definition(session, workflow, step))]]}
         result.outbox_ids.append(store.enqueue(session=session, run_id=run.id, payload=payload))
         result.redelivered += 1

@@ -30,8 +30,8 @@ from agent33.db.base import utcnow
 from agent33.db.models import Run, StepRun
 from agent33.definitions.models import StepDef
 from agent33.engine import children, planner, store
-from agent33.engine.actions import ActionContext, get_action
-from agent33.engine.context import run_context
+from agent33.engine.actions import ActionContext, get_action, is_inline
+from agent33.engine.context import referenced_steps, run_context
 from agent33.engine.errors import error_dict
 from agent33.engine.expressions import evaluate, render
 from agent33.engine.outcomes import AwaitApproval, Defer, FanOut, StartSubRun
@@ -70,6 +70,7 @@ class Claim:
     timeout: float | None
     context: dict[str, Any]
     previous_output: Any
+    rows: tuple[StepRun, Run] | None = field(default=None, repr=False)  # same-session use only
 
 
 def _owner_alive(worker: str | None) -> bool:
@@ -83,63 +84,72 @@ def _owner_alive(worker: str | None) -> bool:
 
 
 def _load(session: Session, step_run_id: uuid.UUID) -> tuple[StepRun, Run] | None:
-    run_id = session.scalar(select(StepRun.run_id).where(StepRun.id == step_run_id))
-    if run_id is None:
+    """Lock the step's run first, then read the step: its state is the latest committed one."""
+    row = session.execute(
+        select(Run, StepRun)
+        .join(StepRun, StepRun.run_id == Run.id)
+        .where(StepRun.id == step_run_id)
+        .with_for_update(of=Run)
+    ).first()
+    if row is None:
         return None
-    run = store.lock_run(session=session, run_id=run_id)
-    step = next(s for s in run.steps if s.id == step_run_id)
+    run, step = row
     return step, run
 
 
 def claim(step_run_id: uuid.UUID, settings: Settings, task_id: str | None) -> Claim | Outcome:
     with session_scope() as session:
-        loaded = _load(session, step_run_id)
-        if loaded is None:
-            return Outcome("missing")
-        step, run = loaded
-        if step.state in STEP_TERMINAL:
-            return Outcome(f"duplicate:{step.state}")
-        if run.state in RUN_TERMINAL:
-            store.set_step_state(
-                session=session,
-                step=step,
-                target=StepState.CANCELLED,
-                message=f"run is {run.state}",
-            )
-            return Outcome("cancelled")
-        if step.waiting_for:
-            return Outcome(f"waiting:{step.waiting_for}")
-        if step.state == StepState.PENDING:
-            return Outcome("not-queued")
-        if step.state == StepState.RUNNING and _owner_alive(step.worker):
-            lease = step.lease_expires_at
-            if lease is not None and lease > utcnow():
-                return Outcome("duplicate:running")
-        workflow = workflow_of(session, run)
-        if not store.deps_done(step, run, workflow):
-            store.set_step_state(
-                session=session,
-                step=step,
-                target=StepState.PENDING,
-                message="dependencies not done yet; back to pending",
-            )
-            return Outcome("waiting-for-dependencies")
-        definition = step_definition(workflow, run, step)
-        step.deliveries += 1
-        if step.deliveries > settings.max_deliveries + definition.retries.max:
-            message = f"step delivered {step.deliveries - 1} times without finishing (worker lost)"
-            step.error = {"type": "WorkerLost", "message": message}
-            store.set_step_state(
-                session=session, step=step, target=StepState.FAILED, message=message
-            )
-            return Outcome(
-                "failed", after_terminal(session=session, run=run, workflow=workflow, step=step)
-            )
-        return _start(session, settings, run, step, definition, task_id)
+        return _claim(session, step_run_id, settings, task_id)
 
 
-def _context(run: Run, step: StepRun) -> dict[str, Any]:
-    context = run_context(run)
+def _claim(
+    session: Session, step_run_id: uuid.UUID, settings: Settings, task_id: str | None
+) -> Claim | Outcome:
+    loaded = _load(session, step_run_id)
+    if loaded is None:
+        return Outcome("missing")
+    step, run = loaded
+    if step.state in STEP_TERMINAL:
+        return Outcome(f"duplicate:{step.state}")
+    if run.state in RUN_TERMINAL:
+        store.set_step_state(
+            session=session,
+            step=step,
+            target=StepState.CANCELLED,
+            message=f"run is {run.state}",
+        )
+        return Outcome("cancelled")
+    if step.waiting_for:
+        return Outcome(f"waiting:{step.waiting_for}")
+    if step.state == StepState.PENDING:
+        return Outcome("not-queued")
+    if step.state == StepState.RUNNING and _owner_alive(step.worker):
+        lease = step.lease_expires_at
+        if lease is not None and lease > utcnow():
+            return Outcome("duplicate:running")
+    workflow = workflow_of(session, run)
+    if not store.deps_done(session=session, step=step, workflow=workflow):
+        store.set_step_state(
+            session=session,
+            step=step,
+            target=StepState.PENDING,
+            message="dependencies not done yet; back to pending",
+        )
+        return Outcome("waiting-for-dependencies")
+    definition = step_definition(session, workflow, step)
+    step.deliveries += 1
+    if step.deliveries > settings.max_deliveries + definition.retries.max:
+        message = f"step delivered {step.deliveries - 1} times without finishing (worker lost)"
+        step.error = {"type": "WorkerLost", "message": message}
+        store.set_step_state(session=session, step=step, target=StepState.FAILED, message=message)
+        return Outcome(
+            "failed", after_terminal(session=session, run=run, workflow=workflow, step=step)
+        )
+    return _start(session, settings, run, step, definition, task_id)
+
+
+def _context(session: Session, run: Run, step: StepRun, definition: StepDef) -> dict[str, Any]:
+    context = run_context(session, run, referenced_steps(definition.params, definition.when))
     if step.parent_id is not None:
         item, key = children.item_of(step)
         context.update(item=item, key=key, index=(step.inputs or {}).get("index"))
@@ -154,7 +164,7 @@ def _start(
     definition: StepDef,
     task_id: str | None,
 ) -> Claim | Outcome:
-    context = _context(run, step)
+    context = _context(session, run, step, definition)
     if run.state == RunState.PENDING:
         store.set_run_state(session=session, run=run, target=RunState.RUNNING)
     step.attempt += 1
@@ -210,6 +220,7 @@ def _start(
         definition.timeout,
         context,
         step.output,
+        (step, run),
     )
 
 
@@ -270,26 +281,30 @@ def record(claimed: Claim, ok: bool, result: Any, settings: Settings) -> Outcome
         step, run = loaded
         if step.state != StepState.RUNNING or step.attempt != claimed.attempt:
             return Outcome(f"stale:{step.state}")
-        workflow = workflow_of(session, run)
-        definition = step_definition(workflow, run, step)
-        if ok and isinstance(result, AwaitApproval | Defer | FanOut | StartSubRun):
-            return _special(session, settings, run, step, definition, result)
-        if ok:
-            step.output = result
-            step.error = None
-            store.set_step_state(session=session, step=step, target=StepState.SUCCEEDED)
-            return Outcome(
-                "succeeded", after_terminal(session=session, run=run, workflow=workflow, step=step)
-            )
-        step.error = result
-        if step.attempt <= definition.retries.max and result.get("retryable", True):
-            return _schedule_retry(session, settings, run, step, definition)
-        store.set_step_state(
-            session=session, step=step, target=StepState.FAILED, message=result["message"]
-        )
+        return _record(session, settings, run, step, ok, result)
+
+
+def _record(
+    session: Session, settings: Settings, run: Run, step: StepRun, ok: bool, result: Any
+) -> Outcome:
+    workflow = workflow_of(session, run)
+    definition = step_definition(session, workflow, step)
+    if ok and isinstance(result, AwaitApproval | Defer | FanOut | StartSubRun):
+        return _special(session, settings, run, step, definition, result)
+    if ok:
+        step.output = result
+        step.error = None
+        store.set_step_state(session=session, step=step, target=StepState.SUCCEEDED)
         return Outcome(
-            "failed", after_terminal(session=session, run=run, workflow=workflow, step=step)
+            "succeeded", after_terminal(session=session, run=run, workflow=workflow, step=step)
         )
+    step.error = result
+    if step.attempt <= definition.retries.max and result.get("retryable", True):
+        return _schedule_retry(session, settings, run, step, definition)
+    store.set_step_state(
+        session=session, step=step, target=StepState.FAILED, message=result["message"]
+    )
+    return Outcome("failed", after_terminal(session=session, run=run, workflow=workflow, step=step))
 
 
 def _special(
@@ -408,15 +423,19 @@ def run_step(step_run_id: str, settings: Settings, task_id: str | None = None) -
         ident = uuid.UUID(step_run_id)
     except ValueError:
         return Outcome("invalid-id")
-    claimed = claim(ident, settings, task_id)
-    if isinstance(claimed, Outcome):
-        return claimed
+    with session_scope() as session:
+        claimed = _claim(session, ident, settings, task_id)
+        if isinstance(claimed, Outcome):
+            return claimed
+        if is_inline(claimed.action) and claimed.timeout is None:
+            # No side effects outside this database: run it inside the claiming transaction
+            # (a crash rolls everything back and the redelivery simply runs it again).
+            ok, result = execute(claimed, settings)
+            assert claimed.rows is not None
+            step, run = claimed.rows
+            return _record(session, settings, run, step, ok, result)
     ok, result = execute(claimed, settings)
-    outcome = record(claimed, ok, result, settings)
-    log.debug(
-        "step.finished", run_id=str(claimed.run_id), step_id=claimed.step_id, status=outcome.status
-    )
-    return outcome
+    return record(claimed, ok, result, settings)
 
 
 def finalize_parent(step_run_id: str) -> Outcome:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -190,9 +191,42 @@ def fallback_targets(workflow: WorkflowDef) -> set[str]:
     return {s.on_error for s in workflow.steps if s.on_error not in ("fail", "continue")}
 
 
-def satisfied(run: Run, workflow: WorkflowDef) -> set[str]:
+def step_states(
+    *, session: Session, run_id: uuid.UUID, only: Iterable[str] | None = None
+) -> dict[str, str]:
+    """Top-level step id -> state as plain tuples (optionally only some steps): the hot path
+    never loads every step row of a run."""
+    query = select(StepRun.step_id, StepRun.state).where(
+        StepRun.run_id == run_id, StepRun.parent_id.is_(None)
+    )
+    if only is not None:
+        wanted = list(only)
+        if not wanted:
+            return {}
+        query = query.where(StepRun.step_id.in_(wanted))
+    return {step_id: state for step_id, state in session.execute(query)}
+
+
+def neighbourhood(workflow: WorkflowDef, finished: str) -> set[str]:
+    """Steps whose readiness can change when `finished` ends: its dependents, their other
+    dependencies (and fallbacks), and the linear chains a segment could grow along."""
+    relevant = {finished}
+    for dependent in workflow.dependents[finished]:
+        relevant.add(dependent)
+        for dep in workflow.step(dependent).depends_on:
+            relevant.add(dep)
+            relevant.add(workflow.step(dep).on_error)
+        current = dependent
+        while len(workflow.dependents[current]) == 1:
+            current = workflow.dependents[current][0]
+            if current in relevant:
+                break
+            relevant.add(current)
+    return relevant & set(workflow.by_id)
+
+
+def satisfied(states: dict[str, str], workflow: WorkflowDef) -> set[str]:
     """Top-level steps their dependents may proceed after."""
-    states = {s.step_id: s.state for s in run.steps if s.parent_id is None}
     ok = {sid for sid, st in states.items() if st in STEP_DONE_OK}
     for step in workflow.steps:
         if states.get(step.id) != StepState.FAILED:
@@ -202,17 +236,35 @@ def satisfied(run: Run, workflow: WorkflowDef) -> set[str]:
     return ok
 
 
-def dispatch_ready(*, session: Session, run: Run, workflow: WorkflowDef) -> list[int]:
-    """Queue every pending step whose dependencies are done, as chains of linear segments."""
-    steps = {s.step_id: s for s in run.steps if s.parent_id is None}
+def dispatch_ready(
+    *, session: Session, run: Run, workflow: WorkflowDef, after: str | None = None
+) -> list[int]:
+    """Queue every pending step whose dependencies are done, as chains of linear segments.
+
+    With `after` (a step that just ended) only its neighbourhood is read, so finishing a step
+    costs the same in a run of 5 steps or 5,000.
+    """
+    only = neighbourhood(workflow, after) if after is not None else None
+    states = step_states(session=session, run_id=run.id, only=only)
     segments = planner.ready_segments(
         workflow,
-        {k: StepState(v.state) for k, v in steps.items()},
-        satisfied(run, workflow),
+        {k: StepState(v) for k, v in states.items()},
+        satisfied(states, workflow),
         fallback_targets(workflow),
     )
     if not segments:
         return []
+    wanted = [step_id for segment in segments for step_id in segment]
+    steps = {
+        s.step_id: s
+        for s in session.scalars(
+            select(StepRun).where(
+                StepRun.run_id == run.id,
+                StepRun.parent_id.is_(None),
+                StepRun.step_id.in_(wanted),
+            )
+        )
+    }
     payload_segments = []
     for segment in segments:
         entries = []
@@ -238,11 +290,15 @@ def lock_run(*, session: Session, run_id: uuid.UUID) -> Run:
     return run
 
 
-def deps_done(step: StepRun, run: Run, workflow: WorkflowDef) -> bool:
+def deps_done(*, session: Session, step: StepRun, workflow: WorkflowDef) -> bool:
     if step.parent_id is not None:
         return True
-    ok = satisfied(run, workflow)
-    return all(d in ok for d in step.depends_on)
+    deps = workflow.step(step.step_id).depends_on
+    if not deps:
+        return True
+    wanted = {*deps, *(workflow.step(d).on_error for d in deps)}
+    ok = satisfied(step_states(session=session, run_id=step.run_id, only=wanted), workflow)
+    return all(d in ok for d in deps)
 
 
 def lease_deadline(seconds: float) -> dt.datetime:

@@ -37,14 +37,25 @@ class ActionFailed(Agent33Error):
 
 Action = Callable[[ActionContext], Any]
 _REGISTRY: dict[str, Action] = {}
+_INLINE: set[str] = set()
 
 
-def register(name: str) -> Callable[[Action], Action]:
+def register(name: str, *, inline: bool = False) -> Callable[[Action], Action]:
+    """`inline`: the action touches nothing outside the database (pure data work), so it may run
+    inside the transaction that claims the step, saving a commit per step."""
+
     def decorate(func: Action) -> Action:
         _REGISTRY[name] = func
+        if inline:
+            _INLINE.add(name)
         return func
 
     return decorate
+
+
+def is_inline(name: str) -> bool:
+    _load_builtin()
+    return name in _INLINE
 
 
 def get_action(name: str) -> Action:

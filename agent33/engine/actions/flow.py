@@ -43,7 +43,7 @@ def wait(context: ActionContext) -> Any:
     return Defer(until=now + dt.timedelta(seconds=float(seconds)))
 
 
-@register("parallel_group")
+@register("parallel_group", inline=True)
 def parallel_group(context: ActionContext) -> Any:
     """`with: {items: [...], step: {action, with}}` maps; `with: {branches: {k: {...}}}` forks."""
     params = context.params
@@ -62,7 +62,7 @@ def parallel_group(context: ActionContext) -> Any:
     return FanOut(children=[(str(key), None) for key in branches], kind="branches")
 
 
-@register("conditional")
+@register("conditional", inline=True)
 def conditional(context: ActionContext) -> Any:
     """`with: {branches: [{when, next: [ids]}], default: [ids]}`: the first true branch wins."""
     branches = context.params.get("branches", [])
@@ -80,7 +80,7 @@ def conditional(context: ActionContext) -> Any:
     return {"branch": label, "chosen": chosen, "skipped": sorted(every - set(chosen))}
 
 
-@register("sub_workflow")
+@register("sub_workflow", inline=True)
 def sub_workflow(context: ActionContext) -> Any:
     """`with: {workflow: name, version: N?, inputs: {...}}`: output is the child run's outputs."""
     previous = context.previous_output

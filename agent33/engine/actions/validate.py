@@ -28,7 +28,7 @@ def _short(message: str) -> str:
     return message if len(message) <= MESSAGE_LIMIT else message[: MESSAGE_LIMIT - 3] + "..."
 
 
-@register("validate")
+@register("validate", inline=True)
 def validate(context: ActionContext) -> Any:
     """Output the data unchanged when valid; else fail listing the first errors as `path: msg`."""
     params = context.params
