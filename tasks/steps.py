@@ -22,8 +22,14 @@ from tasks.dispatch import flush_outbox
     retry_backoff_max=30,
     max_retries=10,
 )
-def run(self: Task, step_run_id: str) -> dict[str, Any]:
-    """Execute one step delivery; database outages retry the delivery (nothing was recorded)."""
+def run(self: Task, step_run_id: str, then: list[str] | None = None) -> dict[str, Any]:
+    """Execute one step delivery (and a fused segment's following steps); database outages
+    retry the delivery, and steps already recorded are then skipped as duplicates."""
+    if then:
+        outcome = runner.run_segment(
+            step_run_id, then, current_settings(), self.request.id, flush_outbox
+        )
+        return {"status": outcome.status}
     outcome = runner.run_step(step_run_id, current_settings(), task_id=self.request.id)
     flush_outbox(outcome.outbox_ids)
     return {"status": outcome.status}

@@ -10,8 +10,10 @@ finish, the runner asks `ready_segments` for the pending steps whose dependencie
 2. from each ready step a *segment* grows along a linear path: while the current step has exactly
    one dependent and that dependent depends on nothing else, it joins the segment;
 3. each segment is published as a `chain` of immutable `agent33.step.run` signatures (one step
-   alone as a plain signature); several segments ready at once go out as one `group`, so
-   independent branches run concurrently;
+   alone as a plain signature); a segment of pure database steps (`transform`, `validate`, ...)
+   goes as one message that runs them one after the other, each in its own transaction
+   ("fused": no broker hop between them); several segments ready at once go out as one
+   `group`, so independent branches run concurrently;
 4. fan-in needs no chord: a join step becomes ready when the last of its dependencies commits,
    and the run row lock (`SELECT ... FOR UPDATE`) makes exactly one finisher queue it.
 
@@ -28,6 +30,7 @@ from celery.canvas import Signature
 
 from agent33.db.models import StepRun
 from agent33.definitions.models import StepDef, WorkflowDef
+from agent33.engine.actions import is_inline
 from agent33.engine.states import STEP_DONE_OK, StepState
 from agent33.wire import Queue, TaskName
 
@@ -88,28 +91,41 @@ def entry(step: StepRun, definition: StepDef) -> dict[str, Any]:
     if definition.timeout:
         item["soft_time_limit"] = definition.timeout
         item["time_limit"] = definition.timeout + HARD_LIMIT_MARGIN
+    elif is_inline(definition.action):
+        item["inline"] = True
     return item
 
 
-def _signature(app: Celery, item: Mapping[str, Any]) -> Signature:
+def _signature(app: Celery, item: Mapping[str, Any], then: list[str] | None = None) -> Signature:
     options: dict[str, Any] = {"queue": item["queue"]}
     for key in ("soft_time_limit", "time_limit"):
         if key in item:
             options[key] = item[key]
-    return app.signature(
-        TaskName.STEP_RUN.value,
-        kwargs={"step_run_id": item["step_run_id"]},
-        immutable=True,
-        **options,
+    kwargs: dict[str, Any] = {"step_run_id": item["step_run_id"]}
+    if then:
+        kwargs["then"] = then
+    return app.signature(TaskName.STEP_RUN.value, kwargs=kwargs, immutable=True, **options)
+
+
+def _fusable(segment: list[Mapping[str, Any]]) -> bool:
+    """Pure database steps on one queue in a line need no broker hop between them."""
+    return len(segment) > 1 and all(
+        item.get("inline") and item["queue"] == segment[0]["queue"] for item in segment
     )
+
+
+def _segment_canvas(app: Celery, segment: list[Mapping[str, Any]]) -> Signature:
+    if _fusable(segment):
+        return _signature(app, segment[0], then=[item["step_run_id"] for item in segment[1:]])
+    signatures = [_signature(app, item) for item in segment]
+    return signatures[0] if len(signatures) == 1 else chain(*signatures)
 
 
 def build_canvas(payload: Mapping[str, Any], app: Celery) -> Signature:
     """Outbox payload -> chain per segment, group when several segments are ready at once."""
     parts = []
     for segment in payload["segments"]:
-        signatures = [_signature(app, item) for item in segment]
-        parts.append(signatures[0] if len(signatures) == 1 else chain(*signatures))
+        parts.append(_segment_canvas(app, segment))
     body = payload.get("chord_body")
     if body:
         finalize = app.signature(

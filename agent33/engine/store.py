@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from referencing import Registry
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -207,11 +207,49 @@ def step_states(
     return {step_id: state for step_id, state in session.execute(query)}
 
 
-def neighbourhood(workflow: WorkflowDef, finished: str) -> set[str]:
+WIDE_FAN_IN = 8
+UNFINISHED = (
+    StepState.PENDING.value,
+    StepState.QUEUED.value,
+    StepState.RUNNING.value,
+    StepState.RETRYING.value,
+)
+
+
+def _blocked_joins(
+    session: Session, run_id: uuid.UUID, workflow: WorkflowDef, finished: str
+) -> set[str]:
+    """Wide joins of `finished` that still wait for some dependency, found with one COUNT each
+    instead of reading every dependency's row on every branch's completion."""
+    blocked = set()
+    for dependent in workflow.dependents[finished]:
+        deps = workflow.step(dependent).depends_on
+        if len(deps) <= WIDE_FAN_IN:
+            continue
+        waiting = session.scalar(
+            select(func.count())
+            .select_from(StepRun)
+            .where(
+                StepRun.run_id == run_id,
+                StepRun.parent_id.is_(None),
+                StepRun.step_id.in_(deps),
+                StepRun.state.in_(UNFINISHED),
+            )
+        )
+        if waiting:
+            blocked.add(dependent)
+    return blocked
+
+
+def neighbourhood(
+    workflow: WorkflowDef, finished: str, blocked: Set[str] = frozenset()
+) -> set[str]:
     """Steps whose readiness can change when `finished` ends: its dependents, their other
     dependencies (and fallbacks), and the linear chains a segment could grow along."""
     relevant = {finished}
     for dependent in workflow.dependents[finished]:
+        if dependent in blocked:
+            continue
         relevant.add(dependent)
         for dep in workflow.step(dependent).depends_on:
             relevant.add(dep)
@@ -244,7 +282,9 @@ def dispatch_ready(
     With `after` (a step that just ended) only its neighbourhood is read, so finishing a step
     costs the same in a run of 5 steps or 5,000.
     """
-    only = neighbourhood(workflow, after) if after is not None else None
+    only = None
+    if after is not None:
+        only = neighbourhood(workflow, after, _blocked_joins(session, run.id, workflow, after))
     states = step_states(session=session, run_id=run.id, only=only)
     segments = planner.ready_segments(
         workflow,

@@ -53,6 +53,7 @@ def test_demo_workflow_runs_end_to_end(settings: Any) -> None:
     }
     assert [s.state for s in run.steps] == ["succeeded"] * 3
     assert all(s.attempt == 1 and s.queue == "steps" and s.worker for s in run.steps)
+    assert len({s.task_id for s in run.steps}) == 1, "a line of pure steps is one fused message"
     with session_scope() as session:
         events = service.list_events(session=session, run_id=run.id)
     transitions = [(e.step_id, e.to_state) for e in events if e.kind == "step.state"]
