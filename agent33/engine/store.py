@@ -12,7 +12,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from referencing import Registry
-from sqlalchemy import func, select
+from sqlalchemy import String, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -227,16 +228,16 @@ def _blocked_joins(
         if len(deps) <= WIDE_FAN_IN:
             continue
         waiting = session.scalar(
-            select(func.count())
-            .select_from(StepRun)
+            select(StepRun.id)
             .where(
                 StepRun.run_id == run_id,
                 StepRun.parent_id.is_(None),
-                StepRun.step_id.in_(deps),
                 StepRun.state.in_(UNFINISHED),
+                StepRun.step_id == any_(bindparam("deps", list(deps), type_=ARRAY(String))),
             )
+            .limit(1)
         )
-        if waiting:
+        if waiting is not None:
             blocked.add(dependent)
     return blocked
 
