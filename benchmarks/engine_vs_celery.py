@@ -172,6 +172,34 @@ def _print_table(results: list[Measurement]) -> float:
     return worst
 
 
+MAKESPAN_STEPS = {  # id: (seconds, depends_on); the critical path is a -> b -> d
+    "a": (0.6, []),
+    "b": (1.0, ["a"]),
+    "c": (0.4, ["a"]),
+    "e": (0.5, ["a"]),
+    "d": (0.8, ["b", "c"]),
+}
+CRITICAL_PATH = 0.6 + 1.0 + 0.8
+
+
+def _makespan(timeout: float) -> str:
+    """A DAG of sleeping steps must finish within 10% (plus 0.5 s) of its critical path."""
+    document = {
+        "name": "bench_makespan",
+        "steps": [
+            {"id": sid, "action": "wait", "with": {"seconds": sec}, "depends_on": deps}
+            for sid, (sec, deps) in MAKESPAN_STEPS.items()
+        ],
+    }
+    result = harness.run_agent33(harness.register_workflow(document), timeout=timeout)
+    limit = CRITICAL_PATH * 1.1 + 0.5
+    verdict = "ok" if not result.timed_out and result.seconds <= limit else "TOO SLOW"
+    return (
+        f"makespan: {result.seconds:.2f} s for a critical path of {CRITICAL_PATH:.2f} s"
+        f" (limit {limit:.2f} s): {verdict}"
+    )
+
+
 def _run_all(scale: float, repeat: int, timeout: float, concurrency: int) -> float:
     shapes = all_shapes(scale)
     with harness.services() as settings:
@@ -190,8 +218,12 @@ def _run_all(scale: float, repeat: int, timeout: float, concurrency: int) -> flo
                     print(f"  {shape.label}: {variant}: {_seconds(results[-1])} s", flush=True)
                 results.append(_measure_agent33(shape, repeat, timeout, worker))
                 print(f"  {shape.label}: {AGENT33}: {_seconds(results[-1])} s", flush=True)
+            makespan = _makespan(timeout)
         print()
-        return _print_table(results)
+        worst = _print_table(results)
+        print()
+        print(makespan)
+        return worst
 
 
 def main() -> int:
