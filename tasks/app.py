@@ -27,6 +27,13 @@ def current_settings() -> Settings:
     return _settings["value"]
 
 
+def swap_settings(settings: Settings) -> Settings | None:
+    """Replace this process's task settings (tests point the in-process worker at fakes)."""
+    previous = _settings.get("value")
+    _settings["value"] = settings
+    return previous
+
+
 def configure_app(settings: Settings) -> Celery:
     """Point the app (and this process's database binding) at explicit settings."""
     import celeryconfig

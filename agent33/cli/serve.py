@@ -47,7 +47,10 @@ def prepare_database(settings: Settings) -> None:
     assert settings.database_url is not None
     migrate.upgrade(settings.database_url)
     db.configure(settings)
+    from agent33.definitions.agents import sync_agents
+
     with db.session_scope() as session:
+        sync_agents(session=session, directory=settings.definitions_dir)
         sync_directory(
             session=session, directory=settings.definitions_dir, validator=validate_workflow
         )

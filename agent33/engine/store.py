@@ -124,7 +124,11 @@ def validate_inputs(workflow: WorkflowDef, inputs: dict[str, Any]) -> None:
 
 
 def step_queue(workflow: WorkflowDef, step_id: str) -> str:
-    return workflow.step(step_id).queue or Queue.STEPS.value
+    """The step's own queue; model calls default to `llm`, everything else to `steps`."""
+    step = workflow.step(step_id)
+    if step.queue:
+        return step.queue
+    return Queue.LLM.value if step.action == "invoke_agent" else Queue.STEPS.value
 
 
 def create_run(

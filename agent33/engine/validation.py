@@ -51,6 +51,10 @@ def _check_step(
         _check_conditional(step, workflow, problems)
     if step.action == "parallel_group":
         _check_parallel(step, actions, problems)
+    if step.action == "invoke_agent" and not step.params.get("agent"):
+        _add(problems, step, "with.agent", "invoke_agent needs `agent` (an agent name)")
+    if step.action == "invoke_agent" and step.queue and not step.queue.startswith("llm"):
+        _add(problems, step, "queue", "model calls run on `llm` or `llm.gpu`")
 
 
 def _check_conditional(step: StepDef, workflow: WorkflowDef, problems: Problems) -> None:

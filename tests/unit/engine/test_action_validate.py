@@ -87,10 +87,8 @@ def test_remote_refs_are_never_fetched(monkeypatch: pytest.MonkeyPatch) -> None:
     assert validate(_context({"data": 1, "schema": local})) == 1
 
 
-def test_invoke_agent_is_not_configured_yet() -> None:
+def test_invoke_agent_needs_an_agent_name() -> None:
     with pytest.raises(ActionFailed) as info:
-        invoke_agent(_context({"agent": "researcher", "input": "x"}))
-    assert str(info.value) == (
-        "invoke_agent: the agent runtime is not configured yet (agent 'researcher')"
-    )
+        invoke_agent(_context({"input": "x"}))
+    assert str(info.value) == "invoke_agent needs `agent` (an agent name)"
     assert not info.value.retryable

@@ -1,0 +1,198 @@
+"""The agent runtime: prompt assembly, a bounded tool-calling loop, structured output.
+
+One call of `run_agent` is one agent turn: the model may ask for tools (only those the agent
+allows), their results are fed back, up to `max_tool_rounds`; an output schema is enforced
+with one repair attempt. Token usage and latency are summed over every model call, and a
+fallback model continues the same conversation (the router re-sends the whole history).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from referencing import Registry
+
+from agent33.definitions.agents import AgentDef
+from agent33.errors import Agent33Error
+from agent33.llm.router import Router
+from agent33.llm.types import ChatRequest, ChatResponse, Message, Options, ToolCall, Usage
+from agent33.tools import ToolContext, ToolError, get_tool
+
+
+class AgentOutputError(Agent33Error):
+    """The model's answer did not match the agent's output schema, even after one repair."""
+
+    code = "agent_output_invalid"
+
+
+@dataclass
+class AgentResult:
+    content: str
+    output: Any
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    latency_ms: float = 0.0
+    model_calls: int = 0
+    provider: str = ""
+    model: str = ""
+    messages: list[Message] = field(default_factory=list)
+
+    def as_output(self) -> dict[str, Any]:
+        """The JSON stored as the step output (and returned by the chat API)."""
+        return {
+            "content": self.content,
+            "output": self.output,
+            "tool_calls": self.tool_calls,
+            "usage": self.usage,
+            "latency_ms": round(self.latency_ms, 1),
+            "model_calls": self.model_calls,
+            "provider": self.provider,
+            "model": self.model,
+        }
+
+
+def _system_prompt(agent: AgentDef) -> str:
+    prompt = agent.system_prompt
+    if agent.output_schema is not None:
+        prompt += "\n\nAnswer with one JSON value only, matching this JSON Schema:\n" + json.dumps(
+            agent.output_schema
+        )
+    return prompt
+
+
+def _user_text(user_input: Any) -> str:
+    return user_input if isinstance(user_input, str) else json.dumps(user_input)
+
+
+def _schema_errors(schema: dict[str, Any], content: str) -> tuple[Any, list[str]]:
+    try:
+        value = json.loads(content)
+    except json.JSONDecodeError as exc:
+        return None, [f"not JSON: {exc.msg}"]
+    validator = Draft202012Validator(schema, registry=Registry())
+    errors = [
+        f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+        for e in sorted(validator.iter_errors(value), key=str)[:5]
+    ]
+    return value, errors
+
+
+class _Turn:
+    """Accumulates usage, latency and provenance over the model calls of one turn."""
+
+    def __init__(self, agent: AgentDef, router: Router) -> None:
+        self.agent, self.router = agent, router
+        self.usage = Usage()
+        self.latency_ms = 0.0
+        self.calls = 0
+        self.last: ChatResponse | None = None
+
+    def ask(self, messages: Sequence[Message], *, tools: bool) -> ChatResponse:
+        specs = [get_tool(name).spec for name in self.agent.tools] if tools else []
+        request = ChatRequest(
+            model=self.agent.model,
+            messages=list(messages),
+            tools=specs,
+            response_format=self.agent.output_schema,
+            options=Options(temperature=self.agent.temperature, max_tokens=self.agent.max_tokens),
+        )
+        response = self.router.chat(request, fallbacks=self.agent.fallbacks)
+        self.calls += 1
+        self.latency_ms += response.latency_ms
+        u = response.usage
+        self.usage = Usage(
+            self.usage.prompt_tokens + u.prompt_tokens,
+            self.usage.completion_tokens + u.completion_tokens,
+            self.usage.total_tokens + u.total_tokens,
+        )
+        self.last = response
+        return response
+
+
+def _run_tool(agent: AgentDef, call: ToolCall, context: ToolContext) -> tuple[str, dict[str, Any]]:
+    """Run one requested tool under governance; the result (or refusal) goes back to the model."""
+    record: dict[str, Any] = {"id": call.id, "name": call.name, "arguments": call.arguments}
+    if call.name not in agent.tools:
+        record["error"] = f"tool {call.name!r} is not allowed for agent {agent.name!r}"
+    else:
+        try:
+            record["result"] = get_tool(call.name)(call.arguments, context)
+        except ToolError as exc:
+            record["error"] = exc.message
+    payload = {"error": record["error"]} if "error" in record else record["result"]
+    return json.dumps(payload, default=str), record
+
+
+def run_agent(
+    agent: AgentDef,
+    user_input: Any,
+    *,
+    router: Router,
+    history: Sequence[Message] = (),
+    context: ToolContext | None = None,
+) -> AgentResult:
+    """One agent turn; raises the router's error (naming providers) when no model answered."""
+    started = time.perf_counter()
+    context = context or ToolContext()
+    messages: list[Message] = [
+        Message("system", _system_prompt(agent)),
+        *history,
+        Message("user", _user_text(user_input)),
+    ]
+    turn = _Turn(agent, router)
+    records: list[dict[str, Any]] = []
+    for round_number in range(agent.max_tool_rounds + 1):
+        allow_tools = bool(agent.tools) and round_number < agent.max_tool_rounds
+        response = turn.ask(messages, tools=allow_tools)
+        if not response.tool_calls or not allow_tools:
+            break
+        messages.append(Message("assistant", response.content, tool_calls=response.tool_calls))
+        for call in response.tool_calls:
+            content, record = _run_tool(agent, call, context)
+            records.append(record)
+            messages.append(Message("tool", content, tool_call_id=call.id, name=call.name))
+    assert turn.last is not None
+    content = turn.last.content
+    output: Any = content
+    if agent.output_schema is not None:
+        output, errors = _schema_errors(agent.output_schema, content)
+        if errors:
+            messages.append(Message("assistant", content))
+            messages.append(
+                Message(
+                    "user",
+                    "Your answer did not match the required JSON Schema ("
+                    + "; ".join(errors)
+                    + "). Reply with corrected JSON only.",
+                )
+            )
+            content = turn.ask(messages, tools=False).content
+            output, errors = _schema_errors(agent.output_schema, content)
+            if errors:
+                raise AgentOutputError(
+                    f"agent {agent.name!r}: the answer does not match its output schema after one "
+                    f"repair: {'; '.join(errors)}",
+                    fields={"output": errors},
+                )
+    messages.append(Message("assistant", content))
+    last = turn.last
+    return AgentResult(
+        content=content,
+        output=output,
+        tool_calls=records,
+        usage={
+            "prompt_tokens": turn.usage.prompt_tokens,
+            "completion_tokens": turn.usage.completion_tokens,
+            "total_tokens": turn.usage.total_tokens,
+        },
+        latency_ms=(time.perf_counter() - started) * 1000,
+        model_calls=turn.calls,
+        provider=last.provider,
+        model=last.model,
+        messages=messages,
+    )

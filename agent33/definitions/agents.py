@@ -1,0 +1,191 @@
+"""Agent definitions: the typed model, its marshmallow schema, file loading and stored versions.
+
+Files live in `definitions/agents/NAME.yaml|json` (auto-discovered); the API stores versions in
+`agent_definitions` exactly like workflows (same name + version + different body = conflict).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, post_load, validate
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from agent33.db.models import AgentDefinition
+from agent33.definitions.loader import SUFFIXES, _describe, _flatten, read_document
+from agent33.definitions.registry import checksum
+from agent33.definitions.schemas import NAME
+from agent33.errors import Conflict, DefinitionError, NotFound
+
+
+@dataclass(frozen=True)
+class AgentDef:
+    name: str
+    version: int
+    model: str
+    system_prompt: str
+    role: str = "assistant"
+    description: str = ""
+    fallbacks: tuple[str, ...] = ()
+    temperature: float | None = None
+    max_tokens: int | None = None
+    max_tool_rounds: int = 4
+    tools: tuple[str, ...] = ()
+    queue: str | None = None
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
+    memory: dict[str, Any] = field(default_factory=dict)
+
+
+class AgentSchema(Schema):
+    name = fields.String(required=True, validate=NAME)
+    version = fields.Integer(load_default=1, validate=validate.Range(1, 1_000_000))
+    role = fields.String(load_default="assistant")
+    description = fields.String(load_default="")
+    model = fields.String(required=True, validate=validate.Length(1, 200))
+    fallbacks = fields.List(fields.String(), load_default=list)
+    system_prompt = fields.String(load_default="You are a helpful assistant.")
+    temperature = fields.Float(load_default=None, allow_none=True, validate=validate.Range(0, 2))
+    max_tokens = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(1, 200_000)
+    )
+    max_tool_rounds = fields.Integer(load_default=4, validate=validate.Range(0, 20))
+    tools = fields.List(fields.String(), load_default=list)
+    queue = fields.String(load_default=None, allow_none=True)
+    input_schema = fields.Dict(load_default=None, allow_none=True)
+    output_schema = fields.Dict(load_default=None, allow_none=True)
+    memory = fields.Dict(load_default=dict)
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> AgentDef:
+        data["fallbacks"] = tuple(data["fallbacks"])
+        data["tools"] = tuple(data["tools"])
+        return AgentDef(**data)
+
+
+def parse_agent(document: dict[str, Any], *, origin: str = "<api>") -> AgentDef:
+    """Validate an agent document: schema, known tools, known queue, valid JSON Schemas."""
+    try:
+        agent: AgentDef = AgentSchema().load(dict(document))
+    except ValidationError as exc:
+        problems = _flatten(exc.messages, document)
+        raise DefinitionError(
+            _describe(origin, problems), fields={"file": origin, **problems}
+        ) from None
+    problems = _semantic_problems(agent)
+    if problems:
+        raise DefinitionError(_describe(origin, problems), fields={"file": origin, **problems})
+    return agent
+
+
+def _semantic_problems(agent: AgentDef) -> dict[str, list[str]]:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    from agent33.tools import known_tools
+    from agent33.wire import Queue, is_known_queue
+
+    problems: dict[str, list[str]] = {}
+    available = known_tools()
+    for tool in agent.tools:
+        if tool not in available:
+            problems.setdefault("tools", []).append(
+                f"unknown tool {tool!r} (known: {', '.join(available)})"
+            )
+    if agent.queue is not None and (
+        not is_known_queue(agent.queue) or not agent.queue.startswith("llm")
+    ):
+        llm_queues = ", ".join(q.value for q in Queue if q.value.startswith("llm"))
+        problems.setdefault("queue", []).append(f"must be one of {llm_queues}")
+    for key in ("input_schema", "output_schema"):
+        schema = getattr(agent, key)
+        if schema is not None:
+            try:
+                Draft202012Validator.check_schema(schema)
+            except SchemaError as exc:
+                problems.setdefault(key, []).append(f"not a valid JSON Schema: {exc.message}")
+    return problems
+
+
+def agent_files(directory: Path) -> list[Path]:
+    folder = directory / "agents"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES and p.is_file())
+
+
+def load_agent_file(path: Path) -> tuple[AgentDef, dict[str, Any]]:
+    document = read_document(path)
+    agent = parse_agent(document, origin=str(path))
+    if agent.name != path.stem:
+        raise DefinitionError(
+            f"{path}: field 'name': {agent.name!r} must equal the file name {path.stem!r}",
+            fields={"file": str(path), "name": ["must equal the file stem"]},
+        )
+    return agent, document
+
+
+def save_agent(
+    *, session: Session, agent: AgentDef, document: dict[str, Any], source: str = "api"
+) -> tuple[AgentDefinition, bool]:
+    digest = checksum(document)
+    existing = session.scalar(
+        select(AgentDefinition).where(
+            AgentDefinition.name == agent.name, AgentDefinition.version == agent.version
+        )
+    )
+    if existing is not None:
+        if existing.checksum != digest:
+            raise Conflict(
+                f"agent {agent.name!r} version {agent.version} already exists with a different "
+                "body; bump `version`",
+                fields={"version": ["already exists with a different body"]},
+            )
+        return existing, False
+    row = AgentDefinition(
+        name=agent.name,
+        version=agent.version,
+        description=agent.description,
+        spec={**document, "version": agent.version},
+        source=source,
+        checksum=digest,
+    )
+    session.add(row)
+    session.flush()
+    return row, True
+
+
+def get_agent(*, session: Session, name: str, version: int | None = None) -> AgentDef:
+    query = select(AgentDefinition).where(AgentDefinition.name == name)
+    if version is not None:
+        query = query.where(AgentDefinition.version == version)
+    row = session.scalar(query.order_by(AgentDefinition.version.desc()).limit(1))
+    if row is None:
+        what = f"agent {name!r}" + (f" version {version}" if version is not None else "")
+        raise NotFound(f"{what} not found", fields={"agent": [f"{what} not found"]})
+    return parse_agent(row.spec, origin=f"{row.source} ({row.name} v{row.version})")
+
+
+def list_agents(*, session: Session) -> list[AgentDefinition]:
+    latest = (
+        select(AgentDefinition.name, func.max(AgentDefinition.version).label("version"))
+        .group_by(AgentDefinition.name)
+        .subquery()
+    )
+    query = select(AgentDefinition).join(
+        latest,
+        (AgentDefinition.name == latest.c.name) & (AgentDefinition.version == latest.c.version),
+    )
+    return list(session.scalars(query.order_by(AgentDefinition.name)))
+
+
+def sync_agents(*, session: Session, directory: Path) -> list[tuple[AgentDefinition, bool]]:
+    """Store every shipped agent file whose version is not stored yet."""
+    return [
+        save_agent(session=session, agent=agent, document=document, source=str(path))
+        for path in agent_files(directory)
+        for agent, document in [load_agent_file(path)]
+    ]

@@ -1,0 +1,129 @@
+"""Built-in tools. Those that reach outside go through the same allowlists as the actions."""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import operator
+from collections.abc import Callable
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from agent33.llm.types import ToolSpec
+from agent33.tools.registry import Tool, ToolContext, ToolError, register_tool
+
+_OPERATORS: dict[type, Callable[..., Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+}
+MAX_EXPONENT = 100
+
+
+def _evaluate(node: ast.AST) -> float:
+    """Arithmetic only: numbers and + - * / // % ** (bounded); anything else is refused."""
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body)
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        left, right = _evaluate(node.left), _evaluate(node.right)
+        if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
+            raise ToolError(f"exponent {right} is too large")
+        return float(_OPERATORS[type(node.op)](left, right))
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
+        return float(_OPERATORS[type(node.op)](_evaluate(node.operand)))
+    raise ToolError("only numbers and + - * / // % ** are allowed")
+
+
+def calculator(arguments: dict[str, Any], _context: ToolContext) -> dict[str, Any]:
+    expression = str(arguments["expression"])
+    try:
+        value = _evaluate(ast.parse(expression, mode="eval"))
+    except SyntaxError:
+        raise ToolError(f"not an arithmetic expression: {expression!r}") from None
+    except ZeroDivisionError:
+        raise ToolError("division by zero") from None
+    return {"expression": expression, "result": int(value) if value.is_integer() else value}
+
+
+def current_time(arguments: dict[str, Any], _context: ToolContext) -> dict[str, Any]:
+    zone = str(arguments.get("timezone") or "UTC")
+    try:
+        now = dt.datetime.now(ZoneInfo(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ToolError(f"unknown time zone {zone!r}") from None
+    return {"timezone": zone, "iso": now.isoformat(timespec="seconds")}
+
+
+def http_get(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
+    """GET a URL through the `http_request` action (host allowlist, redirects re-checked)."""
+    from agent33.engine.actions import ActionContext, ActionFailed, get_action
+
+    action = get_action("http_request")
+    call = ActionContext(
+        run_id=context.run_id or "",
+        step_id=context.step_id or "",
+        attempt=1,
+        params={"url": arguments["url"], "timeout": 15},
+        settings=context.settings,
+    )
+    try:
+        result: dict[str, Any] = action(call)
+    except ActionFailed as exc:
+        raise ToolError(exc.message) from None
+    return {"status": result["status"], "body": result["body"]}
+
+
+register_tool(
+    Tool(
+        ToolSpec(
+            "calculator",
+            "Evaluate an arithmetic expression exactly.",
+            {
+                "type": "object",
+                "required": ["expression"],
+                "additionalProperties": False,
+                "properties": {"expression": {"type": "string", "maxLength": 200}},
+            },
+        ),
+        calculator,
+    )
+)
+register_tool(
+    Tool(
+        ToolSpec(
+            "current_time",
+            "The current date and time in a time zone.",
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "timezone": {"type": "string", "description": "IANA name, default UTC"}
+                },
+            },
+        ),
+        current_time,
+    )
+)
+register_tool(
+    Tool(
+        ToolSpec(
+            "http_get",
+            "Fetch a URL (allowlisted hosts only).",
+            {
+                "type": "object",
+                "required": ["url"],
+                "additionalProperties": False,
+                "properties": {"url": {"type": "string", "format": "uri"}},
+            },
+        ),
+        http_get,
+    )
+)
