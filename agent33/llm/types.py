@@ -46,6 +46,11 @@ class ToolSpec:
         default_factory=lambda: {"type": "object", "properties": {}}
     )
 
+    def as_function(self) -> dict[str, Any]:
+        """The OpenAI-style declaration, which Ollama's `/api/chat` accepts as well."""
+        function = {"name": self.name, "description": self.description}
+        return {"type": "function", "function": {**function, "parameters": dict(self.parameters)}}
+
 
 @dataclass(frozen=True)
 class Usage:

@@ -1,0 +1,176 @@
+"""Model name -> provider, fallbacks across providers, and per-model concurrency limits.
+
+Names are `provider/model` (`ollama/llama3.2`, `openai/gpt-4o-mini`); a name whose prefix is
+not a registered provider (`llama3.2`, `hf.co/org/model`) goes to the default provider whole.
+
+Limits here are in-process only (a `BoundedSemaphore` per model, shared by the threads of one
+worker). Across processes and hosts the limit is the Celery queue's concurrency: the `llm` and
+`llm.gpu` workers' `-c`, chosen per queue by `queue_for`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
+
+import structlog
+
+from agent33.config import Settings
+from agent33.llm.ollama import OllamaProvider
+from agent33.llm.openai_compat import OpenAICompatProvider
+from agent33.llm.provider import LLMError, Provider, ProviderUnavailable, RateLimited
+from agent33.llm.types import ChatChunk, ChatRequest, ChatResponse
+from agent33.wire import Queue
+
+log = structlog.get_logger(__name__)
+FALLBACK_ON = (ProviderUnavailable, RateLimited)
+
+
+def _bare(name: str) -> str:
+    """Ollama's tag defaults to `latest`, so `llama3.2` and `llama3.2:latest` are one model."""
+    return name.removesuffix(":latest")
+
+
+class Router:
+    """Routes a request to its provider; see the module docstring for names and limits."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        providers: Mapping[str, Provider] | None = None,
+        *,
+        default_provider: str = "ollama",
+        limits: Mapping[str, int] | None = None,
+        gpu_models: Collection[str] = (),
+    ) -> None:
+        self.settings = settings
+        self.providers: dict[str, Provider] = dict(
+            providers if providers is not None else _providers_from(settings)
+        )
+        if not self.providers:
+            raise ValueError("Router needs at least one provider")
+        if default_provider not in self.providers:
+            default_provider = next(iter(self.providers))
+        self.default_provider = default_provider
+        self.gpu_models = gpu_models
+        self._limits: dict[str, threading.BoundedSemaphore] = {}
+        for model, limit in (limits or {}).items():
+            if limit < 1:
+                raise ValueError(f"concurrency limit for {model!r} must be at least 1")
+            self._limits[self.canonical(model)] = threading.BoundedSemaphore(limit)
+
+    def resolve(self, model: str) -> tuple[Provider, str]:
+        """`ollama/llama3.2` -> (the ollama provider, "llama3.2"); empty -> the default model."""
+        _, provider, name = self._route(model)
+        return provider, name
+
+    def canonical(self, model: str) -> str:
+        """`provider/model`, the key used for limits, GPU tags and error messages."""
+        key, _, name = self._route(model)
+        return f"{key}/{_bare(name)}"
+
+    def queue_for(self, model: str, gpu_models: Collection[str] | None = None) -> Queue:
+        """`llm.gpu` for a model tagged GPU (bare or prefixed name), else `llm`."""
+        tagged = self.gpu_models if gpu_models is None else gpu_models
+        wanted = self.canonical(model)
+        return Queue.LLM_GPU if any(self.canonical(t) == wanted for t in tagged) else Queue.LLM
+
+    def chat(self, request: ChatRequest, fallbacks: Sequence[str] = ()) -> ChatResponse:
+        """Try `request.model`, then each fallback in order, on unavailable/rate-limited only:
+        a rejected request (ProviderError) would be rejected by the next model too."""
+        failures: list[tuple[str, LLMError]] = []
+        for candidate in (request.model, *fallbacks):
+            key, provider, name = self._route(candidate)
+            try:
+                with self._slot(key, name):
+                    response = provider.chat(replace(request, model=name))
+            except FALLBACK_ON as exc:
+                failures.append((f"{key}/{name}", exc))
+                log.warning("llm.fallback", model=f"{key}/{name}", error=exc.message)
+                continue
+            return replace(response, provider=key)
+        raise self._exhausted(failures)
+
+    def stream(self, request: ChatRequest, fallbacks: Sequence[str] = ()) -> Iterator[ChatChunk]:
+        """Like `chat`, but falls back only before the first chunk: once text has been
+        yielded, switching models would splice two answers together."""
+        failures: list[tuple[str, LLMError]] = []
+        for candidate in (request.model, *fallbacks):
+            key, provider, name = self._route(candidate)
+            with self._slot(key, name):
+                chunks = provider.stream(replace(request, model=name))
+                try:
+                    first = next(chunks)
+                except FALLBACK_ON as exc:
+                    failures.append((f"{key}/{name}", exc))
+                    log.warning("llm.fallback", model=f"{key}/{name}", error=exc.message)
+                    continue
+                except StopIteration:
+                    raise ProviderUnavailable(f"{key} returned an empty stream") from None
+                yield _stamp(first, key)
+                for chunk in chunks:
+                    yield _stamp(chunk, key)
+                return
+        raise self._exhausted(failures)
+
+    def embed(
+        self, texts: Sequence[str], model: str | None = None, *, dimensions: int | None = None
+    ) -> list[list[float]]:
+        """Embed with `model`, or with the default provider's embedding model."""
+        if model is None:
+            return self.providers[self.default_provider].embed(texts, dimensions=dimensions)
+        key, provider, name = self._route(model)
+        with self._slot(key, name):
+            return provider.embed(texts, name, dimensions=dimensions)
+
+    def close(self) -> None:
+        for provider in self.providers.values():
+            close = getattr(provider, "close", None)
+            if callable(close):
+                close()
+
+    def _route(self, model: str) -> tuple[str, Provider, str]:
+        model = model or self.settings.ollama_default_model
+        prefix, slash, rest = model.partition("/")
+        if slash and rest and prefix in self.providers:
+            return prefix, self.providers[prefix], rest
+        return self.default_provider, self.providers[self.default_provider], model
+
+    def _slot(self, key: str, name: str) -> AbstractContextManager[object]:
+        semaphore = self._limits.get(f"{key}/{_bare(name)}")
+        return semaphore if semaphore is not None else nullcontext()
+
+    @staticmethod
+    def _exhausted(failures: list[tuple[str, LLMError]]) -> LLMError:
+        tried = "; ".join(f"{model}: {error.message}" for model, error in failures)
+        last = failures[-1][1]
+        error = last.with_message(f"every model failed ({len(failures)} tried): {tried}")
+        error.__cause__ = last
+        return error
+
+
+def _stamp(chunk: ChatChunk, key: str) -> ChatChunk:
+    if chunk.response is None:
+        return chunk
+    return replace(chunk, response=replace(chunk.response, provider=key))
+
+
+def _providers_from(settings: Settings) -> dict[str, Provider]:
+    return {
+        "ollama": OllamaProvider(
+            settings.ollama_base_url, default_model=settings.ollama_default_model
+        ),
+        "openai": OpenAICompatProvider(settings.openai_base_url, settings.openai_api_key),
+    }
+
+
+def default_router(
+    settings: Settings,
+    *,
+    limits: Mapping[str, int] | None = None,
+    gpu_models: Collection[str] = (),
+) -> Router:
+    """The Ollama + OpenAI-compatible pair configured from settings, Ollama the default."""
+    return Router(settings, None, limits=limits, gpu_models=gpu_models)
