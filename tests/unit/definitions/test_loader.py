@@ -100,3 +100,13 @@ def test_unparseable_file_names_the_file(tmp_path: Path) -> None:
     path.write_text("name: [unclosed")
     with pytest.raises(DefinitionError, match=str(path)):
         load_workflow_file(path)
+
+
+def test_every_shipped_agent_is_valid() -> None:
+    from agent33.definitions.agents import agent_files, load_agent_file
+
+    files = agent_files(ROOT / "definitions")
+    assert files, "no shipped agents found"
+    for path in files:
+        agent, _ = load_agent_file(path)
+        assert agent.name == path.stem
