@@ -20,7 +20,9 @@ def test_store_get_and_list(client: FlaskClient, admin_headers: dict[str, str]) 
     assert created.get_json()["spec"]["tools"] == ["calculator"]
     again = client.post("/api/v1/agents", json=DOC, headers=admin_headers)
     assert again.status_code == 200
-    changed = client.post("/api/v1/agents", json={**DOC, "system_prompt": "x"}, headers=admin_headers)
+    changed = client.post(
+        "/api/v1/agents", json={**DOC, "system_prompt": "x"}, headers=admin_headers
+    )
     assert changed.status_code == 409
     got = client.get("/api/v1/agents/helper", headers=admin_headers)
     assert got.status_code == 200 and got.get_json()["version"] == 1
@@ -30,7 +32,9 @@ def test_store_get_and_list(client: FlaskClient, admin_headers: dict[str, str]) 
 
 
 def test_invalid_agent_names_the_field(client: FlaskClient, admin_headers: dict[str, str]) -> None:
-    bad_tool = client.post("/api/v1/agents", json={**DOC, "tools": ["rm_rf"]}, headers=admin_headers)
+    bad_tool = client.post(
+        "/api/v1/agents", json={**DOC, "tools": ["rm_rf"]}, headers=admin_headers
+    )
     assert bad_tool.status_code == 400
     assert "tools" in bad_tool.get_json()["error"]["fields"]
     no_model = client.post("/api/v1/agents", json={"name": "x"}, headers=admin_headers)
