@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from agent33.db.base import utcnow
-from agent33.db.models import OutboxMessage, Run, RunEvent, StepRun
+from agent33.db.models import AgentDefinition, OutboxMessage, Run, RunEvent, StepRun
 from agent33.definitions.models import WorkflowDef
 from agent33.definitions.registry import definition_of, get_workflow
 from agent33.engine import planner
@@ -123,12 +123,25 @@ def validate_inputs(workflow: WorkflowDef, inputs: dict[str, Any]) -> None:
         raise ValidationFailed(f"{first}: {fields[first][0]}", fields=fields)
 
 
-def step_queue(workflow: WorkflowDef, step_id: str) -> str:
-    """The step's own queue; model calls default to `llm`, everything else to `steps`."""
+def step_queue(session: Session, workflow: WorkflowDef, step_id: str) -> str:
+    """The step's own queue; a model call goes to its agent's queue (`llm` or `llm.gpu`),
+    everything else to `steps`."""
     step = workflow.step(step_id)
     if step.queue:
         return step.queue
-    return Queue.LLM.value if step.action == "invoke_agent" else Queue.STEPS.value
+    if step.action != "invoke_agent":
+        return Queue.STEPS.value
+    agent = step.params.get("agent")
+    if isinstance(agent, str) and "{" not in agent:
+        spec = session.scalar(
+            select(AgentDefinition.spec)
+            .where(AgentDefinition.name == agent)
+            .order_by(AgentDefinition.version.desc())
+            .limit(1)
+        )
+        if isinstance(spec, dict) and spec.get("queue"):
+            return str(spec["queue"])
+    return Queue.LLM.value
 
 
 def create_run(
@@ -167,7 +180,7 @@ def create_run(
                 action=step.action,
                 state=StepState.PENDING.value,
                 depends_on=list(step.depends_on),
-                queue=step_queue(workflow, step.id),
+                queue=step_queue(session, workflow, step.id),
             )
         )
     try:

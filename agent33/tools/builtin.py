@@ -31,7 +31,7 @@ def _evaluate(node: ast.AST) -> float:
     if isinstance(node, ast.Expression):
         return _evaluate(node.body)
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-        return node.value
+        return float(node.value)
     if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
         left, right = _evaluate(node.left), _evaluate(node.right)
         if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
@@ -50,6 +50,8 @@ def calculator(arguments: dict[str, Any], _context: ToolContext) -> dict[str, An
         raise ToolError(f"not an arithmetic expression: {expression!r}") from None
     except ZeroDivisionError:
         raise ToolError("division by zero") from None
+    except OverflowError:
+        raise ToolError("the result is too large") from None
     return {"expression": expression, "result": int(value) if value.is_integer() else value}
 
 

@@ -72,9 +72,17 @@ class EventSchema(ma.Schema):
     created_at = ma.fields.DateTime()
 
 
+class UsageSchema(ma.Schema):
+    prompt_tokens = ma.fields.Integer()
+    completion_tokens = ma.fields.Integer()
+    total_tokens = ma.fields.Integer()
+    model_calls = ma.fields.Integer()
+
+
 class RunDetailSchema(RunSummarySchema):
     steps = ma.fields.List(ma.fields.Nested(StepSchema))
     events = ma.fields.List(ma.fields.Nested(EventSchema))
+    usage = ma.fields.Nested(UsageSchema, metadata={"description": "Model usage of all steps"})
 
 
 class RunPageSchema(ma.Schema):
@@ -151,7 +159,21 @@ class RunById(MethodView):
             **{name: getattr(run, name) for name in RUN_ATTRIBUTES},
             "steps": run.steps,
             "events": events,
+            "usage": run_usage(run.steps),
         }
+
+
+def run_usage(steps: Any) -> dict[str, int]:
+    """Token usage rolled up over the run's model steps (each `invoke_agent` output has it)."""
+    total = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "model_calls": 0}
+    for step in steps:
+        output = step.output if isinstance(step.output, dict) else {}
+        usage = output.get("usage")
+        if isinstance(usage, dict):
+            for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+                total[key] += int(usage.get(key) or 0)
+            total["model_calls"] += int(output.get("model_calls") or 0)
+    return total
 
 
 @blp.route("/<uuid:run_id>/cancel")
