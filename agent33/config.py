@@ -157,6 +157,18 @@ VARIABLES: tuple[Var, ...] = (
         "Hosts `http_request` steps may call (`example.com` also allows its subdomains).",
     ),
     Var(
+        "AGENT33_LLM_CONCURRENCY",
+        "llm_concurrency",
+        "",
+        "Per-model in-process call limits, e.g. `ollama/llama3.2=2,openai/gpt-4o-mini=8`.",
+    ),
+    Var(
+        "AGENT33_LLM_GPU_MODELS",
+        "llm_gpu_models",
+        "",
+        "Models served next to a GPU (comma list): their agents' steps default to `llm.gpu`.",
+    ),
+    Var(
         "AGENT33_VISIBILITY_TIMEOUT",
         "visibility_timeout",
         "3600",
@@ -196,6 +208,8 @@ class Settings:
     visibility_timeout: int = 3600
     command_allowlist: tuple[str, ...] = ("echo", "true", "false", "date", "uname", "sleep")
     http_allowlist: tuple[str, ...] = ("127.0.0.1", "localhost")
+    llm_concurrency: Mapping[str, int] = field(default_factory=dict)
+    llm_gpu_models: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -277,6 +291,18 @@ def _fernet_key(name: str, value: str) -> str:
     return value
 
 
+def _limits(name: str, value: str) -> dict[str, int]:
+    limits: dict[str, int] = {}
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        model, sep, number = item.rpartition("=")
+        if not sep or not model:
+            raise ConfigError(f"{name} must look like model=N,model=N, got {item!r}")
+        limits[model.strip()] = _int(name, number.strip(), 1, 10_000)
+    return limits
+
+
 HTTP = ("http", "https")
 PG = ("postgresql", "postgresql+psycopg", "postgres")
 BROKERS = ("redis", "rediss", "amqp", "amqps", "pyamqp")
@@ -302,6 +328,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "health_timeout": _float,
     "health_optional": lambda n, v: tuple(s.strip() for s in v.split(",") if s.strip()),
     "step_lease_seconds": lambda n, v: _int(n, v, 5),
+    "llm_concurrency": lambda n, v: _limits(n, v),
+    "llm_gpu_models": lambda n, v: tuple(s.strip() for s in v.split(",") if s.strip()),
     "command_allowlist": lambda n, v: tuple(s.strip() for s in v.split(",") if s.strip()),
     "http_allowlist": lambda n, v: tuple(s.strip().lower() for s in v.split(",") if s.strip()),
     "max_deliveries": lambda n, v: _int(n, v, 1, 100),

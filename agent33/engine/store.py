@@ -141,7 +141,20 @@ def step_queue(session: Session, workflow: WorkflowDef, step_id: str) -> str:
         )
         if isinstance(spec, dict) and spec.get("queue"):
             return str(spec["queue"])
+        if isinstance(spec, dict) and _on_gpu(str(spec.get("model", ""))):
+            return Queue.LLM_GPU.value
     return Queue.LLM.value
+
+
+def _on_gpu(model: str) -> bool:
+    """Whether AGENT33_LLM_GPU_MODELS names this model (with or without `ollama/`, `:latest`)."""
+    from agent33.config import load_settings
+
+    def bare(name: str) -> str:
+        name = name.removeprefix("ollama/")
+        return name.removesuffix(":latest")
+
+    return bare(model) in {bare(m) for m in load_settings().llm_gpu_models}
 
 
 def create_run(

@@ -93,3 +93,14 @@ def test_readme_documents_every_variable_as_generated() -> None:
     assert settings_table() in readme
     for name in re.findall(r"^\| `([A-Z0-9_]+)` \|", settings_table(), re.M):
         assert f"`{name}`" in readme
+
+
+def test_llm_limits_and_gpu_models() -> None:
+    settings = load_settings(
+        {"AGENT33_LLM_CONCURRENCY": "ollama/llama3.2=2, gpt=8", "AGENT33_LLM_GPU_MODELS": "a,b"},
+        dotenv_path=None,
+    )
+    assert settings.llm_concurrency == {"ollama/llama3.2": 2, "gpt": 8}
+    assert settings.llm_gpu_models == ("a", "b")
+    with pytest.raises(ConfigError, match="AGENT33_LLM_CONCURRENCY"):
+        load_settings({"AGENT33_LLM_CONCURRENCY": "llama=lots"}, dotenv_path=None)

@@ -30,7 +30,9 @@ def router_for(settings: Settings) -> Router:
     key = (settings.ollama_base_url, settings.openai_base_url, settings.openai_api_key)
     with _lock:
         if key not in _routers:
-            _routers[key] = default_router(settings)
+            _routers[key] = default_router(
+                settings, limits=settings.llm_concurrency, gpu_models=settings.llm_gpu_models
+            )
         return _routers[key]
 
 
