@@ -12,7 +12,7 @@ from celery import Celery, signals
 
 from agent33.config import Settings
 
-app = Celery("agent33", include=["tasks.steps", "tasks.runs", "tasks.maintenance"])
+app = Celery("agent33", include=["tasks.steps", "tasks.runs", "tasks.maintenance", "tasks.llm"])
 app.config_from_object("celeryconfig")
 
 _settings: dict[str, Settings] = {}

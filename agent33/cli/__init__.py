@@ -8,6 +8,7 @@ import click
 
 from agent33 import __version__
 from agent33.cli.admin import db_group, keys_group, users_group
+from agent33.cli.chat import chat_command
 from agent33.cli.config import config_group
 from agent33.cli.runs import run_command, runs_group
 from agent33.cli.scaffold import init_command
@@ -23,6 +24,7 @@ def cli() -> None:
 
 
 for command in (
+    chat_command,
     config_group,
     db_group,
     users_group,

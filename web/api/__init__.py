@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import flask_smorest
 
-from web.api import auth, health, keys, runs, workflows
+from web.api import agents, auth, chat, health, keys, runs, workflows
 
 BLUEPRINTS: list[flask_smorest.Blueprint] = [
     health.blp,
     auth.blp,
     keys.blp,
     workflows.blp,
+    agents.blp,
     runs.blp,
+    chat.blp,
 ]
 
 

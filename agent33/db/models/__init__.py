@@ -1,5 +1,6 @@
 """Every model, imported so Alembic sees all tables."""
 
+from agent33.db.models.chat import ChatMessage
 from agent33.db.models.definitions import AgentDefinition, WorkflowDefinition
 from agent33.db.models.outbox import OutboxMessage
 from agent33.db.models.runs import Run, RunEvent, StepRun
@@ -8,6 +9,7 @@ from agent33.db.models.security import ApiKey, User
 __all__ = [
     "AgentDefinition",
     "ApiKey",
+    "ChatMessage",
     "OutboxMessage",
     "Run",
     "RunEvent",

@@ -27,6 +27,11 @@ EXPECTED_OPERATIONS = {
     ("/api/v1/runs/{run_id}/cancel", "post"),
     ("/api/v1/runs/{run_id}/resume", "post"),
     ("/api/v1/runs/{run_id}/approve", "post"),
+    ("/api/v1/agents", "get"),
+    ("/api/v1/agents", "post"),
+    ("/api/v1/agents/{name}", "get"),
+    ("/api/v1/chat", "post"),
+    ("/api/v1/chat/sessions/{session_id}", "get"),
 }
 
 

@@ -1,0 +1,113 @@
+"""`agent33 chat [AGENT] [MESSAGE]`: one question, or an interactive session, through the API.
+
+The REPL streams (`stream: true`, Server-Sent Events) so tokens print as the model produces
+them; the one-shot form waits for the whole answer so scripts get exactly one line of output.
+Both go through the HTTP API rather than Celery so the CLI needs nothing but the API's URL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import click
+import requests
+
+from agent33.cli.client import ApiClient, ApiError
+from agent33.cli.output import fail
+from agent33.embedded import resolve_settings
+
+REQUEST_TIMEOUT_S = 130.0  # the API's own wait (120 s) plus slack, so its 504 reaches us
+PROMPT = "you> "
+
+
+def _events(response: requests.Response) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Parse an SSE body into (event, data) pairs as the lines arrive."""
+    event, data = "message", ""
+    for raw in response.iter_lines(decode_unicode=True):
+        line = raw or ""
+        if not line:
+            if data:
+                yield event, json.loads(data)
+            event, data = "message", ""
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data += line[5:].strip()
+
+
+def stream_turn(
+    client: ApiClient, agent: str, message: str, session_id: str | None
+) -> dict[str, Any]:
+    """Send one message with streaming on, echo tokens, and return the final result."""
+    body: dict[str, Any] = {"message": message, "agent": agent, "stream": True}
+    if session_id:
+        body["session_id"] = session_id
+    url = f"{client.base}/api/v1/chat"
+    try:
+        response = client.session.post(url, json=body, stream=True, timeout=REQUEST_TIMEOUT_S)
+    except requests.RequestException as exc:
+        raise ApiError(f"cannot reach the API at {client.base} ({type(exc).__name__})") from None
+    with response:
+        if response.status_code >= 400:
+            try:
+                error = response.json().get("error", {})
+            except ValueError:
+                error = {}
+            raise ApiError(error.get("message") or f"HTTP {response.status_code}")
+        click.echo("agent> ", nl=False)
+        for event, data in _events(response):
+            if event == "token":
+                click.echo(data.get("delta", ""), nl=False)
+            elif event == "done":
+                click.echo()
+                return data
+            elif event == "error":
+                click.echo()
+                raise ApiError(str(data.get("message") or data))
+    click.echo()
+    raise ApiError("the answer stream ended without a result")
+
+
+def repl(client: ApiClient, agent: str) -> None:
+    """Read messages until `/exit` or EOF; the session id carries the conversation."""
+    session_id: str | None = None
+    click.echo(f"chatting with {agent!r}; /exit or Ctrl-D to quit")
+    while True:
+        try:
+            message = input(PROMPT).strip()
+        except EOFError:
+            click.echo()
+            return
+        if message in ("/exit", "/quit"):
+            return
+        if not message:
+            continue
+        try:
+            result = stream_turn(client, agent, message, session_id)
+        except ApiError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            continue
+        session_id = result.get("session_id") or session_id
+
+
+@click.command("chat")
+@click.argument("agent", default="assistant")
+@click.argument("message", required=False)
+@click.option("--session", "session_id", default=None, help="Continue this session id.")
+@click.option("--json", "as_json", is_flag=True, help="One-shot: print the whole result as JSON.")
+def chat_command(agent: str, message: str | None, session_id: str | None, as_json: bool) -> None:
+    """Chat with AGENT: answer MESSAGE and exit, or start an interactive session."""
+    client = ApiClient(resolve_settings(), timeout=REQUEST_TIMEOUT_S)
+    if message is None:
+        repl(client, agent)
+        return
+    body: dict[str, Any] = {"message": message, "agent": agent}
+    if session_id:
+        body["session_id"] = session_id
+    try:
+        result = client.post("/api/v1/chat", json=body)
+    except ApiError as exc:
+        fail(exc.message)
+    click.echo(json.dumps(result, indent=2) if as_json else result["answer"])

@@ -1,0 +1,162 @@
+"""`agent33.llm.chat`: one chat turn of an agent, run on the `llm` (or `llm.gpu`) queue.
+
+Model calls run here, next to the models, so API threads only wait on a result or a pub/sub
+channel. Failures the caller must see (unknown agent, provider down, invalid output) come back
+as an `{"error": ...}` result rather than a raised exception: Celery's JSON result backend
+loses an exception's attributes (which provider failed, the HTTP status to answer), and a
+streaming subscriber must hear about every failure or it would wait until its timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import structlog
+
+from agent33.agents.runtime import AgentOutputError, run_agent
+from agent33.agents.sessions import (
+    Entry,
+    buffer_messages,
+    chat_channel,
+    load_history,
+    record_messages,
+    redis_client,
+)
+from agent33.config import Settings
+from agent33.db import session_scope
+from agent33.definitions.agents import AgentDef, get_agent
+from agent33.engine.actions.agent import router_for
+from agent33.errors import Agent33Error
+from agent33.llm.provider import LLMError
+from agent33.llm.types import ChatRequest, ChatResponse, Message, Options
+from agent33.wire import TaskName
+from tasks.app import app, current_settings
+
+log = structlog.get_logger(__name__)
+
+
+class _Publisher:
+    """Publishes a request's events; a no-op for non-streamed requests."""
+
+    def __init__(self, settings: Settings, request_id: str, enabled: bool) -> None:
+        self.channel = chat_channel(request_id)
+        self.client = redis_client(settings) if enabled else None
+
+    def send(self, event: dict[str, Any]) -> None:
+        if self.client is not None:
+            self.client.publish(self.channel, json.dumps(event, default=str))
+
+
+def _error(exc: Agent33Error) -> dict[str, Any]:
+    """The error result: `status` is what the API answers, `provider` who failed."""
+    body: dict[str, Any] = {"code": exc.code, "message": exc.message, "fields": exc.fields}
+    if isinstance(exc, LLMError):
+        body.update(status=502, provider=exc.provider, url=exc.url)
+    elif isinstance(exc, AgentOutputError):
+        body["status"] = 502
+    else:
+        body["status"] = exc.http_status
+    return {"error": body}
+
+
+def _streamed(
+    agent: AgentDef,
+    history: list[Message],
+    message: str,
+    settings: Settings,
+    publish: _Publisher,
+) -> tuple[str, ChatResponse]:
+    """Stream a tool-less agent's answer token by token to the channel."""
+    request = ChatRequest(
+        model=agent.model,
+        messages=[Message("system", agent.system_prompt), *history, Message("user", message)],
+        options=Options(temperature=agent.temperature, max_tokens=agent.max_tokens),
+        stream=True,
+    )
+    parts: list[str] = []
+    final: ChatResponse | None = None
+    for chunk in router_for(settings).stream(request, fallbacks=agent.fallbacks):
+        if chunk.delta:
+            parts.append(chunk.delta)
+            publish.send({"delta": chunk.delta})
+        if chunk.done and chunk.response is not None:
+            final = chunk.response
+    if final is None:
+        raise LLMError(f"model {agent.model!r}: the stream ended without a final answer")
+    return final.content or "".join(parts), final
+
+
+def _answer(
+    agent: AgentDef,
+    history: list[Message],
+    message: str,
+    settings: Settings,
+    publish: _Publisher,
+    stream: bool,
+) -> dict[str, Any]:
+    """The turn's result fields; tools or an output schema need the full agent loop, whose
+    answer is then published as one chunk."""
+    if stream and not agent.tools and agent.output_schema is None:
+        answer, response = _streamed(agent, history, message, settings, publish)
+        u = response.usage
+        return {
+            "answer": answer,
+            "usage": {
+                "prompt_tokens": u.prompt_tokens,
+                "completion_tokens": u.completion_tokens,
+                "total_tokens": u.total_tokens,
+            },
+            "tool_calls": [],
+            "provider": response.provider,
+            "model": response.model,
+            "latency_ms": round(response.latency_ms, 1),
+        }
+    result = run_agent(agent, message, router=router_for(settings), history=history)
+    publish.send({"delta": result.content})
+    return {
+        "answer": result.content,
+        "usage": result.usage,
+        "tool_calls": result.tool_calls,
+        "provider": result.provider,
+        "model": result.model,
+        "latency_ms": round(result.latency_ms, 1),
+    }
+
+
+@app.task(name=TaskName.LLM_CHAT.value, acks_late=False)
+def chat(
+    agent: str, message: str, session_id: str, request_id: str, stream: bool = False
+) -> dict[str, Any]:
+    """One turn: history in, answer out, both messages appended to the session.
+
+    `acks_late` is off: a chat turn redelivered after a worker crash would answer a user who
+    has already been told it failed (the API's wait has its own timeout).
+    """
+    settings = current_settings()
+    sid = uuid.UUID(session_id)
+    publish = _Publisher(settings, request_id, stream)
+    try:
+        with session_scope() as session:
+            agent_def = get_agent(session=session, name=agent)
+            history = load_history(session=session, settings=settings, session_id=sid)
+        result = _answer(agent_def, history, message, settings, publish, stream)
+        entries = [
+            Entry("user", message),
+            Entry("assistant", result["answer"], usage=result["usage"]),
+        ]
+        with session_scope() as session:
+            record_messages(session=session, session_id=sid, agent=agent, entries=entries)
+        buffer_messages(settings=settings, session_id=sid, entries=entries)
+    except Agent33Error as exc:
+        log.warning("chat.failed", agent=agent, session_id=session_id, error=exc.message)
+        failure = _error(exc)
+        publish.send(failure)
+        return failure
+    except Exception as exc:
+        publish.send({"error": {"code": "internal_error", "message": f"chat failed: {exc}"}})
+        raise
+    result = {**result, "session_id": session_id}
+    publish.send({"done": True, "result": result})
+    return result

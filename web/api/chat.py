@@ -1,0 +1,196 @@
+"""`/api/v1/chat`: talk to an agent, answered by the `llm` workers (JSON or Server-Sent Events).
+
+The API thread never calls a model: it publishes `agent33.llm.chat` to the agent's queue and
+waits on the result (bounded), or relays the worker's pub/sub tokens as SSE. It subscribes
+before publishing, so no token can be sent before anyone listens.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import celery.exceptions
+import flask
+import marshmallow as ma
+from celery.result import AsyncResult
+from flask.views import MethodView
+
+from agent33.agents.sessions import chat_channel, redis_client, transcript
+from agent33.db import session_scope
+from agent33.definitions.agents import get_agent
+from agent33.errors import Agent33Error, NotFound
+from agent33.security import scopes as sc
+from agent33.wire import Queue, TaskName
+from web.auth import require_scopes
+from web.extensions import Blueprint, get_settings
+
+MESSAGE_MAX = 20_000
+DEFAULT_TIMEOUT_S = 120.0
+TIMEOUT_CONFIG_KEY = "AGENT33_CHAT_TIMEOUT"
+
+blp = Blueprint("chat", __name__, url_prefix="/api/v1/chat", description="Chat with an agent")
+
+
+class ChatFailed(Agent33Error):
+    """The worker reported a failure; status and code are the worker's (502 for providers)."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(str(error.get("message") or "chat failed"), fields=error.get("fields"))
+        self.code = str(error.get("code") or "chat_failed")
+        self.http_status = int(error.get("status") or 502)
+        if error.get("provider"):
+            self.fields.setdefault("provider", [error["provider"]])
+
+
+class ChatTimeout(Agent33Error):
+    code = "timeout"
+    http_status = 504
+
+
+class ChatRequestSchema(ma.Schema):
+    message = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=MESSAGE_MAX))
+    agent = ma.fields.String(load_default="assistant", validate=ma.validate.Length(1, 200))
+    session_id = ma.fields.UUID(load_default=None, allow_none=True)
+    stream = ma.fields.Boolean(load_default=False)
+
+
+class ChatAnswerSchema(ma.Schema):
+    answer = ma.fields.String()
+    session_id = ma.fields.UUID()
+    usage = ma.fields.Dict()
+    tool_calls = ma.fields.List(ma.fields.Dict())
+    provider = ma.fields.String()
+    model = ma.fields.String()
+    latency_ms = ma.fields.Float()
+
+
+class ChatMessageSchema(ma.Schema):
+    role = ma.fields.String()
+    content = ma.fields.String()
+    agent = ma.fields.String()
+    usage = ma.fields.Dict(allow_none=True)
+    created_at = ma.fields.DateTime()
+
+
+class TranscriptSchema(ma.Schema):
+    session_id = ma.fields.UUID()
+    messages = ma.fields.List(ma.fields.Nested(ChatMessageSchema))
+
+
+def _timeout() -> float:
+    return float(flask.current_app.config.get(TIMEOUT_CONFIG_KEY, DEFAULT_TIMEOUT_S))
+
+
+def _publish(kwargs: dict[str, Any], queue: str) -> AsyncResult:
+    """Send by name: the web process never imports the worker's task code."""
+    from tasks.app import app
+
+    return app.send_task(
+        TaskName.LLM_CHAT.value, kwargs=kwargs, queue=queue, task_id=kwargs["request_id"]
+    )
+
+
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
+@blp.route("")
+class Chat(MethodView):
+    @require_scopes(sc.AGENTS_READ)
+    @blp.arguments(ChatRequestSchema)
+    @blp.response(200, ChatAnswerSchema)
+    def post(self, body: dict[str, Any]) -> Any:
+        """Send a message to an agent
+
+        Continues `session_id` (a new session when absent). With `stream: true` the answer
+        arrives as `text/event-stream`: `token` events `{"delta"}`, then `done` with the full
+        result, or `error`. 404 for an unknown agent, 502 when the model provider failed, 504
+        when no answer came in time.
+        """
+        with session_scope() as session:
+            agent = get_agent(session=session, name=body["agent"])
+        request_id = uuid.uuid4().hex
+        kwargs = {
+            "agent": agent.name,
+            "message": body["message"],
+            "session_id": str(body["session_id"] or uuid.uuid4()),
+            "request_id": request_id,
+            "stream": body["stream"],
+        }
+        queue = agent.queue or Queue.LLM.value
+        if body["stream"]:
+            return _stream(kwargs, queue)
+        async_result = _publish(kwargs, queue)
+        try:
+            result = async_result.get(timeout=_timeout(), propagate=False)
+        except celery.exceptions.TimeoutError:
+            async_result.forget()
+            raise ChatTimeout(
+                f"agent {agent.name!r} did not answer within {_timeout():g}s "
+                f"(is a worker consuming the {queue!r} queue?)"
+            ) from None
+        if not isinstance(result, dict):
+            raise ChatFailed(
+                {"code": "internal_error", "message": f"chat failed: {result}", "status": 500}
+            )
+        if "error" in result:
+            raise ChatFailed(result["error"])
+        return result
+
+
+def _stream(kwargs: dict[str, Any], queue: str) -> flask.Response:
+    """Subscribe, publish, then relay the channel as SSE until done, error or the deadline."""
+    settings = get_settings()
+    timeout = _timeout()
+    pubsub = redis_client(settings).pubsub()  # type: ignore[no-untyped-call]
+    pubsub.subscribe(chat_channel(kwargs["request_id"]))
+    pubsub.get_message(timeout=5)  # the subscribe confirmation: the server now delivers to us
+    try:
+        _publish(kwargs, queue)
+    except Exception:
+        pubsub.close()
+        raise
+
+    def events() -> Iterator[str]:
+        deadline = time.monotonic() + timeout
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                message = pubsub.get_message(ignore_subscribe_messages=True, timeout=min(left, 1.0))
+                if message is None or message.get("type") != "message":
+                    continue
+                event = json.loads(message["data"])
+                if "delta" in event:
+                    yield _sse("token", {"delta": event["delta"]})
+                elif event.get("done"):
+                    yield _sse("done", event["result"])
+                    return
+                elif "error" in event:
+                    yield _sse("error", event["error"])
+                    return
+            yield _sse("error", {"code": "timeout", "message": f"no answer within {timeout:g}s"})
+        finally:
+            pubsub.close()
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return flask.Response(events(), mimetype="text/event-stream", headers=headers)
+
+
+@blp.route("/sessions/<uuid:session_id>")
+class ChatSession(MethodView):
+    @require_scopes(sc.AGENTS_READ)
+    @blp.response(200, TranscriptSchema)
+    def get(self, session_id: uuid.UUID) -> dict[str, Any]:
+        """Get a chat session's messages
+
+        Every stored message, oldest first (the durable record, not the 24 h buffer); 404 when
+        the session has none.
+        """
+        with session_scope() as session:
+            messages = transcript(session=session, session_id=session_id)
+        if not messages:
+            raise NotFound(f"chat session {session_id} not found")
+        return {"session_id": session_id, "messages": messages}
