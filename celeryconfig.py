@@ -65,8 +65,10 @@ def build_config(settings: Settings) -> dict[str, Any]:
         "task_track_started": True,
         "result_extended": True,
         "result_expires": 24 * 3600,
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Off by default (each task would publish 3-4 extra events); Flower switches worker
+        # events on at run time (`enable_events`) when it starts.
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
         "timezone": "UTC",
         "enable_utc": True,

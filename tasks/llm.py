@@ -20,6 +20,7 @@ from agent33.agents.sessions import (
     Entry,
     buffer_messages,
     chat_channel,
+    deliver_result,
     load_history,
     record_messages,
     redis_client,
@@ -125,7 +126,7 @@ def _answer(
     }
 
 
-@app.task(name=TaskName.LLM_CHAT.value, acks_late=False)
+@app.task(name=TaskName.LLM_CHAT.value, acks_late=False, ignore_result=True)
 def chat(
     agent: str, message: str, session_id: str, request_id: str, stream: bool = False
 ) -> dict[str, Any]:
@@ -153,10 +154,16 @@ def chat(
         log.warning("chat.failed", agent=agent, session_id=session_id, error=exc.message)
         failure = _error(exc)
         publish.send(failure)
+        deliver_result(settings, request_id, failure)
         return failure
     except Exception as exc:
-        publish.send({"error": {"code": "internal_error", "message": f"chat failed: {exc}"}})
+        crash = {
+            "error": {"code": "internal_error", "message": f"chat failed: {exc}", "status": 500}
+        }
+        publish.send(crash)
+        deliver_result(settings, request_id, crash)
         raise
     result = {**result, "session_id": session_id}
     publish.send({"done": True, "result": result})
+    deliver_result(settings, request_id, result)
     return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +46,36 @@ class Entry:
 
 def buffer_key(session_id: uuid.UUID | str) -> str:
     return f"{KEY_PREFIX}{session_id}"
+
+
+RESULT_PREFIX = "agent33:chat-result:"
+RESULT_TTL_S = 300
+
+
+def result_key(request_id: str) -> str:
+    """The list one chat request's final result is pushed to (BLPOP-ed by the API thread)."""
+    return f"{RESULT_PREFIX}{request_id}"
+
+
+def deliver_result(settings: Settings, request_id: str, result: dict[str, Any]) -> None:
+    """Hand the result straight to the waiting API thread, with a TTL if nobody waits."""
+    key = result_key(request_id)
+    pipe = redis_client(settings).pipeline()
+    pipe.lpush(key, json.dumps(result, default=str))
+    pipe.expire(key, RESULT_TTL_S)
+    pipe.execute()
+
+
+def wait_result(settings: Settings, request_id: str, timeout: float) -> dict[str, Any] | None:
+    """BLPOP in short slices (the pooled client has a socket timeout); None after `timeout`."""
+    client = redis_client(settings)
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        popped = client.blpop([result_key(request_id)], timeout=max(1, min(4, int(left))))
+        if popped is not None:
+            value: dict[str, Any] = json.loads(popped[1])
+            return value
+    return None
 
 
 def chat_channel(request_id: str) -> str:

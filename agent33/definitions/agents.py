@@ -20,6 +20,9 @@ from agent33.definitions.registry import checksum
 from agent33.definitions.schemas import NAME
 from agent33.errors import Conflict, DefinitionError, NotFound
 
+PARSED_CACHE_SIZE = 256
+_parsed: dict[tuple[Any, str], AgentDef] = {}  # stored versions never change: parse once
+
 
 @dataclass(frozen=True)
 class AgentDef:
@@ -166,7 +169,14 @@ def get_agent(*, session: Session, name: str, version: int | None = None) -> Age
     if row is None:
         what = f"agent {name!r}" + (f" version {version}" if version is not None else "")
         raise NotFound(f"{what} not found", fields={"agent": [f"{what} not found"]})
-    return parse_agent(row.spec, origin=f"{row.source} ({row.name} v{row.version})")
+    key = (row.id, row.checksum)
+    cached = _parsed.get(key)
+    if cached is None:
+        cached = parse_agent(row.spec, origin=f"{row.source} ({row.name} v{row.version})")
+        if len(_parsed) > PARSED_CACHE_SIZE:
+            _parsed.clear()
+        _parsed[key] = cached
+    return cached
 
 
 def list_agents(*, session: Session) -> list[AgentDefinition]:

@@ -205,6 +205,7 @@ class FakeServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive and chunked streams, as real servers
+            disable_nagle_algorithm = True  # as Go's net/http (Ollama): no 40 ms delayed-ACK stalls
 
             def log_message(self, *_: Any) -> None:
                 return

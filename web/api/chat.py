@@ -13,13 +13,12 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import celery.exceptions
 import flask
 import marshmallow as ma
 from celery.result import AsyncResult
 from flask.views import MethodView
 
-from agent33.agents.sessions import chat_channel, redis_client, transcript
+from agent33.agents.sessions import chat_channel, redis_client, transcript, wait_result
 from agent33.db import session_scope
 from agent33.definitions.agents import get_agent
 from agent33.errors import Agent33Error, NotFound
@@ -124,15 +123,13 @@ class Chat(MethodView):
         queue = agent.queue or Queue.LLM.value
         if body["stream"]:
             return _stream(kwargs, queue)
-        async_result = _publish(kwargs, queue)
-        try:
-            result = async_result.get(timeout=_timeout(), propagate=False)
-        except celery.exceptions.TimeoutError:
-            async_result.forget()
+        _publish(kwargs, queue)
+        result = wait_result(get_settings(), request_id, _timeout())
+        if result is None:
             raise ChatTimeout(
                 f"agent {agent.name!r} did not answer within {_timeout():g}s "
                 f"(is a worker consuming the {queue!r} queue?)"
-            ) from None
+            )
         if not isinstance(result, dict):
             raise ChatFailed(
                 {"code": "internal_error", "message": f"chat failed: {result}", "status": 500}
