@@ -15,12 +15,10 @@ The last line is `llm queue efficiency: 0.NN of ideal, added p50: N.N ms`.
 
 from __future__ import annotations
 
-import logging
 import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -62,19 +60,48 @@ def llm_worker(settings: Any, ollama_url: str, concurrency: int, log: Path) -> I
 
 
 @contextmanager
-def served_api(settings: Any) -> Iterator[str]:
-    from werkzeug.serving import make_server
+def served_api(settings: Any, log: Path) -> Iterator[str]:
+    """The API as in production: gunicorn (threaded workers) in its own process."""
+    from agent33.embedded import free_port
 
-    from web import create_app
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "web.wsgi:app",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "64",
+        "--timeout",
+        "120",
+        "--log-level",
+        "warning",
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: S603 - fixed argv
+            argv, cwd=harness.REPO_ROOT, env=harness._worker_env(settings), stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{server.port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{url}/health", timeout=2)
+                break
+            except requests.RequestException:
+                if process.poll() is not None:
+                    raise RuntimeError(f"gunicorn exited: see {log}") from None
+                time.sleep(0.2)
+        yield url
     finally:
-        server.shutdown()
+        harness._stop(process)
 
 
 def api_key() -> str:
@@ -112,7 +139,8 @@ def main() -> None:
         with session_scope() as session:
             save_agent(session=session, agent=parse_agent(document), document=document)
         log = Path(settings.var_dir) / "llm-worker.log"
-        with llm_worker(settings, fake.url, concurrency, log), served_api(settings) as url:
+        api_log = Path(settings.var_dir) / "api.log"
+        with llm_worker(settings, fake.url, concurrency, log), served_api(settings, api_log) as url:
             http = requests.Session()
             http.headers["X-API-Key"] = api_key()
             adapter = requests.adapters.HTTPAdapter(pool_maxsize=total)
@@ -127,8 +155,8 @@ def main() -> None:
                 body = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
                 requests.post(f"{fake.url}/api/chat", json={**body, "stream": False}, timeout=30)
 
-            for _ in range(3):
-                chat()  # warm-up: connections, the router, imports in the worker
+            with ThreadPoolExecutor(max_workers=concurrency) as pool:  # warm every worker thread
+                list(pool.map(lambda _: chat(), range(concurrency * 2)))
             started = time.perf_counter()
             with ThreadPoolExecutor(max_workers=total) as pool:
                 list(pool.map(lambda _: chat(), range(total)))
