@@ -41,6 +41,7 @@ class AgentResult:
     provider: str = ""
     model: str = ""
     messages: list[Message] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
 
     def as_output(self) -> dict[str, Any]:
         """The JSON stored as the step output (and returned by the chat API)."""
@@ -53,6 +54,7 @@ class AgentResult:
             "model_calls": self.model_calls,
             "provider": self.provider,
             "model": self.model,
+            "calls": self.calls,
         }
 
 
@@ -90,6 +92,7 @@ class _Turn:
         self.usage = Usage()
         self.latency_ms = 0.0
         self.calls = 0
+        self.log: list[dict[str, Any]] = []
         self.last: ChatResponse | None = None
 
     def ask(self, messages: Sequence[Message], *, tools: bool) -> ChatResponse:
@@ -111,6 +114,16 @@ class _Turn:
             self.usage.total_tokens + u.total_tokens,
         )
         self.last = response
+        self.log.append(
+            {
+                "provider": response.provider,
+                "model": response.model,
+                "finish_reason": response.finish_reason,
+                "latency_ms": round(response.latency_ms, 1),
+                "prompt_tokens": u.prompt_tokens,
+                "completion_tokens": u.completion_tokens,
+            }
+        )
         return response
 
 
@@ -195,4 +208,5 @@ def run_agent(
         provider=last.provider,
         model=last.model,
         messages=messages,
+        calls=turn.log,
     )

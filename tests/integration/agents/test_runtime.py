@@ -49,6 +49,11 @@ def test_fallback_continues_the_same_conversation(
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool"]
     assert json.loads(messages[-1]["content"]) == {"expression": "2 + 2", "result": 4}
     assert result.model_calls == 2 and result.usage["total_tokens"] > 0
+    assert [c["provider"] for c in result.calls] == ["ollama", "openai"]
+    assert (
+        sum(c["prompt_tokens"] + c["completion_tokens"] for c in result.calls)
+        == (result.usage["total_tokens"])
+    )
 
 
 def test_every_provider_down_names_them_all(settings: Settings, fake_ollama: Any) -> None:
