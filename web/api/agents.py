@@ -6,12 +6,12 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 
 from agent33.db import session_scope
 from agent33.db.models import AgentDefinition
 from agent33.definitions.agents import list_agents, parse_agent, save_agent
-from agent33.errors import NotFound
+from agent33.errors import Conflict, NotFound, ValidationFailed
 from agent33.security import scopes as sc
 from web.auth import require_scopes
 from web.extensions import Blueprint
@@ -99,3 +99,44 @@ class AgentByName(MethodView):
             if row is None:
                 raise NotFound(f"agent {name!r} not found", fields={"agent": ["not found"]})
             return row
+
+    @require_scopes(sc.AGENTS_WRITE)
+    @blp.arguments(AgentDocumentSchema)
+    @blp.response(201, AgentSchema)
+    def put(self, document: dict[str, Any], name: str) -> AgentDefinition:
+        """Store a new version
+
+        The body's `name` must be the URL's (400) and its `version` greater than every stored
+        one (409), so a version a run used never changes.
+        """
+        if document.get("name") != name:
+            raise ValidationFailed(
+                f"`name` must be {name!r} (the URL's)", fields={"name": ["must equal the URL's"]}
+            )
+        agent = parse_agent(document, origin=f"agent {name!r}")
+        with session_scope() as session:
+            latest = session.scalar(
+                select(func.max(AgentDefinition.version)).where(AgentDefinition.name == name)
+            )
+            if latest is not None and agent.version <= latest:
+                message = f"must be greater than the stored version {latest}"
+                raise Conflict(
+                    f"agent {name!r}: `version` {message}", fields={"version": [message]}
+                )
+            row, _ = save_agent(session=session, agent=agent, document=document)
+            return row
+
+    @require_scopes(sc.AGENTS_WRITE)
+    @blp.arguments(AgentQuerySchema, location="query")
+    @blp.response(204)
+    def delete(self, query: dict[str, Any], name: str) -> None:
+        """Delete an agent
+
+        Every version, or only `?version=N`; 404 when nothing matches.
+        """
+        with session_scope() as session:
+            statement = delete(AgentDefinition).where(AgentDefinition.name == name)
+            if query.get("version"):
+                statement = statement.where(AgentDefinition.version == query["version"])
+            if session.execute(statement).rowcount == 0:  # type: ignore[attr-defined]
+                raise NotFound(f"agent {name!r} not found", fields={"agent": ["not found"]})

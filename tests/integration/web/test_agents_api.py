@@ -49,3 +49,19 @@ def test_scopes(client: FlaskClient, make_api_key: Any) -> None:
     assert client.get("/api/v1/agents", headers=reader).status_code == 200
     assert client.post("/api/v1/agents", json=DOC, headers=reader).status_code == 403
     assert client.get("/api/v1/agents").status_code == 401
+
+
+def test_new_versions_and_delete(client: FlaskClient, admin_headers: dict[str, str]) -> None:
+    assert client.post("/api/v1/agents", json=DOC, headers=admin_headers).status_code == 201
+    same = client.put("/api/v1/agents/helper", json=DOC, headers=admin_headers)
+    assert same.status_code == 409 and "version" in same.get_json()["error"]["fields"]
+    wrong = client.put("/api/v1/agents/other", json={**DOC, "version": 2}, headers=admin_headers)
+    assert wrong.status_code == 400 and "name" in wrong.get_json()["error"]["fields"]
+    v2 = client.put("/api/v1/agents/helper", json={**DOC, "version": 2}, headers=admin_headers)
+    assert v2.status_code == 201 and v2.get_json()["version"] == 2
+    assert client.get("/api/v1/agents/helper", headers=admin_headers).get_json()["version"] == 2
+    one = client.delete("/api/v1/agents/helper?version=2", headers=admin_headers)
+    assert one.status_code == 204
+    assert client.get("/api/v1/agents/helper", headers=admin_headers).get_json()["version"] == 1
+    assert client.delete("/api/v1/agents/helper", headers=admin_headers).status_code == 204
+    assert client.delete("/api/v1/agents/helper", headers=admin_headers).status_code == 404

@@ -30,6 +30,8 @@ EXPECTED_OPERATIONS = {
     ("/api/v1/agents", "get"),
     ("/api/v1/agents", "post"),
     ("/api/v1/agents/{name}", "get"),
+    ("/api/v1/agents/{name}", "put"),
+    ("/api/v1/agents/{name}", "delete"),
     ("/api/v1/chat", "post"),
     ("/api/v1/chat/sessions/{session_id}", "get"),
 }
