@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -157,6 +158,18 @@ VARIABLES: tuple[Var, ...] = (
         "Hosts `http_request` steps may call (`example.com` also allows its subdomains).",
     ),
     Var(
+        "AGENT33_HTTP_ALLOW_PRIVATE",
+        "http_allow_private",
+        "false",
+        "`true` lets HTTP steps/tools reach loopback/private addresses (never cloud metadata).",
+    ),
+    Var(
+        "AGENT33_FILE_ROOTS",
+        "file_roots",
+        "var/files",
+        "Directories the `read_file`/`write_file` tools may use (comma list; first is default).",
+    ),
+    Var(
         "AGENT33_LLM_CONCURRENCY",
         "llm_concurrency",
         "",
@@ -174,7 +187,43 @@ VARIABLES: tuple[Var, ...] = (
         "3600",
         "Redis visibility timeout (seconds); must exceed every step time limit.",
     ),
+    Var(
+        "AGENT33_RATE_LIMIT",
+        "rate_limit",
+        "120/minute",
+        "Sustained API rate per API key / user (`N/second`, `N/minute`, `N/hour`; `0` disables).",
+    ),
+    Var(
+        "AGENT33_RATE_BURST",
+        "rate_burst",
+        "60",
+        "Requests a caller may send at once before `AGENT33_RATE_LIMIT` paces it.",
+    ),
+    Var(
+        "AGENT33_LOGIN_RATE_LIMIT",
+        "login_rate_limit",
+        "10/minute",
+        "`POST /api/v1/auth/token` attempts per client IP (same format; `0` disables).",
+    ),
 )
+
+PERIODS = {"second": 1, "minute": 60, "hour": 3600}
+
+
+@dataclass(frozen=True)
+class RateSpec:
+    """`count` requests per `period` seconds, parsed from `N/second|minute|hour`."""
+
+    count: int
+    period: int
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.period
+
+    def __str__(self) -> str:
+        unit = {seconds: name for name, seconds in PERIODS.items()}.get(self.period)
+        return f"{self.count}/{unit}" if unit else f"{self.count}/{self.period}s"
 
 
 @dataclass(frozen=True)
@@ -208,8 +257,13 @@ class Settings:
     visibility_timeout: int = 3600
     command_allowlist: tuple[str, ...] = ("echo", "true", "false", "date", "uname", "sleep")
     http_allowlist: tuple[str, ...] = ("127.0.0.1", "localhost")
+    http_allow_private: bool = False
+    file_roots: tuple[Path, ...] = (Path("var/files"),)
     llm_concurrency: Mapping[str, int] = field(default_factory=dict)
     llm_gpu_models: tuple[str, ...] = ()
+    rate_limit: RateSpec | None = RateSpec(120, 60)
+    rate_burst: int = 60
+    login_rate_limit: RateSpec | None = RateSpec(10, 60)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -274,6 +328,15 @@ def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
+def _bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{name} must be true/false (or 1/0, yes/no), got {value!r}")
+
+
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
@@ -281,14 +344,21 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
 
 
 def _fernet_key(name: str, value: str) -> str:
-    if value:
+    """A comma list of Fernet keys: the first encrypts, all decrypt, so keys rotate in place."""
+    keys = [part.strip() for part in value.split(",") if part.strip()]
+    if value.strip() and not keys:
+        raise ConfigError(f"{name} must be a comma list of Fernet keys, got only commas")
+    for position, key in enumerate(keys, start=1):
         try:
-            raw = base64.urlsafe_b64decode(value.encode())
+            raw = base64.urlsafe_b64decode(key.encode())
         except (binascii.Error, ValueError):
             raw = b""
         if len(raw) != 32:
-            raise ConfigError(f"{name} must be 32 url-safe base64-encoded bytes (a Fernet key)")
-    return value
+            which = f" (key {position} of {len(keys)})" if len(keys) > 1 else ""
+            raise ConfigError(
+                f"{name} must be 32 url-safe base64-encoded bytes (a Fernet key){which}"
+            )
+    return ",".join(keys)
 
 
 def _limits(name: str, value: str) -> dict[str, int]:
@@ -301,6 +371,19 @@ def _limits(name: str, value: str) -> dict[str, int]:
             raise ConfigError(f"{name} must look like model=N,model=N, got {item!r}")
         limits[model.strip()] = _int(name, number.strip(), 1, 10_000)
     return limits
+
+
+def _rate(name: str, value: str) -> RateSpec | None:
+    """`N/second|minute|hour`, or `0` to switch the limit off."""
+    text = value.strip().lower()
+    if text == "0":
+        return None
+    match = re.fullmatch(r"(\d+)\s*/\s*(second|minute|hour)s?", text)
+    if match is None or int(match.group(1)) < 1:
+        raise ConfigError(
+            f"{name} must look like N/second, N/minute or N/hour (0 disables), got {value!r}"
+        )
+    return RateSpec(int(match.group(1)), PERIODS[match.group(2)])
 
 
 HTTP = ("http", "https")
@@ -332,8 +415,13 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "llm_gpu_models": lambda n, v: tuple(s.strip() for s in v.split(",") if s.strip()),
     "command_allowlist": lambda n, v: tuple(s.strip() for s in v.split(",") if s.strip()),
     "http_allowlist": lambda n, v: tuple(s.strip().lower() for s in v.split(",") if s.strip()),
+    "http_allow_private": _bool,
+    "file_roots": lambda n, v: tuple(Path(s.strip()) for s in v.split(",") if s.strip()),
     "max_deliveries": lambda n, v: _int(n, v, 1, 100),
     "visibility_timeout": lambda n, v: _int(n, v, 10),
+    "rate_limit": _rate,
+    "rate_burst": lambda n, v: _int(n, v, 1, 1_000_000),
+    "login_rate_limit": _rate,
 }
 
 

@@ -1,7 +1,9 @@
-"""Authentication and default-deny authorisation for every `/api/v1` route.
+"""Authentication, rate limiting and default-deny authorisation for every `/api/v1` route.
 
-A view declares what it needs with `require_scopes`; a view that declares nothing answers 403
-to everyone, so a forgotten decorator can never open an endpoint.
+A view declares what it needs with `require_scopes` (one or more scopes) or, for "any
+authenticated caller", the explicit `require_authenticated`; a view that declares nothing
+answers 403 to everyone, so a forgotten decorator can never open an endpoint. Every 401/403
+this hook answers is written to the audit log (`auth.denied`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from typing import Literal, TypeVar
 import flask
 
 from agent33.db import session_scope
-from agent33.errors import Forbidden, Unauthorized
+from agent33.errors import Agent33Error, Forbidden, Unauthorized
+from agent33.security import audit
 from agent33.security.api_keys import authenticate_api_key
 from agent33.security.scopes import missing_scopes
 from agent33.security.tokens import decode_token
+from web import ratelimit
 from web.extensions import get_settings
 
 API_PREFIX = "/api/v1/"
@@ -44,10 +48,24 @@ class Principal:
 
 
 def require_scopes(*scopes: str) -> Callable[[F], F]:
-    """Declare the scopes a view needs (all of them); the `before_request` hook enforces it."""
+    """Declare the scopes a view needs (all of them); the `before_request` hook enforces it.
 
+    At least one scope: an empty list would quietly mean "anyone authenticated", which must be
+    spelled `require_authenticated` so reviewers see it.
+    """
+    if not scopes:
+        raise TypeError("require_scopes needs at least one scope; use require_authenticated")
+    return _declare(tuple(scopes))
+
+
+def require_authenticated(view: F) -> F:
+    """Declare a view open to any authenticated caller, whatever its scopes."""
+    return _declare(())(view)
+
+
+def _declare(scopes: tuple[str, ...]) -> Callable[[F], F]:
     def decorator(view: F) -> F:
-        setattr(view, SCOPES_ATTR, tuple(scopes))
+        setattr(view, SCOPES_ATTR, scopes)
         return view
 
     return decorator
@@ -95,25 +113,65 @@ def _declared_scopes(app: flask.Flask, request: flask.Request) -> tuple[str, ...
     return tuple(scopes) if scopes is not None else None
 
 
-def enforce_auth() -> None:
-    """`before_request`: authenticate, then authorise against the view's declared scopes."""
+def _bucket(principal: Principal) -> str:
+    return f"key:{principal.key_id}" if principal.key_id else f"sub:{principal.subject}"
+
+
+def _audit_denial(error: Agent33Error, principal: Principal | None, missing: list[str]) -> None:
     request = flask.request
-    if not request.path.startswith(API_PREFIX) or (request.method, request.path) in OPEN_ROUTES:
+    audit.record_now(
+        action="auth.denied",
+        outcome="denied",
+        principal=principal.subject if principal else None,
+        ip=ratelimit.client_ip(),
+        target=f"{request.method} {request.path}",
+        details={
+            "status": error.http_status,
+            "reason": error.message,
+            "method": request.method,
+            "path": request.path,
+            "missing_scopes": missing,
+        },
+    )
+
+
+def _signed_webhook(request: flask.Request) -> bool:
+    """Webhook receivers authenticate by HMAC signature (checked in the view), not API keys."""
+    view = flask.current_app.view_functions.get(request.endpoint or "")
+    view_class = getattr(view, "view_class", None)
+    return request.method == "POST" and bool(getattr(view_class, "webhook_signed", False))
+
+
+def enforce_auth() -> None:
+    """`before_request`: authenticate, rate-limit, then authorise against the declared scopes."""
+    request = flask.request
+    if not request.path.startswith(API_PREFIX):
         return
-    principal = _authenticate(request)
-    flask.g.principal = principal
-    if request.endpoint is None or request.method == "OPTIONS":
-        return  # no such route/method: let routing answer 404/405 to the authenticated caller
-    required = _declared_scopes(flask.current_app, request)
-    if required is None:
-        raise Forbidden("this endpoint declares no scopes and is denied by default")
-    missing = missing_scopes(principal.scopes, required)
-    if missing:
-        raise Forbidden(
-            f"missing scope {', '.join(missing)}",
-            fields={"scopes": [f"Requires {scope!r}." for scope in missing]},
-        )
+    if (request.method, request.path) in OPEN_ROUTES or _signed_webhook(request):
+        ratelimit.limit_anonymous()
+        return
+    principal: Principal | None = None
+    missing: list[str] = []
+    try:
+        principal = _authenticate(request)
+        flask.g.principal = principal
+        ratelimit.limit_principal(_bucket(principal), principal.subject)
+        if request.endpoint is None or request.method == "OPTIONS":
+            return  # no such route/method: let routing answer 404/405 to the authenticated caller
+        required = _declared_scopes(flask.current_app, request)
+        if required is None:
+            raise Forbidden("this endpoint declares no scopes and is denied by default")
+        missing = missing_scopes(principal.scopes, required)
+        if missing:
+            raise Forbidden(
+                f"missing scope {', '.join(missing)}",
+                fields={"scopes": [f"Requires {scope!r}." for scope in missing]},
+            )
+    except (Unauthorized, Forbidden) as error:
+        _audit_denial(error, principal, missing)
+        raise
 
 
 def init_app(app: flask.Flask) -> None:
     app.before_request(enforce_auth)
+    ratelimit.init_app(app)

@@ -102,6 +102,8 @@ class Api(flask_smorest.Api):  # type: ignore[misc]
         app.register_error_handler(Agent33Error, handle_agent33_error)
         app.register_error_handler(ma.ValidationError, handle_validation_error)
         app.register_error_handler(sa_exc.IntegrityError, handle_integrity_error)
+        app.register_error_handler(sa_exc.DataError, handle_unstorable_input)
+        app.register_error_handler(UnicodeEncodeError, handle_unstorable_input)
         for exc_type in UNAVAILABLE:
             app.register_error_handler(exc_type, handle_unavailable)
         app.register_error_handler(Exception, handle_unexpected)
@@ -140,6 +142,16 @@ def handle_integrity_error(error: sa_exc.IntegrityError) -> ResponseTuple:
     """A uniqueness race lost to a concurrent request: the client may retry or look it up."""
     log.warning("integrity error on %s %s: %s", flask.request.method, flask.request.path, error)
     return envelope(409, "conflict", "the request conflicts with the current state; retry")
+
+
+def handle_unstorable_input(error: Exception) -> ResponseTuple:
+    """Text PostgreSQL cannot store (a NUL character, an unpaired surrogate) is bad input."""
+    log.warning("unstorable input on %s %s: %s", flask.request.method, flask.request.path, error)
+    return envelope(
+        400,
+        "invalid_input",
+        "the request contains characters that cannot be stored (NUL or unpaired surrogates)",
+    )
 
 
 def handle_unavailable(error: Exception) -> ResponseTuple:

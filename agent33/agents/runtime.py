@@ -4,6 +4,10 @@ One call of `run_agent` is one agent turn: the model may ask for tools (only tho
 allows), their results are fed back, up to `max_tool_rounds`; an output schema is enforced
 with one repair attempt. Token usage and latency are summed over every model call, and a
 fallback model continues the same conversation (the router re-sends the whole history).
+
+The user input and every tool result are screened for prompt injection before the model sees
+them, per the agent's `injection` policy (warn / strip / block); every hit is returned in
+`screening` so the step output and run events record it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from agent33.definitions.agents import AgentDef
 from agent33.errors import Agent33Error
 from agent33.llm.router import Router
 from agent33.llm.types import ChatRequest, ChatResponse, Message, Options, ToolCall, Usage
+from agent33.security.injection import DEFAULT_THRESHOLD, screen_value
 from agent33.tools import ToolContext, ToolError, get_tool
 
 
@@ -28,6 +33,18 @@ class AgentOutputError(Agent33Error):
     """The model's answer did not match the agent's output schema, even after one repair."""
 
     code = "agent_output_invalid"
+
+
+class InjectionBlocked(Agent33Error):
+    """Screened text scored over the agent's threshold under `policy: block`; not retryable
+    because the same input would be blocked again."""
+
+    code = "prompt_injection_blocked"
+    retryable = False
+
+    def __init__(self, message: str, *, details: dict[str, Any]) -> None:
+        super().__init__(message, fields={"source": [details["source"]]})
+        self.details = details
 
 
 @dataclass
@@ -42,6 +59,7 @@ class AgentResult:
     model: str = ""
     messages: list[Message] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
+    screening: list[dict[str, Any]] = field(default_factory=list)
 
     def as_output(self) -> dict[str, Any]:
         """The JSON stored as the step output (and returned by the chat API)."""
@@ -55,6 +73,7 @@ class AgentResult:
             "provider": self.provider,
             "model": self.model,
             "calls": self.calls,
+            "screening": self.screening,
         }
 
 
@@ -141,6 +160,49 @@ def _run_tool(agent: AgentDef, call: ToolCall, context: ToolContext) -> tuple[st
     return json.dumps(payload, default=str), record
 
 
+def _screened(agent: AgentDef, value: Any, source: str, findings: list[dict[str, Any]]) -> Any:
+    """Apply the agent's injection policy to `value`; return what the model may see.
+
+    warn passes the value unchanged, strip removes the matched spans, block raises before any
+    (further) model call. Hits below the threshold are recorded too, for tuning.
+    """
+    policy = str(agent.injection.get("policy", "warn"))
+    threshold = float(agent.injection.get("threshold", DEFAULT_THRESHOLD))
+    result, stripped = screen_value(value)
+    if not result.hits:
+        return value
+    flagged = result.flagged(threshold)
+    action = {"warn": "warned", "strip": "stripped", "block": "blocked"}[policy]
+    finding = {
+        "source": source,
+        "score": result.score,
+        "threshold": threshold,
+        "policy": policy,
+        "action": action if flagged else "none",
+        "hits": [hit.as_dict() for hit in result.hits],
+    }
+    findings.append(finding)
+    if not flagged:
+        return value
+    if policy == "block":
+        rules = ", ".join(sorted({hit.rule for hit in result.hits}))
+        raise InjectionBlocked(
+            f"agent {agent.name!r}: possible prompt injection in {source} blocked "
+            f"(score {result.score:.2f} >= {threshold:g}; rules: {rules})",
+            details=finding,
+        )
+    return stripped if policy == "strip" else value
+
+
+def _screened_tool_result(
+    agent: AgentDef, name: str, content: str, findings: list[dict[str, Any]]
+) -> str:
+    """Tool results are JSON text: screen the decoded value so escapes cannot hide anything."""
+    payload = json.loads(content)
+    cleaned = _screened(agent, payload, f"tool {name}", findings)
+    return content if cleaned is payload else json.dumps(cleaned, default=str)
+
+
 def run_agent(
     agent: AgentDef,
     user_input: Any,
@@ -152,6 +214,8 @@ def run_agent(
     """One agent turn; raises the router's error (naming providers) when no model answered."""
     started = time.perf_counter()
     context = context or ToolContext()
+    findings: list[dict[str, Any]] = []
+    user_input = _screened(agent, user_input, "user input", findings)
     messages: list[Message] = [
         Message("system", _system_prompt(agent)),
         *history,
@@ -167,6 +231,7 @@ def run_agent(
         messages.append(Message("assistant", response.content, tool_calls=response.tool_calls))
         for call in response.tool_calls:
             content, record = _run_tool(agent, call, context)
+            content = _screened_tool_result(agent, call.name, content, findings)
             records.append(record)
             messages.append(Message("tool", content, tool_call_id=call.id, name=call.name))
     assert turn.last is not None
@@ -209,4 +274,5 @@ def run_agent(
         model=last.model,
         messages=messages,
         calls=turn.log,
+        screening=findings,
     )

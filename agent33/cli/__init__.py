@@ -14,6 +14,7 @@ from agent33.cli.runs import run_command, runs_group
 from agent33.cli.scaffold import init_command
 from agent33.cli.serve import serve_command
 from agent33.cli.status import status_command
+from agent33.cli.vault import vault_group
 from agent33.cli.workflows import workflows_group
 
 
@@ -34,6 +35,7 @@ for command in (
     init_command,
     serve_command,
     status_command,
+    vault_group,
     workflows_group,
 ):
     cli.add_command(command)

@@ -41,6 +41,15 @@ class AgentDef:
     input_schema: dict[str, Any] | None = None
     output_schema: dict[str, Any] | None = None
     memory: dict[str, Any] = field(default_factory=dict)
+    # Prompt-injection screening of user input and tool results (agent33.security.injection).
+    injection: dict[str, Any] = field(default_factory=lambda: {"policy": "warn", "threshold": 0.5})
+
+
+class InjectionSchema(Schema):
+    """`injection: {policy, threshold}`; warn by default so existing agents keep working."""
+
+    policy = fields.String(load_default="warn", validate=validate.OneOf(("warn", "block", "strip")))
+    threshold = fields.Float(load_default=0.5, validate=validate.Range(0, 1))
 
 
 class AgentSchema(Schema):
@@ -61,6 +70,7 @@ class AgentSchema(Schema):
     input_schema = fields.Dict(load_default=None, allow_none=True)
     output_schema = fields.Dict(load_default=None, allow_none=True)
     memory = fields.Dict(load_default=dict)
+    injection = fields.Nested(InjectionSchema, load_default=lambda: InjectionSchema().load({}))
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> AgentDef:

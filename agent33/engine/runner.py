@@ -38,6 +38,7 @@ from agent33.engine.outcomes import AwaitApproval, Defer, FanOut, StartSubRun
 from agent33.engine.progress import after_terminal, step_definition, workflow_of
 from agent33.engine.states import RUN_TERMINAL, STEP_TERMINAL, RunState, StepState
 from agent33.errors import Agent33Error
+from agent33.security.vault import mask, secret_context
 
 log = structlog.get_logger(__name__)
 
@@ -148,8 +149,12 @@ def _claim(
     return _start(session, settings, run, step, definition, task_id)
 
 
-def _context(session: Session, run: Run, step: StepRun, definition: StepDef) -> dict[str, Any]:
+def _context(
+    session: Session, run: Run, step: StepRun, definition: StepDef, settings: Settings
+) -> dict[str, Any]:
+    """Only what the step's expressions name is read; `secrets` decrypts lazily, on access."""
     context = run_context(session, run, referenced_steps(definition.params, definition.when))
+    context["secrets"] = secret_context(session, settings, definition.params, definition.when)
     if step.parent_id is not None:
         item, key = children.item_of(step)
         context.update(item=item, key=key, index=(step.inputs or {}).get("index"))
@@ -164,7 +169,7 @@ def _start(
     definition: StepDef,
     task_id: str | None,
 ) -> Claim | Outcome:
-    context = _context(session, run, step, definition)
+    context = _context(session, run, step, definition, settings)
     if run.state == RunState.PENDING:
         store.set_run_state(session=session, run=run, target=RunState.RUNNING)
     step.attempt += 1
@@ -197,18 +202,21 @@ def _start(
             for k, v in definition.params.items()
         }
     except Agent33Error as exc:
-        step.error = error_dict(exc)
+        resolved = getattr(context.get("secrets"), "resolved", {})
+        step.error = mask(error_dict(exc), resolved.values())  # an expression error may quote one
         store.set_step_state(
-            session=session, step=step, target=StepState.FAILED, message=exc.message
+            session=session, step=step, target=StepState.FAILED, message=step.error["message"]
         )
         workflow = workflow_of(session, run)
         return Outcome(
             "failed", after_terminal(session=session, run=run, workflow=workflow, step=step)
         )
+    # The action gets the plaintext; the stored inputs never do (outputs are the action's duty).
+    stored = mask(params, context["secrets"].resolved.values())
     if step.parent_id is not None:
-        step.inputs = {**(step.inputs or {}), "with": params}
+        step.inputs = {**(step.inputs or {}), "with": stored}
     else:
-        step.inputs = params
+        step.inputs = stored
     return Claim(
         step.id,
         run.id,

@@ -14,6 +14,8 @@ AGENTS_READ = "agents:read"
 AGENTS_WRITE = "agents:write"
 KEYS_ADMIN = "keys:admin"
 USERS_ADMIN = "users:admin"
+SECRETS_READ = "secrets:read"
+SECRETS_WRITE = "secrets:write"
 ADMIN = "admin"
 
 ALL_SCOPES: frozenset[str] = frozenset(
@@ -26,6 +28,8 @@ ALL_SCOPES: frozenset[str] = frozenset(
         AGENTS_WRITE,
         KEYS_ADMIN,
         USERS_ADMIN,
+        SECRETS_READ,
+        SECRETS_WRITE,
         ADMIN,
     }
 )

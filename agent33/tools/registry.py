@@ -64,4 +64,4 @@ def known_tools() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from agent33.tools import builtin  # noqa: F401
+    from agent33.tools import builtin, files  # noqa: F401

@@ -125,6 +125,7 @@ def settings(
         var_dir=tmp_path_factory.mktemp("var"),
         definitions_dir=Path(__file__).resolve().parents[2] / "definitions",
         ollama_base_url="http://127.0.0.1:9",
+        http_allow_private=True,  # the suite's HTTP steps call local test servers and the API
     )
     db.configure(built)
     return built

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import flask_smorest
 
-from web.api import agents, auth, chat, health, keys, runs, workflows
+from web.api import (
+    agents,
+    audit,
+    auth,
+    chat,
+    health,
+    keys,
+    runs,
+    secrets,
+    webhooks,
+    workflows,
+)
 
 BLUEPRINTS: list[flask_smorest.Blueprint] = [
     health.blp,
     auth.blp,
     keys.blp,
+    audit.blp,
+    secrets.blp,
     workflows.blp,
     agents.blp,
     runs.blp,
     chat.blp,
+    webhooks.blp,
 ]
 
 

@@ -1,4 +1,8 @@
-"""`POST /api/v1/auth/token`: exchange a username and password for a short-lived JWT."""
+"""`POST /api/v1/auth/token`: exchange a username and password for a short-lived JWT.
+
+`GET /api/v1/auth/me` tells any authenticated caller who the API thinks it is. Every login,
+successful or not, is audited (`auth.login` / `auth.login_failed`) with the username and IP.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,13 @@ import marshmallow as ma
 from flask.views import MethodView
 
 from agent33.db import session_scope
+from agent33.errors import Unauthorized
+from agent33.security import audit
 from agent33.security.api_keys import authenticate_user
 from agent33.security.tokens import issue_token
+from web.auth import current_principal, require_authenticated
 from web.extensions import Blueprint, get_settings
+from web.ratelimit import client_ip
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Access tokens for users")
 
@@ -41,14 +49,61 @@ class Token(MethodView):
         `Authorization: Bearer <access_token>`; 401 for a wrong username or password.
         """
         settings = get_settings()
-        with session_scope() as session:
-            user = authenticate_user(
-                session=session, username=body["username"], password=body["password"]
+        username = body["username"].strip()
+        try:
+            with session_scope() as session:
+                user = authenticate_user(
+                    session=session, username=username, password=body["password"]
+                )
+                subject, scopes = user.username, list(user.scopes)
+                audit.record(
+                    session=session,
+                    action="auth.login",
+                    outcome="ok",
+                    principal=subject,
+                    ip=client_ip(),
+                    target=f"user:{subject}",
+                    details={"scopes": scopes},
+                )
+        except Unauthorized:
+            audit.record_now(
+                action="auth.login_failed",
+                outcome="failed",
+                principal=username,
+                ip=client_ip(),
+                target=f"user:{username}",
             )
-            subject, scopes = user.username, list(user.scopes)
+            raise
         return {
             "access_token": issue_token(settings, subject, scopes),
             "token_type": "bearer",
             "expires_in": settings.jwt_expire_minutes * 60,
             "scopes": scopes,
         }
+
+
+class MeSchema(ma.Schema):
+    subject = ma.fields.String(metadata={"description": "Username, or `api_key:<prefix>`"})
+    kind = ma.fields.String(metadata={"description": "`jwt` or `api_key`"})
+    scopes = ma.fields.List(ma.fields.String())
+    key_id = ma.fields.UUID(metadata={"description": "Only for API keys"})
+
+
+@blp.route("/me")
+class Me(MethodView):
+    @require_authenticated
+    @blp.response(200, MeSchema)
+    def get(self) -> dict[str, Any]:
+        """Who am I
+
+        The caller's identity and scopes as the API sees them; any valid token or key may ask.
+        """
+        principal = current_principal()
+        me: dict[str, Any] = {
+            "subject": principal.subject,
+            "kind": principal.kind,
+            "scopes": list(principal.scopes),
+        }
+        if principal.key_id is not None:
+            me["key_id"] = principal.key_id
+        return me

@@ -12,10 +12,12 @@ from sqlalchemy import select
 from agent33.db import session_scope
 from agent33.db.models import User
 from agent33.errors import Forbidden
+from agent33.security import audit
 from agent33.security import scopes as sc
 from agent33.security.api_keys import create_api_key, list_api_keys, revoke_api_key
 from web.auth import current_principal, require_scopes
 from web.extensions import Blueprint
+from web.ratelimit import client_ip
 
 blp = Blueprint("keys", __name__, url_prefix="/api/v1/keys", description="API keys")
 
@@ -72,6 +74,13 @@ class Keys(MethodView):
         principal = current_principal()
         beyond = sc.missing_scopes(principal.scopes, body["scopes"])
         if beyond:
+            audit.record_now(
+                action="keys.create",
+                outcome="denied",
+                principal=principal.subject,
+                ip=client_ip(),
+                details={"name": body["name"], "scopes": body["scopes"], "beyond": beyond},
+            )
             raise Forbidden(
                 f"cannot grant scopes you do not hold: {', '.join(beyond)}",
                 fields={"scopes": [f"Not held by the caller: {scope!r}." for scope in beyond]},
@@ -88,6 +97,15 @@ class Keys(MethodView):
                 scopes=body["scopes"],
                 user_id=user_id,
                 expires_at=body["expires_at"],
+            )
+            audit.record(
+                session=session,
+                action="keys.create",
+                outcome="ok",
+                principal=principal.subject,
+                ip=client_ip(),
+                target=f"api_key:{key.id}",
+                details={"name": key.name, "prefix": key.prefix, "scopes": list(key.scopes)},
             )
         return {**{name: getattr(key, name) for name in KeySchema().fields}, "key": raw}
 
@@ -116,4 +134,13 @@ class KeyById(MethodView):
         Takes effect on the next request made with the key; revoking twice is harmless.
         """
         with session_scope() as session:
-            revoke_api_key(session=session, key_id=key_id)
+            key = revoke_api_key(session=session, key_id=key_id)
+            audit.record(
+                session=session,
+                action="keys.revoke",
+                outcome="ok",
+                principal=current_principal().subject,
+                ip=client_ip(),
+                target=f"api_key:{key_id}",
+                details={"name": key.name, "prefix": key.prefix},
+            )

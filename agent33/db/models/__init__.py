@@ -1,18 +1,21 @@
 """Every model, imported so Alembic sees all tables."""
 
+from agent33.db.models.audit import AuditEvent
 from agent33.db.models.chat import ChatMessage
 from agent33.db.models.definitions import AgentDefinition, WorkflowDefinition
 from agent33.db.models.outbox import OutboxMessage
 from agent33.db.models.runs import Run, RunEvent, StepRun
-from agent33.db.models.security import ApiKey, User
+from agent33.db.models.security import ApiKey, Secret, User
 
 __all__ = [
     "AgentDefinition",
     "ApiKey",
+    "AuditEvent",
     "ChatMessage",
     "OutboxMessage",
     "Run",
     "RunEvent",
+    "Secret",
     "StepRun",
     "User",
     "WorkflowDefinition",

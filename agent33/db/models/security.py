@@ -1,11 +1,11 @@
-"""Users and API keys (only hashes are stored)."""
+"""Users and API keys (only hashes are stored) and vault secrets (only ciphertext is stored)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agent33.db.base import Base, utcnow
@@ -37,3 +37,16 @@ class ApiKey(Base):
     last_used_at: Mapped[dt.datetime | None]
     expires_at: Mapped[dt.datetime | None]
     revoked_at: Mapped[dt.datetime | None]
+
+
+class Secret(Base):
+    """A named secret, only ever stored as Fernet ciphertext (see agent33.security.vault)."""
+
+    __tablename__ = "secrets"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    rotated_at: Mapped[dt.datetime | None]

@@ -1,9 +1,13 @@
 """`http_request`: call an allow-listed HTTP(S) host; redirects are followed by hand.
 
 Every URL, the first and each redirect's `Location`, is checked against AGENT33_HTTP_ALLOWLIST
-before anything is sent, so a redirect cannot lead a step outside the list. The shared session
-keeps no cookies and ignores proxy/netrc environment settings, so one run cannot leak state or
-credentials into another.
+before anything is sent, so a redirect cannot lead a step outside the list. Then the host is
+resolved and every address checked (`agent33.security.network`): loopback, private, link-local,
+metadata and other non-global addresses are refused unless AGENT33_HTTP_ALLOW_PRIVATE is true
+(metadata never). The sessions connect only to the addresses they checked, at connect time, so DNS
+rebinding between the check and the connection cannot reach an internal service. The shared
+sessions keep no cookies and ignore proxy/netrc environment settings, so one run cannot leak state
+or credentials into another.
 """
 
 from __future__ import annotations
@@ -13,16 +17,15 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from http.cookiejar import Cookie, DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urljoin, urlsplit
-from urllib.request import Request
 
 import idna
 import requests
 from urllib3.util import parse_url
 
 from agent33.engine.actions import ActionContext, ActionFailed, register
+from agent33.security.network import BlockedAddress, check_host, pinned_session
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 KNOWN = ("url", "method", "headers", "params", "json", "body", "timeout", "expect_status")
@@ -33,19 +36,8 @@ BODY_LIMIT = 1024 * 1024
 REDIRECTS = (301, 302, 303, 307, 308)
 
 
-class _NoCookies(DefaultCookiePolicy):
-    """The session is shared by every run: a cookie set for one must not reach another."""
-
-    def set_ok(self, cookie: Cookie, request: Request) -> bool:
-        return False
-
-    def return_ok(self, cookie: Cookie, request: Request) -> bool:
-        return False
-
-
-SESSION = requests.Session()
-SESSION.trust_env = False
-SESSION.cookies.set_policy(_NoCookies())
+# Keyed by allow_private; no cookies, no proxy/netrc from the environment (see pinned_session).
+SESSIONS = {flag: pinned_session(allow_private=flag) for flag in (False, True)}
 
 
 @dataclass(frozen=True)
@@ -175,6 +167,20 @@ def check_url(url: str, allowlist: tuple[str, ...]) -> str:
     return host
 
 
+def check_destination(url: str, allowlist: tuple[str, ...], *, allow_private: bool) -> str:
+    """`check_url`, then refuse a host resolving to any address outside the network policy.
+
+    Run for the first URL and for every redirect target, so a clear refusal comes before any
+    byte is sent; the pinned session repeats the address check when it connects.
+    """
+    host = check_url(url, allowlist)
+    try:
+        check_host(host, urlsplit(url.strip()).port, allow_private=allow_private)
+    except BlockedAddress as exc:
+        raise _fail(f"refusing {url!r}: {exc}") from None
+    return host
+
+
 def _read_body(response: requests.Response, deadline: float, timeout: float) -> Any:
     """JSON when the content type says so, else text; at most BODY_LIMIT bytes are read."""
     data = bytearray()
@@ -197,7 +203,7 @@ def _read_body(response: requests.Response, deadline: float, timeout: float) -> 
 
 
 def _send(
-    spec: Spec, url: str, method: str, first: bool, deadline: float
+    spec: Spec, url: str, method: str, first: bool, deadline: float, session: requests.Session
 ) -> tuple[requests.PreparedRequest, requests.Response]:
     remaining = max(0.001, deadline - time.monotonic())
     request = requests.Request(
@@ -208,19 +214,22 @@ def _send(
         json=spec.json if spec.method == method else None,
         data=spec.body.encode() if spec.method == method and spec.body is not None else None,
     )
-    prepared = SESSION.prepare_request(request)
-    return prepared, SESSION.send(
+    prepared = session.prepare_request(request)
+    return prepared, session.send(
         prepared, allow_redirects=False, stream=True, timeout=min(remaining, spec.timeout)
     )
 
 
-def _exchange(spec: Spec, allowlist: tuple[str, ...]) -> tuple[requests.Response, str, Any]:
-    """Send, following up to MAX_REDIRECTS redirects, each re-checked against the allowlist."""
+def _exchange(
+    spec: Spec, allowlist: tuple[str, ...], allow_private: bool
+) -> tuple[requests.Response, str, Any]:
+    """Send, following up to MAX_REDIRECTS redirects, each re-checked (allowlist and address)."""
     deadline = time.monotonic() + spec.timeout
     url, method = spec.url, spec.method
-    host = check_url(url, allowlist)
+    session = SESSIONS[allow_private]
+    host = check_destination(url, allowlist, allow_private=allow_private)
     for hop in range(MAX_REDIRECTS + 1):
-        prepared, response = _send(spec, url, method, hop == 0, deadline)
+        prepared, response = _send(spec, url, method, hop == 0, deadline, session)
         sent_host = _normal_host(parse_url(prepared.url or "").host or "")
         if sent_host != host:  # what requests sent must be what we checked
             response.close()
@@ -232,7 +241,7 @@ def _exchange(spec: Spec, allowlist: tuple[str, ...]) -> tuple[requests.Response
                 return response, prepared.url or url, _read_body(response, deadline, spec.timeout)
         response.close()
         url = urljoin(prepared.url or url, location)
-        new_host = check_url(url, allowlist)
+        new_host = check_destination(url, allowlist, allow_private=allow_private)
         if new_host != host:
             spec = _without_auth(spec)
         host = new_host
@@ -253,7 +262,11 @@ def http_request(context: ActionContext) -> Any:
     spec = parse(context.params)
     started = time.monotonic()
     try:
-        response, url, body = _exchange(spec, context.settings.http_allowlist)
+        response, url, body = _exchange(
+            spec, context.settings.http_allowlist, context.settings.http_allow_private
+        )
+    except BlockedAddress as exc:  # raised at connect time: DNS changed after the check
+        raise _fail(f"refusing {spec.url!r}: {exc}") from None
     except requests.Timeout:
         raise ActionFailed(
             f"http_request: timed out after {spec.timeout:g}s", retryable=True

@@ -12,9 +12,14 @@ from flask.testing import FlaskClient
 EXPECTED_OPERATIONS = {
     ("/health", "get"),
     ("/api/v1/auth/token", "post"),
+    ("/api/v1/auth/me", "get"),
+    ("/api/v1/audit", "get"),
     ("/api/v1/keys", "get"),
     ("/api/v1/keys", "post"),
     ("/api/v1/keys/{key_id}", "delete"),
+    ("/api/v1/secrets", "get"),
+    ("/api/v1/secrets/{name}", "put"),
+    ("/api/v1/secrets/{name}", "delete"),
     ("/api/v1/workflows", "get"),
     ("/api/v1/workflows/{name}", "get"),
     ("/api/v1/workflows/{name}/runs", "post"),
@@ -33,6 +38,7 @@ EXPECTED_OPERATIONS = {
     ("/api/v1/agents/{name}", "put"),
     ("/api/v1/agents/{name}", "delete"),
     ("/api/v1/chat", "post"),
+    ("/api/v1/webhooks/{workflow}", "post"),
     ("/api/v1/chat/sessions/{session_id}", "get"),
 }
 

@@ -18,6 +18,8 @@ def test_vocabulary_is_exactly_the_documented_scopes() -> None:
         "agents:write",
         "keys:admin",
         "users:admin",
+        "secrets:read",
+        "secrets:write",
         "admin",
     }
 

@@ -1,0 +1,130 @@
+"""Write audit events: logins, key changes, denials and rate-limit hits, for later forensics.
+
+`record` joins the caller's transaction, so an audited change and its audit row commit (or roll
+back) together. `record_now` commits on its own: a denial's request transaction is rolled back,
+and the denial must be kept anyway. Details are scrubbed of secret-looking keys before they are
+stored, because an audit table is read by more people than the secrets it would otherwise leak.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from agent33.db import session_scope
+from agent33.db.models import AuditEvent
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["ok", "denied", "failed"]
+OUTCOMES: tuple[str, ...] = ("ok", "denied", "failed")
+
+# A detail key is dropped when it contains one of these words anywhere ...
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "credential", "authorization")
+# ... or when its last `_`/`-`/`.` separated part is one of these (`key_id` stays, `raw_key` goes).
+_SECRET_TAILS = frozenset({"key", "apikey", "pwd", "hash", "cookie"})
+REDACTED_KEYS_FIELD = "redacted"
+
+
+def is_secret_name(name: str) -> bool:
+    """True for detail keys that name a secret (`password`, `api_key`, `access_token`, ...)."""
+    lowered = name.lower()
+    if any(word in lowered for word in _SECRET_WORDS):
+        return True
+    parts = [part for part in re.split(r"[_\-.\s]+", lowered) if part]
+    return bool(parts) and (parts[-1] in _SECRET_TAILS or lowered.endswith("apikey"))
+
+
+def scrub(value: Any) -> Any:
+    """`value` with every secret-named key removed, recursively, made JSON-safe (str fallback)."""
+    if isinstance(value, Mapping):
+        return {str(k): scrub(v) for k, v in value.items() if not is_secret_name(str(k))}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [scrub(item) for item in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return json.loads(json.dumps(value, default=str))
+
+
+def record(
+    *,
+    session: Session,
+    action: str,
+    outcome: Outcome,
+    principal: str | None = None,
+    ip: str | None = None,
+    target: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> AuditEvent:
+    """Add an audit row to `session` (never commits: it rides on the caller's transaction)."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"audit outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+    event = AuditEvent(
+        action=action,
+        outcome=outcome,
+        principal=principal[:200] if principal else principal,
+        ip=ip[:64] if ip else ip,
+        target=target[:500] if target else target,
+        details=scrub(details) if details is not None else None,
+    )
+    session.add(event)
+    return event
+
+
+def record_now(
+    *,
+    action: str,
+    outcome: Outcome,
+    principal: str | None = None,
+    ip: str | None = None,
+    target: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> bool:
+    """Record in a transaction of its own and commit it; False (logged) if the database fails.
+
+    Used on refusal paths: the refusal is already the safe outcome, so a database outage must
+    not turn a 401/403/429 into a 500; the event is still written to the log.
+    """
+    try:
+        with session_scope() as session:
+            record(
+                session=session,
+                action=action,
+                outcome=outcome,
+                principal=principal,
+                ip=ip,
+                target=target,
+                details=details,
+            )
+        return True
+    except SQLAlchemyError as error:
+        log.error(
+            "audit event %s (%s) for %s from %s on %s not stored: %s",
+            action,
+            outcome,
+            principal,
+            ip,
+            target,
+            error,
+        )
+        return False
+
+
+def list_events(
+    *, session: Session, action: str | None = None, limit: int = 50, offset: int = 0
+) -> tuple[list[AuditEvent], int]:
+    """A page of events, newest first (identity order is insertion order), and the total."""
+    query = select(AuditEvent)
+    count = select(func.count()).select_from(AuditEvent)
+    if action:
+        query = query.where(AuditEvent.action == action)
+        count = count.where(AuditEvent.action == action)
+    rows = session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit).offset(offset))
+    return list(rows), int(session.scalar(count) or 0)

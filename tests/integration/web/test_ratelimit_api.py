@@ -1,0 +1,153 @@
+"""The API meters callers: per key/user, logins per IP, 429 with Retry-After, 503 without Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from agent33 import db
+from agent33.config import RateSpec, Settings
+from agent33.db import session_scope
+from agent33.db.models import AuditEvent
+from agent33.security.ratelimit import KEY_PREFIX
+from web import create_app
+
+pytestmark = [pytest.mark.security, pytest.mark.usefixtures("committed_db")]
+
+ME = "/api/v1/auth/me"
+LOGIN = "/api/v1/auth/token"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def audit_table(settings: Settings) -> None:
+    # The Alembic migration adding audit_events is generated separately; until it lands,
+    # create the table so rate-limit hits can be audited here.
+    AuditEvent.__table__.create(bind=db.get_engine(), checkfirst=True)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(autouse=True)
+def fresh_buckets(settings: Settings) -> Iterator[None]:
+    """Buckets live in Redis across tests (same client IP, same users): start and end empty."""
+    assert settings.redis_url
+    client = redis.Redis.from_url(settings.redis_url)
+
+    def clear() -> None:
+        for key in client.scan_iter(match=KEY_PREFIX + "*"):
+            client.delete(key)
+
+    clear()
+    yield
+    clear()
+    client.close()
+
+
+def _app(settings: Settings, **changes: Any) -> Flask:
+    return create_app(settings.replace(**changes))
+
+
+@pytest.fixture
+def limited(settings: Settings, app: Flask) -> FlaskClient:
+    """3 requests at once, then one per minute; 2 login attempts per IP per minute."""
+    return _app(
+        settings, rate_limit=RateSpec(1, 60), rate_burst=3, login_rate_limit=RateSpec(2, 60)
+    ).test_client()
+
+
+def _assert_rate_limited(response: Any) -> None:
+    assert response.status_code == 429, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    assert response.get_json() == {
+        "error": {
+            "code": "rate_limited",
+            "message": response.get_json()["error"]["message"],
+            "fields": {},
+        }
+    }
+    assert "rate limit exceeded" in response.get_json()["error"]["message"]
+    retry_after = int(response.headers["Retry-After"])
+    assert 1 <= retry_after <= 60
+
+
+def test_request_over_the_burst_is_429_with_retry_after(
+    limited: FlaskClient, make_api_key: Any
+) -> None:
+    headers = make_api_key(["runs:read"])
+    for _ in range(3):
+        assert limited.get(ME, headers=headers).status_code == 200
+    _assert_rate_limited(limited.get(ME, headers=headers))
+
+
+def test_another_key_has_its_own_budget(limited: FlaskClient, make_api_key: Any) -> None:
+    noisy, quiet = make_api_key(["runs:read"]), make_api_key(["runs:read"])
+    for _ in range(4):
+        limited.get(ME, headers=noisy)
+    _assert_rate_limited(limited.get(ME, headers=noisy))
+    assert limited.get(ME, headers=quiet).status_code == 200
+
+
+def test_logins_are_limited_per_client_ip(limited: FlaskClient, make_user: Any) -> None:
+    make_user("grace", "right password", ["runs:read"])
+    wrong = {"username": "grace", "password": "guess"}
+    assert [limited.post(LOGIN, json=wrong).status_code for _ in range(2)] == [401, 401]
+    right = {"username": "grace", "password": "right password"}
+    _assert_rate_limited(limited.post(LOGIN, json=right))  # even the right password waits
+    elsewhere = limited.post(LOGIN, json=right, environ_base={"REMOTE_ADDR": "10.0.0.7"})
+    assert elsewhere.status_code == 200
+
+
+def test_jwt_callers_are_limited_per_subject(limited: FlaskClient, make_user: Any) -> None:
+    make_user("hopper", "cobol rules", ["runs:read"])
+    token = limited.post(LOGIN, json={"username": "hopper", "password": "cobol rules"})
+    bearer = {"Authorization": f"Bearer {token.get_json()['access_token']}"}
+    for _ in range(3):
+        assert limited.get(ME, headers=bearer).status_code == 200
+    _assert_rate_limited(limited.get(ME, headers=bearer))
+
+
+def test_zero_disables_the_limits(settings: Settings, app: Flask, make_api_key: Any) -> None:
+    client = _app(settings, rate_limit=None, rate_burst=1, login_rate_limit=None).test_client()
+    headers = make_api_key(["runs:read"])
+    assert {client.get(ME, headers=headers).status_code for _ in range(10)} == {200}
+    wrong = {"username": "nobody", "password": "x"}
+    assert {client.post(LOGIN, json=wrong).status_code for _ in range(12)} == {401}
+
+
+def test_health_is_never_limited(settings: Settings, app: Flask) -> None:
+    client = _app(settings, rate_limit=RateSpec(1, 3600), rate_burst=1).test_client()
+    assert all(client.get("/health").status_code in (200, 503) for _ in range(5))
+
+
+def test_a_flood_is_audited_once_per_window(limited: FlaskClient, make_api_key: Any) -> None:
+    headers = make_api_key(["runs:read"])
+    statuses = [limited.get(ME, headers=headers).status_code for _ in range(8)]
+    assert statuses.count(429) == 5
+    with session_scope() as session:
+        events = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "auth.rate_limited")
+        ).all()
+    assert len(events) == 1
+    assert events[0].outcome == "denied"
+    assert events[0].principal and events[0].principal.startswith("api_key:")
+    assert events[0].ip == "127.0.0.1"
+    assert events[0].target == f"GET {ME}"
+
+
+def test_redis_down_is_503_naming_redis_not_500(
+    settings: Settings, app: Flask, make_api_key: Any
+) -> None:
+    client = _app(settings, redis_url="redis://127.0.0.1:1/0").test_client()
+    response = client.get(ME, headers=make_api_key(["runs:read"]))
+    assert response.status_code == 503, response.get_data(as_text=True)
+    error = response.get_json()["error"]
+    assert error["code"] == "service_unavailable"
+    assert "redis" in error["message"]
+    assert error["fields"] == {"service": ["redis"]}
+    assert response.headers["Retry-After"] == "5"
+    login = client.post(LOGIN, json={"username": "x", "password": "y"})
+    assert login.status_code == 503
