@@ -38,6 +38,7 @@ from agent33.engine.outcomes import AwaitApproval, Defer, FanOut, StartSubRun
 from agent33.engine.progress import after_terminal, step_definition, workflow_of
 from agent33.engine.states import RUN_TERMINAL, STEP_TERMINAL, RunState, StepState
 from agent33.errors import Agent33Error
+from agent33.security import audit
 from agent33.security.vault import mask, secret_context
 
 log = structlog.get_logger(__name__)
@@ -212,7 +213,17 @@ def _start(
             "failed", after_terminal(session=session, run=run, workflow=workflow, step=step)
         )
     # The action gets the plaintext; the stored inputs never do (outputs are the action's duty).
-    stored = mask(params, context["secrets"].resolved.values())
+    resolved_secrets = context["secrets"].resolved
+    stored = mask(params, resolved_secrets.values())
+    if resolved_secrets:
+        audit.record(
+            session=session,
+            action="secrets.read",
+            outcome="ok",
+            principal=f"run:{run.id}",
+            target=",".join(sorted(resolved_secrets)),
+            details={"step_id": step.step_id},
+        )
     if step.parent_id is not None:
         step.inputs = {**(step.inputs or {}), "with": stored}
     else:
@@ -302,6 +313,7 @@ def _record(
     if ok:
         step.output = result
         step.error = None
+        _record_screening(session, run, step, result)
         store.set_step_state(session=session, step=step, target=StepState.SUCCEEDED)
         return Outcome(
             "succeeded", after_terminal(session=session, run=run, workflow=workflow, step=step)
@@ -313,6 +325,21 @@ def _record(
         session=session, step=step, target=StepState.FAILED, message=result["message"]
     )
     return Outcome("failed", after_terminal(session=session, run=run, workflow=workflow, step=step))
+
+
+def _record_screening(session: Session, run: Run, step: StepRun, output: Any) -> None:
+    """Prompt-injection findings of an agent turn become run events (they explain the run)."""
+    findings = output.get("screening") if isinstance(output, dict) else None
+    for finding in findings or []:
+        if isinstance(finding, dict) and finding.get("hits"):
+            store.add_event(
+                session=session,
+                run_id=run.id,
+                step_id=step.step_id,
+                kind="security.injection",
+                message=str(finding.get("source", "")),
+                data=finding,
+            )
 
 
 def _special(
