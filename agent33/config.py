@@ -84,11 +84,22 @@ VARIABLES: tuple[Var, ...] = (
         "JWT_SECRET",
         "jwt_secret",
         DEV_SECRET,
-        "HMAC key for access tokens (32+ characters in production).",
+        "HMAC keys for access tokens, comma-separated: the first signs, all verify (rotation); "
+        "each 32+ characters in production.",
         secret=True,
     ),
     Var("JWT_ALGORITHM", "jwt_algorithm", "HS256", "HS256, HS384 or HS512."),
     Var("JWT_EXPIRE_MINUTES", "jwt_expire_minutes", "60", "Access-token lifetime in minutes."),
+    Var("JWT_ISSUER", "jwt_issuer", "agent33", "`iss` claim issued and required on access tokens."),
+    Var(
+        "JWT_AUDIENCE", "jwt_audience", "agent33-api", "`aud` claim issued and required on tokens."
+    ),
+    Var(
+        "JWT_REFRESH_EXPIRE_DAYS",
+        "jwt_refresh_expire_days",
+        "14",
+        "Refresh-token lifetime in days (rotated on every use).",
+    ),
     Var(
         "ENCRYPTION_KEY",
         "encryption_key",
@@ -245,6 +256,9 @@ class Settings:
     jwt_secret: str = DEV_SECRET
     jwt_algorithm: str = "HS256"
     jwt_expire_minutes: int = 60
+    jwt_issuer: str = "agent33"
+    jwt_audience: str = "agent33-api"
+    jwt_refresh_expire_days: int = 14
     encryption_key: str = ""
     var_dir: Path = Path("var")
     definitions_dir: Path = Path("definitions")
@@ -386,6 +400,20 @@ def _rate(name: str, value: str) -> RateSpec | None:
     return RateSpec(int(match.group(1)), PERIODS[match.group(2)])
 
 
+def _jwt_secrets(name: str, value: str) -> str:
+    """Normalised `a,b,c` (spaces trimmed); an empty entry is a typo that would drop a key."""
+    keys = [key.strip() for key in value.split(",")]
+    if not all(keys):
+        raise ConfigError(f"{name} must be a comma-separated list of non-empty keys")
+    return ",".join(keys)
+
+
+def _nonblank(name: str, value: str) -> str:
+    if not value.strip():
+        raise ConfigError(f"{name} must not be blank")
+    return value.strip()
+
+
 HTTP = ("http", "https")
 PG = ("postgresql", "postgresql+psycopg", "postgres")
 BROKERS = ("redis", "rediss", "amqp", "amqps", "pyamqp")
@@ -405,6 +433,10 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "api_url": lambda n, v: _url(n, v, HTTP),
     "jwt_algorithm": lambda n, v: _choice(n, v, ("HS256", "HS384", "HS512")),
     "jwt_expire_minutes": lambda n, v: _int(n, v, 1, 60 * 24 * 365),
+    "jwt_secret": _jwt_secrets,
+    "jwt_issuer": _nonblank,
+    "jwt_audience": _nonblank,
+    "jwt_refresh_expire_days": lambda n, v: _int(n, v, 1, 3650),
     "encryption_key": _fernet_key,
     "var_dir": lambda n, v: Path(v),
     "definitions_dir": lambda n, v: Path(v),
@@ -475,6 +507,8 @@ def validate(settings: Settings) -> None:
                 raise ConfigError(
                     f"{var.name} must be set to a random value of 32+ characters in production"
                 )
+        if any(len(key) < 32 or key == DEV_SECRET for key in settings.jwt_secret.split(",")):
+            raise ConfigError("every key in JWT_SECRET must be 32+ random characters in production")
         if not settings.encryption_key:
             raise ConfigError("ENCRYPTION_KEY must be set in production")
         if settings.embedded:

@@ -28,6 +28,7 @@ API_PREFIX = "/api/v1/"
 OPEN_ROUTES = frozenset(
     {
         ("POST", "/api/v1/auth/token"),
+        ("POST", "/api/v1/auth/refresh"),
         ("GET", "/api/v1/openapi.json"),
         ("HEAD", "/api/v1/openapi.json"),
     }

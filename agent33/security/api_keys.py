@@ -131,7 +131,7 @@ def revoke_api_key(*, session: Session, key_id: uuid.UUID) -> ApiKey:
 
 
 def create_user(*, session: Session, username: str, password: str, scopes: Iterable[str]) -> User:
-    """A new active user with an argon2 password hash.
+    """A new active user with a scrypt password hash.
 
     Raises Conflict for a taken username, ValidationFailed for empty input or unknown scopes.
     """
@@ -155,6 +155,8 @@ def create_user(*, session: Session, username: str, password: str, scopes: Itera
 def authenticate_user(*, session: Session, username: str, password: str) -> User:
     """The active user with this password; one message for every failure so nothing leaks.
 
+    A hash in an older format (argon2, or weaker scrypt parameters) is replaced by a current
+    scrypt hash on this successful login, the only moment the plaintext is at hand.
     Raises Unauthorized on an unknown user, a wrong password or an inactive account.
     """
     user = session.scalar(select(User).where(User.username == username.strip()))

@@ -1,7 +1,10 @@
 """`POST /api/v1/auth/token`: exchange a username and password for a short-lived JWT.
 
-`GET /api/v1/auth/me` tells any authenticated caller who the API thinks it is. Every login,
-successful or not, is audited (`auth.login` / `auth.login_failed`) with the username and IP.
+The login also returns an opaque refresh token: `POST /api/v1/auth/refresh` trades it for a new
+access token and a new refresh token (the old one is revoked; presenting it again revokes every
+refresh token of the user, since only a thief would replay it), and `POST /api/v1/auth/logout`
+revokes it. `GET /api/v1/auth/me` tells any authenticated caller who the API thinks it is.
+Every login, refresh, replay and logout is audited with the username and IP.
 """
 
 from __future__ import annotations
@@ -11,11 +14,19 @@ from typing import Any
 import marshmallow as ma
 from flask.views import MethodView
 
+from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.errors import Unauthorized
 from agent33.security import audit
 from agent33.security.api_keys import authenticate_user
-from agent33.security.tokens import issue_token
+from agent33.security.tokens import (
+    RefreshTokenReused,
+    issue_refresh_token,
+    issue_token,
+    revoke_refresh_token,
+    revoke_user_refresh_tokens,
+    rotate_refresh_token,
+)
 from web.auth import current_principal, require_authenticated
 from web.extensions import Blueprint, get_settings
 from web.ratelimit import client_ip
@@ -34,7 +45,28 @@ class TokenSchema(ma.Schema):
     access_token = ma.fields.String()
     token_type = ma.fields.String(metadata={"description": "Always `bearer`"})
     expires_in = ma.fields.Integer(metadata={"description": "Lifetime in seconds"})
+    refresh_token = ma.fields.String(
+        metadata={"description": "Opaque, single use: trade it at `/auth/refresh`"}
+    )
+    refresh_expires_in = ma.fields.Integer(metadata={"description": "Lifetime in seconds"})
     scopes = ma.fields.List(ma.fields.String())
+
+
+class RefreshRequestSchema(ma.Schema):
+    refresh_token = ma.fields.String(
+        required=True, load_only=True, validate=ma.validate.Length(min=1, max=512)
+    )
+
+
+def _tokens(settings: Settings, subject: str, scopes: list[str], refresh: str) -> dict[str, Any]:
+    return {
+        "access_token": issue_token(settings, subject, scopes),
+        "token_type": "bearer",
+        "expires_in": settings.jwt_expire_minutes * 60,
+        "refresh_token": refresh,
+        "refresh_expires_in": settings.jwt_refresh_expire_days * 86400,
+        "scopes": scopes,
+    }
 
 
 @blp.route("/token")
@@ -45,8 +77,8 @@ class Token(MethodView):
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Log in
 
-        Returns a bearer token carrying the user's scopes. Send it as
-        `Authorization: Bearer <access_token>`; 401 for a wrong username or password.
+        Returns a bearer token carrying the user's scopes and a refresh token. Send the first
+        as `Authorization: Bearer <access_token>`; 401 for a wrong username or password.
         """
         settings = get_settings()
         username = body["username"].strip()
@@ -56,6 +88,9 @@ class Token(MethodView):
                     session=session, username=username, password=body["password"]
                 )
                 subject, scopes = user.username, list(user.scopes)
+                _, refresh = issue_refresh_token(
+                    session=session, settings=settings, user_id=user.id
+                )
                 audit.record(
                     session=session,
                     action="auth.login",
@@ -74,12 +109,74 @@ class Token(MethodView):
                 target=f"user:{username}",
             )
             raise
-        return {
-            "access_token": issue_token(settings, subject, scopes),
-            "token_type": "bearer",
-            "expires_in": settings.jwt_expire_minutes * 60,
-            "scopes": scopes,
-        }
+        return _tokens(settings, subject, scopes, refresh)
+
+
+@blp.route("/refresh")
+class Refresh(MethodView):
+    @blp.doc(security=[])
+    @blp.arguments(RefreshRequestSchema)
+    @blp.response(200, TokenSchema)
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Refresh an access token
+
+        Trades a refresh token for a new access token and a new refresh token; the presented
+        one stops working. 401 for an unknown, expired or already used refresh token (using
+        one twice also revokes every other refresh token of that user).
+        """
+        settings = get_settings()
+        try:
+            with session_scope() as session:
+                user, refresh = rotate_refresh_token(
+                    session=session, settings=settings, raw=body["refresh_token"]
+                )
+                subject, scopes = user.username, list(user.scopes)
+                audit.record(
+                    session=session,
+                    action="auth.refresh",
+                    outcome="ok",
+                    principal=subject,
+                    ip=client_ip(),
+                    target=f"user:{subject}",
+                )
+        except RefreshTokenReused as reused:
+            with session_scope() as session:  # its own transaction: the one above rolled back
+                revoked = revoke_user_refresh_tokens(session=session, user_id=reused.user_id)
+                audit.record(
+                    session=session,
+                    action="auth.refresh_reuse",
+                    outcome="denied",
+                    ip=client_ip(),
+                    target=f"user_id:{reused.user_id}",
+                    details={"revoked": revoked},
+                )
+            raise
+        return _tokens(settings, subject, scopes, refresh)
+
+
+@blp.route("/logout")
+class Logout(MethodView):
+    @require_authenticated
+    @blp.arguments(RefreshRequestSchema)
+    @blp.response(204)
+    def post(self, body: dict[str, Any]) -> None:
+        """Log out
+
+        Revokes the given refresh token (idempotent: an unknown or already revoked one also
+        answers 204). The access token itself stays valid until it expires, so keep it short.
+        """
+        principal = current_principal()
+        with session_scope() as session:
+            row = revoke_refresh_token(session=session, raw=body["refresh_token"])
+            audit.record(
+                session=session,
+                action="auth.logout",
+                outcome="ok",
+                principal=principal.subject,
+                ip=client_ip(),
+                target=f"user_id:{row.user_id}" if row is not None else None,
+                details={"found": row is not None},
+            )
 
 
 class MeSchema(ma.Schema):

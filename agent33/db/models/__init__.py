@@ -5,7 +5,7 @@ from agent33.db.models.chat import ChatMessage
 from agent33.db.models.definitions import AgentDefinition, WorkflowDefinition
 from agent33.db.models.outbox import OutboxMessage
 from agent33.db.models.runs import Run, RunEvent, StepRun
-from agent33.db.models.security import ApiKey, Secret, User
+from agent33.db.models.security import ApiKey, RefreshToken, Secret, User
 
 __all__ = [
     "AgentDefinition",
@@ -13,6 +13,7 @@ __all__ = [
     "AuditEvent",
     "ChatMessage",
     "OutboxMessage",
+    "RefreshToken",
     "Run",
     "RunEvent",
     "Secret",

@@ -50,3 +50,23 @@ class Secret(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     rotated_at: Mapped[dt.datetime | None]
+
+
+class RefreshToken(Base):
+    """One opaque refresh token, stored only as its SHA-256 (it is random, so no slow hash).
+
+    Rotation revokes a token as it is used and points `replaced_by` at its successor; a revoked
+    token presented again means it was stolen, and every token of that user is revoked.
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+    replaced_by: Mapped[uuid.UUID | None]

@@ -13,6 +13,8 @@ EXPECTED_OPERATIONS = {
     ("/health", "get"),
     ("/api/v1/auth/token", "post"),
     ("/api/v1/auth/me", "get"),
+    ("/api/v1/auth/refresh", "post"),
+    ("/api/v1/auth/logout", "post"),
     ("/api/v1/audit", "get"),
     ("/api/v1/keys", "get"),
     ("/api/v1/keys", "post"),
