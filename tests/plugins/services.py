@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from agent33 import db
-from agent33.config import Settings, load_settings
+from agent33.config import RateSpec, Settings, load_settings
 from agent33.db import migrate
 from agent33.embedded import ManagedServer, start_postgres, start_redis
 
@@ -126,6 +126,9 @@ def settings(
         definitions_dir=Path(__file__).resolve().parents[2] / "definitions",
         ollama_base_url="http://127.0.0.1:9",
         http_allow_private=True,  # the suite's HTTP steps call local test servers and the API
+        # Many tests log in from 127.0.0.1: only the rate-limit tests meter them (own settings).
+        login_rate_limit=RateSpec(100_000, 60),
+        rate_limit=RateSpec(1_000_000, 60),
     )
     db.configure(built)
     return built
