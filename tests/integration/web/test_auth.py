@@ -16,7 +16,7 @@ from agent33.security.tokens import issue_token
 from web import create_app
 from web.auth import OPEN_ROUTES
 
-pytestmark = pytest.mark.usefixtures("committed_db")
+pytestmark = [pytest.mark.security, pytest.mark.usefixtures("committed_db")]
 
 
 def _protected_requests(app: Flask) -> list[tuple[str, str]]:

@@ -12,6 +12,8 @@ from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.security.vault import get_secret, vault_for
 
+pytestmark = pytest.mark.security
+
 PLAINTEXT = "sk-live-7f3a9c1e-do-not-leak"
 
 

@@ -15,6 +15,8 @@ from agent33.config import Settings
 from agent33.engine.actions import ActionContext, ActionFailed
 from agent33.engine.actions.command import run_command
 
+pytestmark = pytest.mark.security
+
 SH = ("echo", "false", "sleep", "sh", "seq", "cat")
 
 
