@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from agent33.db.models import AgentDefinition
 from agent33.definitions.loader import SUFFIXES, _describe, _flatten, read_document
-from agent33.definitions.registry import checksum
 from agent33.definitions.schemas import NAME
-from agent33.errors import Conflict, DefinitionError, NotFound
+from agent33.definitions.versions import find_version, latest_versions, save_version
+from agent33.errors import DefinitionError
 
 PARSED_CACHE_SIZE = 256
 _parsed: dict[tuple[Any, str], AgentDef] = {}  # stored versions never change: parse once
@@ -144,41 +143,23 @@ def load_agent_file(path: Path) -> tuple[AgentDef, dict[str, Any]]:
 def save_agent(
     *, session: Session, agent: AgentDef, document: dict[str, Any], source: str = "api"
 ) -> tuple[AgentDefinition, bool]:
-    digest = checksum(document)
-    existing = session.scalar(
-        select(AgentDefinition).where(
-            AgentDefinition.name == agent.name, AgentDefinition.version == agent.version
-        )
-    )
-    if existing is not None:
-        if existing.checksum != digest:
-            raise Conflict(
-                f"agent {agent.name!r} version {agent.version} already exists with a different "
-                "body; bump `version`",
-                fields={"version": ["already exists with a different body"]},
-            )
-        return existing, False
-    row = AgentDefinition(
+    return save_version(
+        session=session,
+        model=AgentDefinition,
+        kind="agent",
         name=agent.name,
         version=agent.version,
         description=agent.description,
-        spec={**document, "version": agent.version},
+        document=document,
         source=source,
-        checksum=digest,
     )
-    session.add(row)
-    session.flush()
-    return row, True
 
 
 def get_agent(*, session: Session, name: str, version: int | None = None) -> AgentDef:
-    query = select(AgentDefinition).where(AgentDefinition.name == name)
-    if version is not None:
-        query = query.where(AgentDefinition.version == version)
-    row = session.scalar(query.order_by(AgentDefinition.version.desc()).limit(1))
-    if row is None:
-        what = f"agent {name!r}" + (f" version {version}" if version is not None else "")
-        raise NotFound(f"{what} not found", fields={"agent": [f"{what} not found"]})
+    """The parsed agent (stored versions never change, so parsing is cached per version)."""
+    row = find_version(
+        session=session, model=AgentDefinition, kind="agent", name=name, version=version
+    )
     key = (row.id, row.checksum)
     cached = _parsed.get(key)
     if cached is None:
@@ -190,16 +171,7 @@ def get_agent(*, session: Session, name: str, version: int | None = None) -> Age
 
 
 def list_agents(*, session: Session) -> list[AgentDefinition]:
-    latest = (
-        select(AgentDefinition.name, func.max(AgentDefinition.version).label("version"))
-        .group_by(AgentDefinition.name)
-        .subquery()
-    )
-    query = select(AgentDefinition).join(
-        latest,
-        (AgentDefinition.name == latest.c.name) & (AgentDefinition.version == latest.c.version),
-    )
-    return list(session.scalars(query.order_by(AgentDefinition.name)))
+    return latest_versions(session=session, model=AgentDefinition)
 
 
 def sync_agents(*, session: Session, directory: Path) -> list[tuple[AgentDefinition, bool]]:

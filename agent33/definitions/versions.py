@@ -1,0 +1,83 @@
+"""Stored definition versions (workflows and agents alike): save, find, list the latest.
+
+A (name, version) never changes once stored: re-saving the same body is a no-op, a different
+body under the same version is a conflict, so a version a run used stays what it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from agent33.db.models import AgentDefinition, WorkflowDefinition
+from agent33.errors import Conflict, NotFound
+
+Row = TypeVar("Row", WorkflowDefinition, AgentDefinition)
+
+
+def checksum(document: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def save_version(
+    *,
+    session: Session,
+    model: type[Row],
+    kind: str,
+    name: str,
+    version: int,
+    description: str,
+    document: dict[str, Any],
+    source: str,
+) -> tuple[Row, bool]:
+    """(row, created): an identical re-save returns the stored row, created=False."""
+    digest = checksum(document)
+    existing = session.scalar(select(model).where(model.name == name, model.version == version))
+    if existing is not None:
+        if existing.checksum != digest:
+            raise Conflict(
+                f"{kind} {name!r} version {version} already exists with a different body; "
+                "bump `version`",
+                fields={"version": ["already exists with a different body"]},
+            )
+        return existing, False
+    row = model(
+        name=name,
+        version=version,
+        description=description,
+        spec={**document, "version": version},
+        source=source,
+        checksum=digest,
+    )
+    session.add(row)
+    session.flush()
+    return row, True
+
+
+def find_version(
+    *, session: Session, model: type[Row], kind: str, name: str, version: int | None = None
+) -> Row:
+    """The stored version (the latest when `version` is None); NotFound names what is missing."""
+    query = select(model).where(model.name == name)
+    if version is not None:
+        query = query.where(model.version == version)
+    row = session.scalar(query.order_by(model.version.desc()).limit(1))
+    if row is None:
+        what = f"{kind} {name!r}" + (f" version {version}" if version is not None else "")
+        raise NotFound(f"{what} not found", fields={kind: [f"{what} not found"]})
+    return row
+
+
+def latest_versions(*, session: Session, model: type[Row]) -> list[Row]:
+    """The latest version of every name, ordered by name."""
+    latest = (
+        select(model.name, func.max(model.version).label("version")).group_by(model.name).subquery()
+    )
+    query = select(model).join(
+        latest, (model.name == latest.c.name) & (model.version == latest.c.version)
+    )
+    return list(session.scalars(query.order_by(model.name)))
