@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from agent33.engine import runner
+from agent33.engine import segments
 from agent33.wire import TaskName
 from tasks.app import app
 from tasks.dispatch import flush_outbox
@@ -22,6 +22,6 @@ from tasks.dispatch import flush_outbox
 )
 def finalize(*_results: Any, step_run_id: str) -> dict[str, Any]:
     """Close the parent step when its children all ended; the DB barrier decides, not Celery."""
-    outcome = runner.finalize_parent(step_run_id)
+    outcome = segments.finalize_parent(step_run_id)
     flush_outbox(outcome.outbox_ids)
     return {"status": outcome.status}

@@ -7,7 +7,7 @@ from typing import Any
 from celery import Task
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from agent33.engine import runner
+from agent33.engine import runner, segments
 from agent33.wire import TaskName
 from tasks.app import app, current_settings
 from tasks.dispatch import flush_outbox
@@ -26,7 +26,7 @@ def run(self: Task, step_run_id: str, then: list[str] | None = None) -> dict[str
     """Execute one step delivery (and a fused segment's following steps); database outages
     retry the delivery, and steps already recorded are then skipped as duplicates."""
     if then:
-        outcome = runner.run_segment(
+        outcome = segments.run_segment(
             step_run_id, then, current_settings(), self.request.id, flush_outbox
         )
         return {"status": outcome.status}

@@ -39,3 +39,11 @@ class StartSubRun:
 
 
 Special = AwaitApproval | Defer | FanOut | StartSubRun
+
+
+@dataclass
+class Outcome:
+    """What the task does next: publish these outbox rows; `status` is for logs and tests."""
+
+    status: str
+    outbox_ids: list[int] = field(default_factory=list)

@@ -67,7 +67,7 @@ def _waiting_parents() -> list[uuid.UUID]:
 
 def _join_parent(parent_id: uuid.UUID, result: ReapResult) -> None:
     """A lost chord body must not leave a parallel group open: the barrier is re-checked here."""
-    from agent33.engine.runner import finalize_parent
+    from agent33.engine.segments import finalize_parent
 
     outcome = finalize_parent(str(parent_id))
     if outcome.status == "joined":

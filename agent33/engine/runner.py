@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -29,13 +28,14 @@ from agent33.db import session_scope
 from agent33.db.base import utcnow
 from agent33.db.models import Run, StepRun
 from agent33.definitions.models import StepDef
-from agent33.engine import children, planner, store
+from agent33.engine import children, store
 from agent33.engine.actions import ActionContext, get_action, is_inline
 from agent33.engine.context import referenced_steps, run_context
 from agent33.engine.errors import error_dict
 from agent33.engine.expressions import evaluate, render
-from agent33.engine.outcomes import AwaitApproval, Defer, FanOut, StartSubRun
+from agent33.engine.outcomes import AwaitApproval, Defer, FanOut, Outcome, StartSubRun
 from agent33.engine.progress import after_terminal, step_definition, workflow_of
+from agent33.engine.requests import record_request, schedule_retry
 from agent33.engine.states import RUN_TERMINAL, STEP_TERMINAL, RunState, StepState
 from agent33.errors import Agent33Error
 from agent33.security import audit
@@ -50,14 +50,6 @@ def worker_id() -> str:
 
 
 RAW_PARAMS = {"parallel_group": ("step", "branches")}
-
-
-@dataclass
-class Outcome:
-    """What the task does next: publish these outbox rows; `status` is for logs and tests."""
-
-    status: str
-    outbox_ids: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -309,7 +301,7 @@ def _record(
     workflow = workflow_of(session, run)
     definition = step_definition(session, workflow, step)
     if ok and isinstance(result, AwaitApproval | Defer | FanOut | StartSubRun):
-        return _special(session, settings, run, step, definition, result)
+        return record_request(session, settings, run, step, definition, result)
     if ok:
         step.output = result
         step.error = None
@@ -320,7 +312,7 @@ def _record(
         )
     step.error = result
     if step.attempt <= definition.retries.max and result.get("retryable", True):
-        return _schedule_retry(session, settings, run, step, definition)
+        return schedule_retry(session, settings, run, step, definition)
     store.set_step_state(
         session=session, step=step, target=StepState.FAILED, message=result["message"]
     )
@@ -342,116 +334,6 @@ def _record_screening(session: Session, run: Run, step: StepRun, output: Any) ->
             )
 
 
-def _special(
-    session: Session,
-    settings: Settings,
-    run: Run,
-    step: StepRun,
-    definition: StepDef,
-    request: AwaitApproval | Defer | FanOut | StartSubRun,
-) -> Outcome:
-    step.lease_expires_at = None
-    if isinstance(request, AwaitApproval):
-        step.waiting_for = "approval"
-        step.output = {"awaiting_approval": True, "prompt": request.prompt}
-        store.add_event(
-            session=session,
-            run_id=run.id,
-            step_id=step.step_id,
-            kind="step.waiting",
-            message=f"awaiting approval: {request.prompt}",
-        )
-        if run.state == RunState.RUNNING:
-            store.set_run_state(
-                session=session,
-                run=run,
-                target=RunState.WAITING,
-                message=f"step {step.step_id!r} awaits approval",
-            )
-        return Outcome("waiting")
-    if isinstance(request, Defer):
-        step.output = {"wait_until": request.until.isoformat()}
-        step.attempt -= 1
-        step.deliveries = 0
-        store.set_step_state(
-            session=session,
-            step=step,
-            target=StepState.QUEUED,
-            message=f"waiting until {request.until.isoformat()}",
-        )
-        delay = max(0.0, (request.until - utcnow()).total_seconds())
-        payload = {
-            "segments": [[planner.entry(step, definition)]],
-            "countdown": min(delay, settings.visibility_timeout / 2),
-        }
-        return Outcome("deferred", [store.enqueue(session=session, run_id=run.id, payload=payload)])
-    if isinstance(request, FanOut):
-        outbox = children.spawn(
-            session=session, run=run, parent=step, parent_def=definition, fan_out=request
-        )
-        workflow = workflow_of(session, run)
-        if children.close_parent_if_done(session=session, run=run, parent=step, workflow=workflow):
-            return Outcome(
-                "succeeded", after_terminal(session=session, run=run, workflow=workflow, step=step)
-            )
-        return Outcome("fanned-out", outbox)
-    return _start_sub_run(session, run, step, request)
-
-
-def _start_sub_run(session: Session, run: Run, step: StepRun, request: StartSubRun) -> Outcome:
-    try:
-        with session.begin_nested():
-            child, outbox, _ = store.create_run(
-                session=session,
-                workflow_name=request.workflow,
-                inputs=request.inputs,
-                version=request.version,
-                created_by=f"run:{run.id}",
-                parent_step_run_id=step.id,
-            )
-    except Agent33Error as exc:
-        step.error = error_dict(exc)
-        store.set_step_state(
-            session=session,
-            step=step,
-            target=StepState.FAILED,
-            message=f"sub_workflow: {exc.message}",
-        )
-        workflow = workflow_of(session, run)
-        return Outcome(
-            "failed", after_terminal(session=session, run=run, workflow=workflow, step=step)
-        )
-    step.waiting_for = "sub_run"
-    step.output = {"run_id": str(child.id)}
-    store.add_event(
-        session=session,
-        run_id=run.id,
-        step_id=step.step_id,
-        kind="step.waiting",
-        message=f"sub-run {child.id} of {request.workflow}",
-        data={"run_id": str(child.id)},
-    )
-    return Outcome("sub-run", outbox)
-
-
-def _schedule_retry(
-    session: Session, settings: Settings, run: Run, step: StepRun, definition: StepDef
-) -> Outcome:
-    policy = definition.retries
-    ceiling = min(policy.max_delay, settings.visibility_timeout / 2)
-    delay = min(ceiling, policy.backoff ** (step.attempt - 1)) * random.uniform(0.8, 1.2)  # noqa: S311
-    store.set_step_state(
-        session=session,
-        step=step,
-        target=StepState.RETRYING,
-        message=f"retry {step.attempt}/{policy.max} in {delay:.1f}s: {step.error}",
-        data={"delay": delay},
-    )
-    store.set_step_state(session=session, step=step, target=StepState.QUEUED)
-    payload = {"segments": [[planner.entry(step, definition)]], "countdown": delay}
-    return Outcome("retrying", [store.enqueue(session=session, run_id=run.id, payload=payload)])
-
-
 def run_step(step_run_id: str, settings: Settings, task_id: str | None = None) -> Outcome:
     """One delivery, end to end (the task body)."""
     try:
@@ -471,63 +353,3 @@ def run_step(step_run_id: str, settings: Settings, task_id: str | None = None) -
             return _record(session, settings, run, step, ok, result)
     ok, result = execute(claimed, settings)
     return record(claimed, ok, result, settings)
-
-
-def run_segment(
-    step_run_id: str, then: list[str], settings: Settings, task_id: str | None, publish: Any
-) -> Outcome:
-    """A fused segment: each step in turn, each committed on its own; stop at the first that
-    does not succeed and hand the rest back to normal dispatch (`pending`)."""
-    outcome = run_step(step_run_id, settings, task_id)
-    publish(outcome.outbox_ids)
-    for index, next_id in enumerate(then):
-        if outcome.status not in (
-            "succeeded",
-            "skipped",
-            "duplicate:succeeded",
-            "duplicate:skipped",
-        ):
-            publish(release(then[index:]))
-            break
-        outcome = run_step(next_id, settings, task_id)
-        publish(outcome.outbox_ids)
-    return Outcome(outcome.status)
-
-
-def release(step_run_ids: list[str]) -> list[int]:
-    """Steps of a fused segment that were not reached go back to `pending`, then whatever of
-    them is ready (say, after a `continue` failure) is dispatched normally."""
-    run: Run | None = None
-    with session_scope() as session:
-        for raw in step_run_ids:
-            loaded = _load(session, uuid.UUID(raw))
-            if loaded is None:
-                continue
-            step, run = loaded
-            if step.state == StepState.QUEUED:
-                store.set_step_state(
-                    session=session,
-                    step=step,
-                    target=StepState.PENDING,
-                    message="fused segment stopped before this step",
-                )
-        if run is None or run.state in RUN_TERMINAL:
-            return []
-        return store.dispatch_ready(session=session, run=run, workflow=workflow_of(session, run))
-
-
-def finalize_parent(step_run_id: str) -> Outcome:
-    """The chord body: close a `parallel_group` whose children all ended (idempotent)."""
-    with session_scope() as session:
-        loaded = _load(session, uuid.UUID(step_run_id))
-        if loaded is None:
-            return Outcome("missing")
-        parent, run = loaded
-        workflow = workflow_of(session, run)
-        if not children.close_parent_if_done(
-            session=session, run=run, parent=parent, workflow=workflow
-        ):
-            return Outcome(f"not-ready:{parent.state}")
-        return Outcome(
-            "joined", after_terminal(session=session, run=run, workflow=workflow, step=parent)
-        )

@@ -1,0 +1,129 @@
+"""Recording what an action asked for instead of an output: park for an approval, defer a
+durable wait, fan out children, start a sub-run, or schedule a retry through the outbox."""
+
+from __future__ import annotations
+
+import random
+
+from sqlalchemy.orm import Session
+
+from agent33.config import Settings
+from agent33.db.base import utcnow
+from agent33.db.models import Run, StepRun
+from agent33.definitions.models import StepDef
+from agent33.engine import children, planner, store
+from agent33.engine.errors import error_dict
+from agent33.engine.outcomes import AwaitApproval, Defer, FanOut, Outcome, StartSubRun
+from agent33.engine.progress import after_terminal, workflow_of
+from agent33.engine.states import RunState, StepState
+from agent33.errors import Agent33Error
+
+
+def record_request(
+    session: Session,
+    settings: Settings,
+    run: Run,
+    step: StepRun,
+    definition: StepDef,
+    request: AwaitApproval | Defer | FanOut | StartSubRun,
+) -> Outcome:
+    step.lease_expires_at = None
+    if isinstance(request, AwaitApproval):
+        step.waiting_for = "approval"
+        step.output = {"awaiting_approval": True, "prompt": request.prompt}
+        store.add_event(
+            session=session,
+            run_id=run.id,
+            step_id=step.step_id,
+            kind="step.waiting",
+            message=f"awaiting approval: {request.prompt}",
+        )
+        if run.state == RunState.RUNNING:
+            store.set_run_state(
+                session=session,
+                run=run,
+                target=RunState.WAITING,
+                message=f"step {step.step_id!r} awaits approval",
+            )
+        return Outcome("waiting")
+    if isinstance(request, Defer):
+        step.output = {"wait_until": request.until.isoformat()}
+        step.attempt -= 1
+        step.deliveries = 0
+        store.set_step_state(
+            session=session,
+            step=step,
+            target=StepState.QUEUED,
+            message=f"waiting until {request.until.isoformat()}",
+        )
+        delay = max(0.0, (request.until - utcnow()).total_seconds())
+        payload = {
+            "segments": [[planner.entry(step, definition)]],
+            "countdown": min(delay, settings.visibility_timeout / 2),
+        }
+        return Outcome("deferred", [store.enqueue(session=session, run_id=run.id, payload=payload)])
+    if isinstance(request, FanOut):
+        outbox = children.spawn(
+            session=session, run=run, parent=step, parent_def=definition, fan_out=request
+        )
+        workflow = workflow_of(session, run)
+        if children.close_parent_if_done(session=session, run=run, parent=step, workflow=workflow):
+            return Outcome(
+                "succeeded", after_terminal(session=session, run=run, workflow=workflow, step=step)
+            )
+        return Outcome("fanned-out", outbox)
+    return _start_sub_run(session, run, step, request)
+
+
+def _start_sub_run(session: Session, run: Run, step: StepRun, request: StartSubRun) -> Outcome:
+    try:
+        with session.begin_nested():
+            child, outbox, _ = store.create_run(
+                session=session,
+                workflow_name=request.workflow,
+                inputs=request.inputs,
+                version=request.version,
+                created_by=f"run:{run.id}",
+                parent_step_run_id=step.id,
+            )
+    except Agent33Error as exc:
+        step.error = error_dict(exc)
+        store.set_step_state(
+            session=session,
+            step=step,
+            target=StepState.FAILED,
+            message=f"sub_workflow: {exc.message}",
+        )
+        workflow = workflow_of(session, run)
+        return Outcome(
+            "failed", after_terminal(session=session, run=run, workflow=workflow, step=step)
+        )
+    step.waiting_for = "sub_run"
+    step.output = {"run_id": str(child.id)}
+    store.add_event(
+        session=session,
+        run_id=run.id,
+        step_id=step.step_id,
+        kind="step.waiting",
+        message=f"sub-run {child.id} of {request.workflow}",
+        data={"run_id": str(child.id)},
+    )
+    return Outcome("sub-run", outbox)
+
+
+def schedule_retry(
+    session: Session, settings: Settings, run: Run, step: StepRun, definition: StepDef
+) -> Outcome:
+    policy = definition.retries
+    ceiling = min(policy.max_delay, settings.visibility_timeout / 2)
+    delay = min(ceiling, policy.backoff ** (step.attempt - 1)) * random.uniform(0.8, 1.2)  # noqa: S311
+    store.set_step_state(
+        session=session,
+        step=step,
+        target=StepState.RETRYING,
+        message=f"retry {step.attempt}/{policy.max} in {delay:.1f}s: {step.error}",
+        data={"delay": delay},
+    )
+    store.set_step_state(session=session, step=step, target=StepState.QUEUED)
+    payload = {"segments": [[planner.entry(step, definition)]], "countdown": delay}
+    return Outcome("retrying", [store.enqueue(session=session, run_id=run.id, payload=payload)])
