@@ -10,17 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate
+from marshmallow import Schema, fields, post_load, validate
 from sqlalchemy.orm import Session
 
 from agent33.db.models import AgentDefinition
-from agent33.definitions.loader import SUFFIXES, _describe, _flatten, read_document
+from agent33.definitions.loader import SUFFIXES, check_file_name, load_with, read_document
 from agent33.definitions.schemas import NAME
-from agent33.definitions.versions import find_version, latest_versions, save_version
-from agent33.errors import DefinitionError
-
-PARSED_CACHE_SIZE = 256
-_parsed: dict[tuple[Any, str], AgentDef] = {}  # stored versions never change: parse once
+from agent33.definitions.versions import ParsedCache, find_version, latest_versions, save_version
 
 
 @dataclass(frozen=True)
@@ -49,6 +45,9 @@ class InjectionSchema(Schema):
 
     policy = fields.String(load_default="warn", validate=validate.OneOf(("warn", "block", "strip")))
     threshold = fields.Float(load_default=0.5, validate=validate.Range(0, 1))
+
+
+_parsed: ParsedCache[AgentDef] = ParsedCache()
 
 
 class AgentSchema(Schema):
@@ -80,17 +79,7 @@ class AgentSchema(Schema):
 
 def parse_agent(document: dict[str, Any], *, origin: str = "<api>") -> AgentDef:
     """Validate an agent document: schema, known tools, known queue, valid JSON Schemas."""
-    try:
-        agent: AgentDef = AgentSchema().load(dict(document))
-    except ValidationError as exc:
-        problems = _flatten(exc.messages, document)
-        raise DefinitionError(
-            _describe(origin, problems), fields={"file": origin, **problems}
-        ) from None
-    problems = _semantic_problems(agent)
-    if problems:
-        raise DefinitionError(_describe(origin, problems), fields={"file": origin, **problems})
-    return agent
+    return load_with(AgentSchema(), document, origin=origin, checks=_semantic_problems)
 
 
 def _semantic_problems(agent: AgentDef) -> dict[str, list[str]]:
@@ -132,11 +121,7 @@ def agent_files(directory: Path) -> list[Path]:
 def load_agent_file(path: Path) -> tuple[AgentDef, dict[str, Any]]:
     document = read_document(path)
     agent = parse_agent(document, origin=str(path))
-    if agent.name != path.stem:
-        raise DefinitionError(
-            f"{path}: field 'name': {agent.name!r} must equal the file name {path.stem!r}",
-            fields={"file": str(path), "name": ["must equal the file stem"]},
-        )
+    check_file_name(agent.name, path)
     return agent, document
 
 
@@ -160,14 +145,9 @@ def get_agent(*, session: Session, name: str, version: int | None = None) -> Age
     row = find_version(
         session=session, model=AgentDefinition, kind="agent", name=name, version=version
     )
-    key = (row.id, row.checksum)
-    cached = _parsed.get(key)
-    if cached is None:
-        cached = parse_agent(row.spec, origin=f"{row.source} ({row.name} v{row.version})")
-        if len(_parsed) > PARSED_CACHE_SIZE:
-            _parsed.clear()
-        _parsed[key] = cached
-    return cached
+    return _parsed.get(
+        row.id, lambda: parse_agent(row.spec, origin=f"{row.source} ({row.name} v{row.version})")
+    )
 
 
 def list_agents(*, session: Session) -> list[AgentDefinition]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError
 
 from agent33.definitions.graph import graph_problems
 from agent33.definitions.models import WorkflowDef
@@ -16,6 +16,7 @@ from agent33.definitions.schemas import WorkflowSchema
 from agent33.errors import DefinitionError
 
 SUFFIXES = (".yaml", ".yml", ".json")
+T = TypeVar("T")
 
 
 def _flatten(errors: Any, raw: Mapping[str, Any], prefix: str = "") -> dict[str, list[str]]:
@@ -56,17 +57,37 @@ def parse_workflow(document: Mapping[str, Any], *, origin: str = "<api>") -> Wor
         raise DefinitionError(
             f"{origin}: a workflow must be a mapping", fields={"_schema": ["not a mapping"]}
         )
+    return load_with(WorkflowSchema(), document, origin=origin, checks=graph_problems)
+
+
+def load_with(
+    schema: Schema,
+    document: Mapping[str, Any],
+    *,
+    origin: str,
+    checks: Callable[[T], dict[str, list[str]]],
+) -> T:
+    """Schema, then the definition's own checks; every problem named by file and field path."""
     try:
-        workflow: WorkflowDef = WorkflowSchema().load(dict(document))
+        value: T = schema.load(dict(document))
     except ValidationError as exc:
         problems = _flatten(exc.messages, document)
         raise DefinitionError(
             _describe(origin, problems), fields={"file": origin, **problems}
         ) from None
-    problems = graph_problems(workflow)
+    problems = checks(value)
     if problems:
         raise DefinitionError(_describe(origin, problems), fields={"file": origin, **problems})
-    return workflow
+    return value
+
+
+def check_file_name(name: str, path: Path) -> None:
+    """One definition per file, and its `name` is the file stem."""
+    if name != path.stem:
+        raise DefinitionError(
+            f"{path}: field 'name': {name!r} must equal the file name {path.stem!r}",
+            fields={"file": str(path), "name": ["must equal the file stem"]},
+        )
 
 
 def read_document(path: Path) -> dict[str, Any]:
@@ -89,11 +110,7 @@ def load_workflow_file(path: Path) -> tuple[WorkflowDef, dict[str, Any]]:
     """The validated definition and the raw document; the name must equal the file stem."""
     document = read_document(path)
     workflow = parse_workflow(document, origin=str(path))
-    if workflow.name != path.stem:
-        raise DefinitionError(
-            f"{path}: field 'name': {workflow.name!r} must equal the file name {path.stem!r}",
-            fields={"file": str(path), "name": ["must equal the file stem"]},
-        )
+    check_file_name(workflow.name, path)
     return workflow, document
 
 

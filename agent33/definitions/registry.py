@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,8 @@ from sqlalchemy.orm import Session
 from agent33.db.models import WorkflowDefinition
 from agent33.definitions.loader import load_workflow_file, parse_workflow, workflow_files
 from agent33.definitions.models import WorkflowDef
-from agent33.definitions.versions import find_version, latest_versions, save_version
+from agent33.definitions.versions import ParsedCache, find_version, latest_versions, save_version
+from agent33.errors import NotFound
 
 Validator = Callable[[WorkflowDef, str], None]
 
@@ -47,25 +46,26 @@ def list_workflows(*, session: Session) -> list[WorkflowDefinition]:
     return latest_versions(session=session, model=WorkflowDefinition)
 
 
-_parsed: OrderedDict[tuple[uuid.UUID, str], WorkflowDef] = OrderedDict()
-_parsed_lock = threading.Lock()
-PARSED_CACHE_SIZE = 256
+_parsed: ParsedCache[WorkflowDef] = ParsedCache()
 
 
 def definition_of(row: WorkflowDefinition) -> WorkflowDef:
-    """The parsed definition of a stored version; versions never change, so parsing is cached."""
-    key = (row.id, row.checksum)
-    with _parsed_lock:
-        cached = _parsed.get(key)
-        if cached is not None:
-            _parsed.move_to_end(key)
-            return cached
-    parsed = parse_workflow(row.spec, origin=f"{row.source} ({row.name} v{row.version})")
-    with _parsed_lock:
-        _parsed[key] = parsed
-        while len(_parsed) > PARSED_CACHE_SIZE:
-            _parsed.popitem(last=False)
-    return parsed
+    """The parsed definition of a stored version (parsed once per process)."""
+    return _parsed.get(
+        row.id,
+        lambda: parse_workflow(row.spec, origin=f"{row.source} ({row.name} v{row.version})"),
+    )
+
+
+def definition_by_id(*, session: Session, workflow_id: uuid.UUID) -> WorkflowDef:
+    """A run's definition by its stored row id; a cached one costs no query."""
+    cached = _parsed.peek(workflow_id)
+    if cached is not None:
+        return cached
+    row = session.get(WorkflowDefinition, workflow_id)
+    if row is None:
+        raise NotFound(f"workflow version {workflow_id} not found", fields={"workflow": ["gone"]})
+    return definition_of(row)
 
 
 def sync_directory(

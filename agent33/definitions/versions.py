@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, TypeVar
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -81,3 +85,34 @@ def latest_versions(*, session: Session, model: type[Row]) -> list[Row]:
         latest, (model.name == latest.c.name) & (model.version == latest.c.version)
     )
     return list(session.scalars(query.order_by(model.name)))
+
+
+T = TypeVar("T")
+
+
+class ParsedCache(Generic[T]):
+    """Parsed definitions by stored row id: a stored version never changes (a changed body is a
+    conflict, a re-created one gets a new id), so each row is parsed once per process."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._items: OrderedDict[uuid.UUID, T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def peek(self, key: uuid.UUID) -> T | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def get(self, key: uuid.UUID, parse: Callable[[], T]) -> T:
+        cached = self.peek(key)
+        if cached is not None:
+            return cached
+        parsed = parse()
+        with self._lock:
+            self._items[key] = parsed
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return parsed

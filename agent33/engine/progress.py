@@ -6,41 +6,22 @@ concurrent finishers of one run are serialised and exactly one of them queues a 
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections import OrderedDict
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from agent33.db.models import Run, StepRun, WorkflowDefinition
+from agent33.db.models import Run, StepRun
 from agent33.definitions.models import StepDef, WorkflowDef
-from agent33.definitions.registry import definition_of, get_workflow
+from agent33.definitions.registry import definition_by_id
 from agent33.engine import children, store
 from agent33.engine.states import STEP_TERMINAL, RunState, StepState
 
-_definitions: OrderedDict[uuid.UUID, WorkflowDef] = OrderedDict()
-_definitions_lock = threading.Lock()
-CACHED_DEFINITIONS = 256
-
 
 def workflow_of(session: Session, run: Run) -> WorkflowDef:
-    """The run's parsed definition; a stored version never changes, so it is cached by row id."""
-    with _definitions_lock:
-        cached = _definitions.get(run.workflow_id)
-        if cached is not None:
-            _definitions.move_to_end(run.workflow_id)
-            return cached
-    row = session.get(WorkflowDefinition, run.workflow_id)
-    if row is None:
-        row = get_workflow(session=session, name=run.workflow_name, version=run.workflow_version)
-    parsed = definition_of(row)
-    with _definitions_lock:
-        _definitions[run.workflow_id] = parsed
-        while len(_definitions) > CACHED_DEFINITIONS:
-            _definitions.popitem(last=False)
-    return parsed
+    """The run's parsed definition (cached by stored row id: no query on the hot path)."""
+    return definition_by_id(session=session, workflow_id=run.workflow_id)
 
 
 def step_definition(session: Session, workflow: WorkflowDef, step: StepRun) -> StepDef:
