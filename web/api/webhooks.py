@@ -18,6 +18,7 @@ from agent33.db import session_scope
 from agent33.engine.service import start_run
 from agent33.errors import NotFound, ValidationFailed
 from agent33.security import signatures
+from agent33.security.vault import get_secret, vault_for
 from tasks.dispatch import flush_outbox
 from web.extensions import Blueprint, get_settings
 
@@ -39,15 +40,12 @@ def secret_name(workflow: str) -> str:
 
 
 def _secret(workflow: str) -> str:
-    from agent33.errors import NotFound as Missing
-    from agent33.security.vault import Vault, get_secret, keys_for
-
     try:
         with session_scope() as session:
             return get_secret(
-                session=session, vault=Vault(keys_for(get_settings())), name=secret_name(workflow)
+                session=session, vault=vault_for(get_settings()), name=secret_name(workflow)
             )
-    except Missing:
+    except NotFound:
         raise NotFound(
             f"no webhook is configured for {workflow!r}", fields={"workflow": ["no webhook secret"]}
         ) from None
