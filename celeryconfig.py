@@ -45,6 +45,7 @@ def build_config(settings: Settings) -> dict[str, Any]:
             "agent33.llm.*": {"queue": Queue.LLM.value},
             "agent33.webhook.*": {"queue": Queue.IO.value},
             "agent33.channel.*": {"queue": Queue.IO.value},
+            "agent33.memory.*": {"queue": Queue.IO.value},
             "agent33.maintenance.*": {"queue": Queue.MAINTENANCE.value},
         },
         "broker_transport_options": transport,
@@ -82,6 +83,11 @@ def build_config(settings: Settings) -> dict[str, Any]:
                 "task": TaskName.REAP_STALE.value,
                 "schedule": 30.0,
                 "options": {"expires": 30},
+            },
+            TaskName.RETENTION.value: {
+                "task": TaskName.RETENTION.value,
+                "schedule": 300.0,
+                "options": {"expires": 300},
             },
         },
     }

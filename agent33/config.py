@@ -193,6 +193,13 @@ VARIABLES: tuple[Var, ...] = (
         "Models served next to a GPU (comma list): their agents' steps default to `llm.gpu`.",
     ),
     Var(
+        "AGENT33_EMBEDDING_MODEL",
+        "embedding_model",
+        "local/all-minilm-l6-v2",
+        "Embedding model of new memory collections: `local/all-minilm-l6-v2` (offline, CPU), "
+        "`ollama/<model>` or `openai/<model>`.",
+    ),
+    Var(
         "AGENT33_VISIBILITY_TIMEOUT",
         "visibility_timeout",
         "3600",
@@ -275,6 +282,7 @@ class Settings:
     file_roots: tuple[Path, ...] = (Path("var/files"),)
     llm_concurrency: Mapping[str, int] = field(default_factory=dict)
     llm_gpu_models: tuple[str, ...] = ()
+    embedding_model: str = "local/all-minilm-l6-v2"
     rate_limit: RateSpec | None = RateSpec(120, 60)
     rate_burst: int = 60
     login_rate_limit: RateSpec | None = RateSpec(10, 60)

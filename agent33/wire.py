@@ -20,6 +20,7 @@ class TaskName(StrEnum):
     RELAY_OUTBOX = "agent33.maintenance.relay_outbox"
     FIRE_SCHEDULES = "agent33.maintenance.fire_schedules"
     RETENTION = "agent33.maintenance.retention"
+    MEMORY_INGEST = "agent33.memory.ingest"
 
 
 class Queue(StrEnum):

@@ -8,6 +8,7 @@ from sqlalchemy import Connection
 from agent33.db import Base
 from agent33.db import models as _models  # noqa: F401 - registers every table
 from agent33.db.engine import make_engine
+from agent33.db.migrate import include_object
 
 config = context.config
 target_metadata = Base.metadata
@@ -18,6 +19,7 @@ def _run(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         compare_type=True,
+        include_object=include_object,
         transaction_per_migration=True,
     )
     with context.begin_transaction():

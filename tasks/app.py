@@ -12,7 +12,10 @@ from celery import Celery, signals
 
 from agent33.config import Settings
 
-app = Celery("agent33", include=["tasks.steps", "tasks.runs", "tasks.maintenance", "tasks.llm"])
+app = Celery(
+    "agent33",
+    include=["tasks.steps", "tasks.runs", "tasks.maintenance", "tasks.llm", "tasks.memory"],
+)
 app.config_from_object("celeryconfig")
 
 _settings: dict[str, Settings] = {}

@@ -15,7 +15,8 @@ from typing import Any
 
 import structlog
 
-from agent33.agents.runtime import AgentOutputError, run_agent
+from agent33.agents.knowledge import Knowledge, gather
+from agent33.agents.runtime import AgentOutputError, prompt_messages, run_agent
 from agent33.agents.sessions import (
     Entry,
     buffer_messages,
@@ -32,6 +33,7 @@ from agent33.engine.actions.agent import router_for
 from agent33.errors import Agent33Error
 from agent33.llm.provider import LLMError
 from agent33.llm.types import ChatRequest, ChatResponse, Message, Options
+from agent33.tools import ToolContext
 from agent33.wire import TaskName
 from tasks.app import app, current_settings
 
@@ -64,15 +66,14 @@ def _error(exc: Agent33Error) -> dict[str, Any]:
 
 def _streamed(
     agent: AgentDef,
-    history: list[Message],
-    message: str,
+    messages: list[Message],
     settings: Settings,
     publish: _Publisher,
 ) -> tuple[str, ChatResponse]:
     """Stream a tool-less agent's answer token by token to the channel."""
     request = ChatRequest(
         model=agent.model,
-        messages=[Message("system", agent.system_prompt), *history, Message("user", message)],
+        messages=messages,
         options=Options(temperature=agent.temperature, max_tokens=agent.max_tokens),
         stream=True,
     )
@@ -93,14 +94,22 @@ def _answer(
     agent: AgentDef,
     history: list[Message],
     message: str,
+    knowledge: Knowledge,
     settings: Settings,
     publish: _Publisher,
     stream: bool,
+    user: str | None = None,
 ) -> dict[str, Any]:
     """The turn's result fields; tools or an output schema need the full agent loop, whose
-    answer is then published as one chunk."""
+    answer is then published as one chunk (its tools run for `user`, e.g. `remember`). Both
+    paths build the same prompt (screened input, retrieved sources) and answer with the
+    sources' `citations`."""
     if stream and not agent.tools and agent.output_schema is None:
-        answer, response = _streamed(agent, history, message, settings, publish)
+        findings: list[dict[str, Any]] = []
+        messages = prompt_messages(
+            agent, message, history=history, knowledge=knowledge, findings=findings
+        )
+        answer, response = _streamed(agent, messages, settings, publish)
         u = response.usage
         return {
             "answer": answer,
@@ -113,8 +122,23 @@ def _answer(
             "provider": response.provider,
             "model": response.model,
             "latency_ms": round(response.latency_ms, 1),
+            "citations": knowledge.citations,
+            "screening": findings,
         }
-    result = run_agent(agent, message, router=router_for(settings), history=history)
+    tools = ToolContext(
+        settings=settings,
+        agent=agent.name,
+        user=user,
+        memory_collection=agent.memory.long_term.collection,
+    )
+    result = run_agent(
+        agent,
+        message,
+        router=router_for(settings),
+        history=history,
+        context=tools,
+        knowledge=knowledge,
+    )
     publish.send({"delta": result.content})
     return {
         "answer": result.content,
@@ -123,17 +147,27 @@ def _answer(
         "provider": result.provider,
         "model": result.model,
         "latency_ms": round(result.latency_ms, 1),
+        "citations": result.citations,
+        "screening": result.screening,
     }
 
 
 @app.task(name=TaskName.LLM_CHAT.value, acks_late=False, ignore_result=True)
 def chat(
-    agent: str, message: str, session_id: str, request_id: str, stream: bool = False
+    agent: str,
+    message: str,
+    session_id: str,
+    request_id: str,
+    stream: bool = False,
+    rag: dict[str, Any] | None = None,
+    user: str | None = None,
 ) -> dict[str, Any]:
-    """One turn: history in, answer out, both messages appended to the session.
+    """One turn: history and knowledge in, answer out, both messages appended to the session.
 
-    `acks_late` is off: a chat turn redelivered after a worker crash would answer a user who
-    has already been told it failed (the API's wait has its own timeout).
+    `rag` overrides the agent's `memory.rag` for this message; `user` (the API caller) selects
+    whose long-term memories are recalled (and the `remember` tool stores). `acks_late` is off:
+    a chat turn redelivered after a worker crash would answer a user who has already been told
+    it failed (the API's wait has its own timeout).
     """
     settings = current_settings()
     sid = uuid.UUID(session_id)
@@ -142,7 +176,10 @@ def chat(
         with session_scope() as session:
             agent_def = get_agent(session=session, name=agent)
             history = load_history(session=session, settings=settings, session_id=sid)
-        result = _answer(agent_def, history, message, settings, publish, stream)
+            knowledge = gather(
+                agent_def, message, session=session, settings=settings, user=user, rag_override=rag
+            )
+        result = _answer(agent_def, history, message, knowledge, settings, publish, stream, user)
         entries = [
             Entry("user", message),
             Entry("assistant", result["answer"], usage=result["usage"]),

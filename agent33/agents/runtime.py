@@ -5,9 +5,14 @@ allows), their results are fed back, up to `max_tool_rounds`; an output schema i
 with one repair attempt. Token usage and latency are summed over every model call, and a
 fallback model continues the same conversation (the router re-sends the whole history).
 
+The prompt is: system (the agent's prompt, plus how to cite when sources were retrieved), the
+retrieved context and recalled memories (`Knowledge`, gathered by the caller in its session),
+the history, then the user input; the answer carries the sources' `citations`.
+
 The user input and every tool result are screened for prompt injection before the model sees
 them, per the agent's `injection` policy (warn / strip / block); every hit is returned in
-`screening` so the step output and run events record it.
+`screening` so the step output and run events record it (retrieved text is screened when it
+is gathered, see `agent33.agents.knowledge`).
 """
 
 from __future__ import annotations
@@ -21,30 +26,28 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from referencing import Registry
 
+from agent33.agents.knowledge import Knowledge
+from agent33.agents.screening import InjectionBlocked, screened
 from agent33.definitions.agents import AgentDef
 from agent33.errors import Agent33Error
 from agent33.llm.router import Router
 from agent33.llm.types import ChatRequest, ChatResponse, Message, Options, ToolCall, Usage
-from agent33.security.injection import DEFAULT_THRESHOLD, screen_value
 from agent33.tools import ToolContext, ToolError, get_tool
+
+__all__ = [
+    "AgentOutputError",
+    "AgentResult",
+    "InjectionBlocked",
+    "prompt_messages",
+    "run_agent",
+    "user_text",
+]
 
 
 class AgentOutputError(Agent33Error):
     """The model's answer did not match the agent's output schema, even after one repair."""
 
     code = "agent_output_invalid"
-
-
-class InjectionBlocked(Agent33Error):
-    """Screened text scored over the agent's threshold under `policy: block`; not retryable
-    because the same input would be blocked again."""
-
-    code = "prompt_injection_blocked"
-    retryable = False
-
-    def __init__(self, message: str, *, details: dict[str, Any]) -> None:
-        super().__init__(message, fields={"source": [details["source"]]})
-        self.details = details
 
 
 @dataclass
@@ -60,6 +63,7 @@ class AgentResult:
     messages: list[Message] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
     screening: list[dict[str, Any]] = field(default_factory=list)
+    citations: list[dict[str, Any]] = field(default_factory=list)
 
     def as_output(self) -> dict[str, Any]:
         """The JSON stored as the step output (and returned by the chat API)."""
@@ -74,6 +78,7 @@ class AgentResult:
             "model": self.model,
             "calls": self.calls,
             "screening": self.screening,
+            "citations": self.citations,
         }
 
 
@@ -86,8 +91,33 @@ def _system_prompt(agent: AgentDef) -> str:
     return prompt
 
 
-def _user_text(user_input: Any) -> str:
+def user_text(user_input: Any) -> str:
     return user_input if isinstance(user_input, str) else json.dumps(user_input)
+
+
+def prompt_messages(
+    agent: AgentDef,
+    user_input: Any,
+    *,
+    history: Sequence[Message] = (),
+    knowledge: Knowledge | None = None,
+    findings: list[dict[str, Any]],
+) -> list[Message]:
+    """System, retrieved context and memories, history, then the (screened) user input."""
+    user_input = screened(agent, user_input, "user input", findings)
+    system = _system_prompt(agent)
+    context = ""
+    if knowledge is not None:
+        findings.extend(knowledge.findings)
+        if fragment := knowledge.instructions():
+            system += "\n\n" + fragment
+        context = knowledge.message_text()
+    return [
+        Message("system", system),
+        *([Message("system", context)] if context else []),
+        *history,
+        Message("user", user_text(user_input)),
+    ]
 
 
 def _schema_errors(schema: dict[str, Any], content: str) -> tuple[Any, list[str]]:
@@ -160,46 +190,12 @@ def _run_tool(agent: AgentDef, call: ToolCall, context: ToolContext) -> tuple[st
     return json.dumps(payload, default=str), record
 
 
-def _screened(agent: AgentDef, value: Any, source: str, findings: list[dict[str, Any]]) -> Any:
-    """Apply the agent's injection policy to `value`; return what the model may see.
-
-    warn passes the value unchanged, strip removes the matched spans, block raises before any
-    (further) model call. Hits below the threshold are recorded too, for tuning.
-    """
-    policy = str(agent.injection.get("policy", "warn"))
-    threshold = float(agent.injection.get("threshold", DEFAULT_THRESHOLD))
-    result, stripped = screen_value(value)
-    if not result.hits:
-        return value
-    flagged = result.flagged(threshold)
-    action = {"warn": "warned", "strip": "stripped", "block": "blocked"}[policy]
-    finding = {
-        "source": source,
-        "score": result.score,
-        "threshold": threshold,
-        "policy": policy,
-        "action": action if flagged else "none",
-        "hits": [hit.as_dict() for hit in result.hits],
-    }
-    findings.append(finding)
-    if not flagged:
-        return value
-    if policy == "block":
-        rules = ", ".join(sorted({hit.rule for hit in result.hits}))
-        raise InjectionBlocked(
-            f"agent {agent.name!r}: possible prompt injection in {source} blocked "
-            f"(score {result.score:.2f} >= {threshold:g}; rules: {rules})",
-            details=finding,
-        )
-    return stripped if policy == "strip" else value
-
-
 def _screened_tool_result(
     agent: AgentDef, name: str, content: str, findings: list[dict[str, Any]]
 ) -> str:
     """Tool results are JSON text: screen the decoded value so escapes cannot hide anything."""
     payload = json.loads(content)
-    cleaned = _screened(agent, payload, f"tool {name}", findings)
+    cleaned = screened(agent, payload, f"tool {name}", findings)
     return content if cleaned is payload else json.dumps(cleaned, default=str)
 
 
@@ -210,17 +206,15 @@ def run_agent(
     router: Router,
     history: Sequence[Message] = (),
     context: ToolContext | None = None,
+    knowledge: Knowledge | None = None,
 ) -> AgentResult:
     """One agent turn; raises the router's error (naming providers) when no model answered."""
     started = time.perf_counter()
     context = context or ToolContext()
     findings: list[dict[str, Any]] = []
-    user_input = _screened(agent, user_input, "user input", findings)
-    messages: list[Message] = [
-        Message("system", _system_prompt(agent)),
-        *history,
-        Message("user", _user_text(user_input)),
-    ]
+    messages = prompt_messages(
+        agent, user_input, history=history, knowledge=knowledge, findings=findings
+    )
     turn = _Turn(agent, router)
     records: list[dict[str, Any]] = []
     for round_number in range(agent.max_tool_rounds + 1):
@@ -275,4 +269,5 @@ def run_agent(
         messages=messages,
         calls=turn.log,
         screening=findings,
+        citations=knowledge.citations if knowledge is not None else [],
     )

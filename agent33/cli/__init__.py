@@ -10,6 +10,8 @@ from agent33 import __version__
 from agent33.cli.admin import db_group, keys_group, users_group
 from agent33.cli.chat import chat_command
 from agent33.cli.config import config_group
+from agent33.cli.ingest import ingest_command
+from agent33.cli.memory import memory_group, search_command
 from agent33.cli.runs import run_command, runs_group
 from agent33.cli.scaffold import init_command
 from agent33.cli.serve import serve_command
@@ -30,6 +32,9 @@ for command in (
     db_group,
     users_group,
     keys_group,
+    ingest_command,
+    memory_group,
+    search_command,
     run_command,
     runs_group,
     init_command,

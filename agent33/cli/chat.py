@@ -1,8 +1,9 @@
 """`agent33 chat [AGENT] [MESSAGE]`: one question, or an interactive session, through the API.
 
 The REPL streams (`stream: true`, Server-Sent Events) so tokens print as the model produces
-them; the one-shot form waits for the whole answer so scripts get exactly one line of output.
-Both go through the HTTP API rather than Celery so the CLI needs nothing but the API's URL.
+them; the one-shot form waits for the whole answer, so scripts get the answer alone (followed by
+its numbered sources when the agent retrieved any; `--json` for the structured form). Both go
+through the HTTP API rather than Celery so the CLI needs nothing but the API's URL.
 """
 
 from __future__ import annotations
@@ -37,13 +38,33 @@ def _events(response: requests.Response) -> Iterator[tuple[str, dict[str, Any]]]
             data += line[5:].strip()
 
 
+def citation_lines(result: dict[str, Any]) -> list[str]:
+    """`Sources:` then `[n] Title (key)` per citation; nothing when there are none."""
+    citations = result.get("citations") or []
+    if not citations:
+        return []
+    lines = ["Sources:"]
+    for c in citations:
+        key, title = c.get("key") or c.get("document_id", ""), (c.get("title") or "").strip()
+        label = f"{title} ({key})" if title and title != key else key
+        where = f", {c['source']}" if c.get("source") and c.get("source") != key else ""
+        lines.append(f"  [{c.get('index')}] {label}{where} (chunk {c.get('ordinal')})")
+    return lines
+
+
 def stream_turn(
-    client: ApiClient, agent: str, message: str, session_id: str | None
+    client: ApiClient,
+    agent: str,
+    message: str,
+    session_id: str | None,
+    rag: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Send one message with streaming on, echo tokens, and return the final result."""
     body: dict[str, Any] = {"message": message, "agent": agent, "stream": True}
     if session_id:
         body["session_id"] = session_id
+    if rag:
+        body["rag"] = rag
     url = f"{client.base}/api/v1/chat"
     try:
         response = client.session.post(url, json=body, stream=True, timeout=REQUEST_TIMEOUT_S)
@@ -62,6 +83,8 @@ def stream_turn(
                 click.echo(data.get("delta", ""), nl=False)
             elif event == "done":
                 click.echo()
+                for line in citation_lines(data):
+                    click.echo(line)
                 return data
             elif event == "error":
                 click.echo()
@@ -70,7 +93,7 @@ def stream_turn(
     raise ApiError("the answer stream ended without a result")
 
 
-def repl(client: ApiClient, agent: str) -> None:
+def repl(client: ApiClient, agent: str, rag: dict[str, Any] | None = None) -> None:
     """Read messages until `/exit` or EOF; the session id carries the conversation."""
     session_id: str | None = None
     click.echo(f"chatting with {agent!r}; /exit or Ctrl-D to quit")
@@ -85,7 +108,7 @@ def repl(client: ApiClient, agent: str) -> None:
         if not message:
             continue
         try:
-            result = stream_turn(client, agent, message, session_id)
+            result = stream_turn(client, agent, message, session_id, rag)
         except ApiError as exc:
             click.echo(f"error: {exc.message}", err=True)
             continue
@@ -96,18 +119,43 @@ def repl(client: ApiClient, agent: str) -> None:
 @click.argument("agent", default="assistant")
 @click.argument("message", required=False)
 @click.option("--session", "session_id", default=None, help="Continue this session id.")
+@click.option(
+    "--collection",
+    default=None,
+    help="Answer from this memory collection (retrieval for these messages, with citations).",
+)
+@click.option("--top-k", type=click.IntRange(1, 50), default=None, help="Sources to retrieve.")
 @click.option("--json", "as_json", is_flag=True, help="One-shot: print the whole result as JSON.")
-def chat_command(agent: str, message: str | None, session_id: str | None, as_json: bool) -> None:
+def chat_command(
+    agent: str,
+    message: str | None,
+    session_id: str | None,
+    collection: str | None,
+    top_k: int | None,
+    as_json: bool,
+) -> None:
     """Chat with AGENT: answer MESSAGE and exit, or start an interactive session."""
     client = ApiClient(resolve_settings(), timeout=REQUEST_TIMEOUT_S)
+    rag: dict[str, Any] = {}
+    if collection:
+        rag["collection"] = collection
+    if top_k is not None:
+        rag["top_k"] = top_k
     if message is None:
-        repl(client, agent)
+        repl(client, agent, rag or None)
         return
     body: dict[str, Any] = {"message": message, "agent": agent}
     if session_id:
         body["session_id"] = session_id
+    if rag:
+        body["rag"] = rag
     try:
         result = client.post("/api/v1/chat", json=body)
     except ApiError as exc:
         fail(exc.message)
-    click.echo(json.dumps(result, indent=2) if as_json else result["answer"])
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(result["answer"])
+    for line in citation_lines(result):
+        click.echo(line)

@@ -52,7 +52,7 @@ def agent_template(name: str) -> dict[str, object]:
         "temperature": 0.2,
         "max_tokens": 512,
         "tools": [],
-        "memory": {"enabled": False},
+        "memory": {"long_term": {"enabled": False}},
     }
 
 

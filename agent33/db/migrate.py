@@ -9,7 +9,25 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from agent33.db.models.memory import HNSW_INDEX_PREFIX
+from agent33.errors import Agent33Error
+
+
+class MissingExtension(Agent33Error):
+    """The server lacks a PostgreSQL extension a migration needs (pgvector)."""
+
+    code = "missing_extension"
+
+
 FILE_TEMPLATE = "%%(year)d%%(month).2d%%(day).2d_%%(hour).2d%%(minute).2d_%%(rev)s_%%(slug)s"
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Autogenerate's filter: the per-dimension HNSW indexes are expression indexes that the
+    migrations own (see agent33.db.models.memory) and autogenerate cannot compare."""
+    return not (type_ == "index" and (name or "").startswith(HNSW_INDEX_PREFIX))
 
 
 def alembic_config(database_url: str) -> Config:

@@ -6,17 +6,53 @@ Files live in `definitions/agents/NAME.yaml|json` (auto-discovered); the API sto
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from marshmallow import Schema, fields, post_load, validate
+from marshmallow import Schema, fields, post_load, pre_load, validate
 from sqlalchemy.orm import Session
 
 from agent33.db.models import AgentDefinition
 from agent33.definitions.loader import SUFFIXES, check_file_name, load_with, read_document
 from agent33.definitions.schemas import NAME
 from agent33.definitions.versions import ParsedCache, find_version, latest_versions, save_version
+
+# Mirrors agent33.memory.service.COLLECTION_NAME_PATTERN (definitions sit below memory).
+COLLECTION_NAME = validate.Regexp(
+    r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$",
+    error="a collection name: letters, digits, '_', '.', ':' or '-' (at most 100)",
+)
+DEFAULT_MEMORY_COLLECTION = "agent-memory"
+
+
+@dataclass(frozen=True)
+class RagSettings:
+    """`memory.rag`: which collection answers this agent's questions, and how much of it."""
+
+    collection: str
+    top_k: int = 5
+    hybrid: bool = True
+    min_score: float | None = None
+    budget_tokens: int = 1500
+    filters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LongTermSettings:
+    """`memory.long_term`: recall this agent's memories of the user before each turn."""
+
+    enabled: bool = False
+    collection: str = DEFAULT_MEMORY_COLLECTION
+    top_k: int = 3
+    budget_tokens: int = 300
+
+
+@dataclass(frozen=True)
+class MemorySettings:
+    rag: RagSettings | None = None
+    long_term: LongTermSettings = field(default_factory=LongTermSettings)
 
 
 @dataclass(frozen=True)
@@ -35,7 +71,7 @@ class AgentDef:
     queue: str | None = None
     input_schema: dict[str, Any] | None = None
     output_schema: dict[str, Any] | None = None
-    memory: dict[str, Any] = field(default_factory=dict)
+    memory: MemorySettings = field(default_factory=MemorySettings)
     # Prompt-injection screening of user input and tool results (agent33.security.injection).
     injection: dict[str, Any] = field(default_factory=lambda: {"policy": "warn", "threshold": 0.5})
 
@@ -45,6 +81,70 @@ class InjectionSchema(Schema):
 
     policy = fields.String(load_default="warn", validate=validate.OneOf(("warn", "block", "strip")))
     threshold = fields.Float(load_default=0.5, validate=validate.Range(0, 1))
+
+
+TOP_K = validate.Range(1, 50)
+BUDGET = validate.Range(50, 32_000)
+
+
+class RagSchema(Schema):
+    """`memory.rag` (and the per-request `rag` of the chat API, which may omit `collection`)."""
+
+    collection = fields.String(required=True, validate=COLLECTION_NAME)
+    top_k = fields.Integer(load_default=5, validate=TOP_K)
+    hybrid = fields.Boolean(load_default=True)
+    min_score = fields.Float(load_default=None, allow_none=True, validate=validate.Range(-1, 1))
+    budget_tokens = fields.Integer(load_default=1500, validate=BUDGET)
+    filters = fields.Dict(keys=fields.String(), load_default=dict)
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> RagSettings:
+        return RagSettings(**data)
+
+
+class LongTermSchema(Schema):
+    enabled = fields.Boolean(load_default=False)
+    collection = fields.String(load_default=DEFAULT_MEMORY_COLLECTION, validate=COLLECTION_NAME)
+    top_k = fields.Integer(load_default=3, validate=TOP_K)
+    budget_tokens = fields.Integer(load_default=300, validate=BUDGET)
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> LongTermSettings:
+        return LongTermSettings(**data)
+
+
+class MemorySchema(Schema):
+    """`memory: {rag?, long_term?}`; both off by default."""
+
+    rag = fields.Nested(RagSchema, load_default=None, allow_none=True)
+    long_term = fields.Nested(LongTermSchema, load_default=LongTermSettings)
+
+    @pre_load
+    def _legacy(self, data: Any, **_: Any) -> Any:
+        """`agent33 init` used to write `memory: {enabled: false}`; stored versions keep it."""
+        if isinstance(data, dict) and data.get("enabled") is False:
+            data = {k: v for k, v in data.items() if k != "enabled"}
+        return data
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> MemorySettings:
+        return MemorySettings(**data)
+
+
+def rag_settings(
+    base: RagSettings | None, override: Mapping[str, Any] | None
+) -> RagSettings | None:
+    """The agent's RAG settings with a per-request `override` laid over them (validated; the
+    override may enable RAG for an agent without it, then it must name the collection).
+
+    Raises:
+        ValidationError: an invalid override, field names relative to it.
+    """
+    if not override:
+        return base
+    document = {**asdict(base), **override} if base is not None else dict(override)
+    merged: RagSettings = RagSchema().load(document)
+    return merged
 
 
 _parsed: ParsedCache[AgentDef] = ParsedCache()
@@ -67,7 +167,7 @@ class AgentSchema(Schema):
     queue = fields.String(load_default=None, allow_none=True)
     input_schema = fields.Dict(load_default=None, allow_none=True)
     output_schema = fields.Dict(load_default=None, allow_none=True)
-    memory = fields.Dict(load_default=dict)
+    memory = fields.Nested(MemorySchema, load_default=MemorySettings)
     injection = fields.Nested(InjectionSchema, load_default=lambda: InjectionSchema().load({}))
 
     @post_load

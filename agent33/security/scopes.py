@@ -16,6 +16,8 @@ KEYS_ADMIN = "keys:admin"
 USERS_ADMIN = "users:admin"
 SECRETS_READ = "secrets:read"
 SECRETS_WRITE = "secrets:write"
+MEMORY_READ = "memory:read"
+MEMORY_WRITE = "memory:write"
 ADMIN = "admin"
 
 ALL_SCOPES: frozenset[str] = frozenset(
@@ -30,6 +32,8 @@ ALL_SCOPES: frozenset[str] = frozenset(
         USERS_ADMIN,
         SECRETS_READ,
         SECRETS_WRITE,
+        MEMORY_READ,
+        MEMORY_WRITE,
         ADMIN,
     }
 )

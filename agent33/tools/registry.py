@@ -22,9 +22,16 @@ class ToolError(Agent33Error):
 
 @dataclass(frozen=True)
 class ToolContext:
+    """Who and where a tool runs for: the run step (workflows), the agent and the user whose
+    turn it is (`remember` stores for them; None when the turn has no user), and the agent's
+    long-term memory collection (None: the default one)."""
+
     settings: Settings = field(default_factory=Settings)
     run_id: str | None = None
     step_id: str | None = None
+    agent: str | None = None
+    user: str | None = None
+    memory_collection: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,4 +71,4 @@ def known_tools() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from agent33.tools import builtin, files  # noqa: F401
+    from agent33.tools import builtin, files, memory  # noqa: F401

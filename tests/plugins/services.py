@@ -16,8 +16,10 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+import tenacity
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from agent33 import db
@@ -152,6 +154,19 @@ def db_session(settings: Settings) -> Iterator[Session]:
 def committed_db(settings: Settings) -> Iterator[None]:
     """For tests whose data other processes/threads must see: really commit, then truncate."""
     yield
+    _truncate_all()
+
+
+@tenacity.retry(
+    retry=tenacity.retry_if_exception_type(OperationalError),
+    stop=tenacity.stop_after_attempt(10),
+    wait=tenacity.wait_random(0.05, 0.3),
+    reraise=True,
+)
+def _truncate_all() -> None:
+    """Empty every table; retried because the suite's worker may still be finishing a step of a
+    run the test started (its row locks meet TRUNCATE's exclusive locks: a deadlock or a wait)."""
     tables = ", ".join(f'"{t.name}"' for t in reversed(db.Base.metadata.sorted_tables))
     with db.get_engine().begin() as conn:
+        conn.execute(text("SET LOCAL lock_timeout = '2s'"))
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))

@@ -11,6 +11,8 @@ from web.api import (
     chat,
     health,
     keys,
+    memories,
+    memory,
     runs,
     secrets,
     webhooks,
@@ -28,6 +30,8 @@ BLUEPRINTS: list[flask_smorest.Blueprint] = [
     runs.blp,
     chat.blp,
     webhooks.blp,
+    memory.blp,
+    memories.blp,
 ]
 
 

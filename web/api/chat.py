@@ -2,7 +2,9 @@
 
 The API thread never calls a model: it publishes `agent33.llm.chat` to the agent's queue and
 waits on the result (bounded), or relays the worker's pub/sub tokens as SSE. It subscribes
-before publishing, so no token can be sent before anyone listens.
+before publishing, so no token can be sent before anyone listens. What can be refused without a
+model (an unknown agent, invalid `rag` settings, an unknown collection) is refused here, before
+anything is published.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ import marshmallow as ma
 from celery.result import AsyncResult
 from flask.views import MethodView
 
+from agent33.agents.knowledge import effective_rag
 from agent33.agents.sessions import chat_channel, redis_client, transcript, wait_result
 from agent33.db import session_scope
-from agent33.definitions.agents import get_agent
+from agent33.definitions.agents import COLLECTION_NAME, TOP_K, get_agent
 from agent33.errors import Agent33Error, NotFound
+from agent33.memory import store
 from agent33.security import scopes as sc
 from agent33.wire import Queue, TaskName
-from web.auth import require_scopes
+from web.auth import current_principal, require_scopes
 from web.extensions import Blueprint, get_settings
 
 MESSAGE_MAX = 20_000
@@ -50,11 +54,38 @@ class ChatTimeout(Agent33Error):
     http_status = 504
 
 
+class ChatRagSchema(ma.Schema):
+    """Retrieval for this message only, laid over the agent's `memory.rag` (which it enables
+    when the agent has none: then `collection` is required)."""
+
+    collection = ma.fields.String(validate=COLLECTION_NAME)
+    top_k = ma.fields.Integer(validate=TOP_K)
+    hybrid = ma.fields.Boolean()
+    min_score = ma.fields.Float(allow_none=True, validate=ma.validate.Range(-1, 1))
+    filters = ma.fields.Dict(
+        keys=ma.fields.String(), metadata={"description": "metadata the chunks must contain"}
+    )
+
+
 class ChatRequestSchema(ma.Schema):
     message = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=MESSAGE_MAX))
     agent = ma.fields.String(load_default="assistant", validate=ma.validate.Length(1, 200))
     session_id = ma.fields.UUID(load_default=None, allow_none=True)
     stream = ma.fields.Boolean(load_default=False)
+    rag = ma.fields.Nested(ChatRagSchema, load_default=None, allow_none=True)
+
+
+class CitationSchema(ma.Schema):
+    """Source `[index]` of the answer: the document and the chunk it was retrieved from."""
+
+    index = ma.fields.Integer()
+    document_id = ma.fields.String()
+    chunk_id = ma.fields.Integer()
+    ordinal = ma.fields.Integer()
+    title = ma.fields.String()
+    source = ma.fields.String()
+    key = ma.fields.String()
+    score = ma.fields.Float()
 
 
 class ChatAnswerSchema(ma.Schema):
@@ -65,6 +96,8 @@ class ChatAnswerSchema(ma.Schema):
     provider = ma.fields.String()
     model = ma.fields.String()
     latency_ms = ma.fields.Float()
+    citations = ma.fields.List(ma.fields.Nested(CitationSchema))
+    screening = ma.fields.List(ma.fields.Dict())
 
 
 class ChatMessageSchema(ma.Schema):
@@ -107,11 +140,18 @@ class Chat(MethodView):
 
         Continues `session_id` (a new session when absent). With `stream: true` the answer
         arrives as `text/event-stream`: `token` events `{"delta"}`, then `done` with the full
-        result, or `error`. 404 for an unknown agent, 502 when the model provider failed, 504
-        when no answer came in time.
+        result, or `error`. With retrieval (the agent's `memory.rag`, or `rag` here) the answer
+        cites its sources as `[n]` and `citations` lists them. 404 for an unknown agent or
+        collection, 502 when the model provider failed, 504 when no answer came in time.
         """
         with session_scope() as session:
             agent = get_agent(session=session, name=body["agent"])
+            rag = effective_rag(agent, body["rag"])
+            if rag is not None and store.get_collection_or_none(session, rag.collection) is None:
+                raise NotFound(
+                    f"collection {rag.collection!r} not found",
+                    fields={"rag.collection": [f"unknown collection {rag.collection!r}"]},
+                )
         request_id = uuid.uuid4().hex
         kwargs = {
             "agent": agent.name,
@@ -119,6 +159,8 @@ class Chat(MethodView):
             "session_id": str(body["session_id"] or uuid.uuid4()),
             "request_id": request_id,
             "stream": body["stream"],
+            "rag": body["rag"],
+            "user": current_principal().subject,
         }
         queue = agent.queue or Queue.LLM.value
         if body["stream"]:

@@ -3,6 +3,7 @@
 from agent33.db.models.audit import AuditEvent
 from agent33.db.models.chat import ChatMessage
 from agent33.db.models.definitions import AgentDefinition, WorkflowDefinition
+from agent33.db.models.memory import IngestJob, MemoryChunk, MemoryCollection, MemoryDocument
 from agent33.db.models.outbox import OutboxMessage
 from agent33.db.models.runs import Run, RunEvent, StepRun
 from agent33.db.models.security import ApiKey, RefreshToken, Secret, User
@@ -12,6 +13,10 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "ChatMessage",
+    "IngestJob",
+    "MemoryChunk",
+    "MemoryCollection",
+    "MemoryDocument",
     "OutboxMessage",
     "RefreshToken",
     "Run",

@@ -7,16 +7,21 @@ the model call runs on the workers next to the models and CPU step workers never
 from __future__ import annotations
 
 import threading
+import uuid
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from referencing import Registry
+from sqlalchemy.orm import Session
 
-from agent33.agents.runtime import AgentOutputError, run_agent
+from agent33.agents.knowledge import gather
+from agent33.agents.runtime import AgentOutputError, run_agent, user_text
 from agent33.config import Settings
 from agent33.db import session_scope
+from agent33.db.models import Run
 from agent33.definitions.agents import get_agent
 from agent33.engine.actions import ActionContext, ActionFailed, register
+from agent33.errors import NotFound, ValidationFailed
 from agent33.llm.provider import LLMError, ProviderUnavailable, RateLimited
 from agent33.llm.router import Router, default_router
 from agent33.tools import ToolContext
@@ -36,24 +41,65 @@ def router_for(settings: Settings) -> Router:
         return _routers[key]
 
 
+def _user(session: Session, context: ActionContext) -> str | None:
+    """Whose long-term memories the turn recalls (and `remember` stores): `with: {user}`, else
+    who started the run."""
+    user = context.params.get("user")
+    if isinstance(user, str) and user:
+        return user
+    try:
+        run = session.get(Run, uuid.UUID(context.run_id))
+    except ValueError:
+        return None
+    return run.created_by if run is not None else None
+
+
 @register("invoke_agent")
 def invoke_agent(context: ActionContext) -> Any:
-    """`with: {agent: name, input: text or object, version: N?}` -> the agent's answer."""
+    """`with: {agent: name, input: text or object, version: N?, rag: {...}?, user: id?}` -> the
+    agent's answer, with `citations` of the sources retrieved for it."""
     name = context.params.get("agent")
     if not isinstance(name, str) or not name:
         raise ActionFailed("invoke_agent needs `agent` (an agent name)")
     user_input = context.params.get("input", context.params.get("message", ""))
+    rag = context.params.get("rag")
+    if rag is not None and not isinstance(rag, dict):
+        raise ActionFailed("invoke_agent `rag` must be a mapping (collection, top_k, ...)")
     with session_scope() as session:
         agent = get_agent(session=session, name=name, version=context.params.get("version"))
-    if agent.input_schema is not None:
-        errors = list(
-            Draft202012Validator(agent.input_schema, registry=Registry()).iter_errors(user_input)
-        )
-        if errors:
-            raise ActionFailed(f"input for agent {name!r} is invalid: {errors[0].message}")
-    tools = ToolContext(settings=context.settings, run_id=context.run_id, step_id=context.step_id)
+        if agent.input_schema is not None:
+            validator = Draft202012Validator(agent.input_schema, registry=Registry())
+            errors = list(validator.iter_errors(user_input))
+            if errors:
+                raise ActionFailed(f"input for agent {name!r} is invalid: {errors[0].message}")
+        user = _user(session, context)
+        try:
+            knowledge = gather(
+                agent,
+                user_text(user_input),
+                session=session,
+                settings=context.settings,
+                user=user,
+                rag_override=rag,
+            )
+        except (NotFound, ValidationFailed) as exc:
+            raise ActionFailed(f"agent {name!r}: {exc.message}", retryable=False) from None
+    tools = ToolContext(
+        settings=context.settings,
+        run_id=context.run_id,
+        step_id=context.step_id,
+        agent=agent.name,
+        user=user,
+        memory_collection=agent.memory.long_term.collection,
+    )
     try:
-        result = run_agent(agent, user_input, router=router_for(context.settings), context=tools)
+        result = run_agent(
+            agent,
+            user_input,
+            router=router_for(context.settings),
+            context=tools,
+            knowledge=knowledge,
+        )
     except (ProviderUnavailable, RateLimited) as exc:
         raise ActionFailed(exc.message, retryable=True) from None
     except (LLMError, AgentOutputError) as exc:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -181,17 +181,23 @@ def check_destination(url: str, allowlist: tuple[str, ...], *, allow_private: bo
     return host
 
 
-def _read_body(response: requests.Response, deadline: float, timeout: float) -> Any:
-    """JSON when the content type says so, else text; at most BODY_LIMIT bytes are read."""
+def _read_raw(
+    response: requests.Response, deadline: float, timeout: float, limit: int
+) -> tuple[bytes, bool]:
+    """At most `limit` bytes of the body, and whether there was more."""
     data = bytearray()
     for chunk in response.iter_content(chunk_size=65536):
         data += chunk
-        if len(data) > BODY_LIMIT:
+        if len(data) > limit:
             break
         if time.monotonic() > deadline:
             raise ActionFailed(f"http_request: timed out after {timeout:g}s", retryable=True)
-    truncated = len(data) > BODY_LIMIT
-    raw = bytes(data[:BODY_LIMIT])
+    return bytes(data[:limit]), len(data) > limit
+
+
+def _read_body(response: requests.Response, deadline: float, timeout: float) -> Any:
+    """JSON when the content type says so, else text; at most BODY_LIMIT bytes are read."""
+    raw, truncated = _read_raw(response, deadline, timeout, BODY_LIMIT)
     ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if not truncated and (ctype == "application/json" or ctype.endswith("+json")) and raw:
         try:
@@ -221,7 +227,10 @@ def _send(
 
 
 def _exchange(
-    spec: Spec, allowlist: tuple[str, ...], allow_private: bool
+    spec: Spec,
+    allowlist: tuple[str, ...],
+    allow_private: bool,
+    reader: Callable[[requests.Response, float, float], Any] = _read_body,
 ) -> tuple[requests.Response, str, Any]:
     """Send, following up to MAX_REDIRECTS redirects, each re-checked (allowlist and address)."""
     deadline = time.monotonic() + spec.timeout
@@ -238,7 +247,7 @@ def _exchange(
         expected = bool(spec.expect_status) and response.status_code in (spec.expect_status or ())
         if response.status_code not in REDIRECTS or not location or expected:
             with response:
-                return response, prepared.url or url, _read_body(response, deadline, spec.timeout)
+                return response, prepared.url or url, reader(response, deadline, spec.timeout)
         response.close()
         url = urljoin(prepared.url or url, location)
         new_host = check_destination(url, allowlist, allow_private=allow_private)
@@ -292,3 +301,44 @@ def http_request(context: ActionContext) -> Any:
             details=output,
         )
     return output
+
+
+DOCUMENT_LIMIT = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FetchedDocument:
+    data: bytes
+    content_type: str
+    url: str  # after redirects
+
+
+def fetch_document(
+    url: str,
+    *,
+    allowlist: tuple[str, ...],
+    allow_private: bool,
+    timeout: float = DEFAULT_TIMEOUT,
+    limit: int = DOCUMENT_LIMIT,
+) -> FetchedDocument:
+    """GET a document's raw bytes (for memory ingestion) under exactly the rules of
+    `http_request`: host allowlist, checked and pinned addresses, redirects re-checked.
+    Raises ActionFailed with a message naming the URL."""
+    spec = parse({"url": url, "timeout": timeout})
+
+    def read(response: requests.Response, deadline: float, budget: float) -> bytes:
+        raw, truncated = _read_raw(response, deadline, budget, limit)
+        if truncated:
+            raise _fail(f"{url!r} is larger than {limit // (1024 * 1024)} MiB")
+        return raw
+
+    try:
+        response, final_url, body = _exchange(spec, allowlist, allow_private, read)
+    except BlockedAddress as exc:
+        raise _fail(f"refusing {url!r}: {exc}") from None
+    except requests.RequestException as exc:
+        raise ActionFailed(f"could not fetch {url!r}: {exc}", retryable=True) from None
+    if not 200 <= response.status_code < 300:
+        raise _fail(f"fetching {url!r} answered {response.status_code}")
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    return FetchedDocument(data=body, content_type=content_type, url=final_url)

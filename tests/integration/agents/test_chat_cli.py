@@ -73,3 +73,33 @@ def test_repl_streams_and_keeps_the_session(cli_settings: Settings, fake_ollama:
         "Hi Bo, nice to meet you.",
         "who am I?",
     ]
+
+
+def test_retrieval_prints_the_numbered_sources_after_the_answer(
+    cli_settings: Settings, fake_ollama: Any
+) -> None:
+    from tests.integration.memory.corpus import ingest_corpus
+
+    with session_scope() as session:
+        ingest_corpus(session, cli_settings, "handbook")
+    fake_ollama.script(content="Put the new key first [1].")
+    question = "How can I rotate encryption keys without breaking old tokens?"
+    arguments = ["plain", question, "--collection", "handbook", "--top-k", "2"]
+    result = CliRunner().invoke(chat_cli.chat_command, arguments)
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[:3] == [
+        "Put the new key first [1].",
+        "Sources:",
+        "  [1] Fernet key rotation (fernet-rotation.md), docs/fernet-rotation.md (chunk 0)",
+    ]
+    assert lines[3].startswith("  [2] ") and len(lines) == 4
+
+    fake_ollama.script(content="Rotate with MultiFernet [1].")
+    streamed = CliRunner().invoke(
+        chat_cli.chat_command, ["plain", "--collection", "handbook"], input=f"{question}\n/exit\n"
+    )
+    assert streamed.exit_code == 0, streamed.output
+    assert "agent> Rotate with MultiFernet [1].\nSources:\n  [1] Fernet key rotation" in (
+        streamed.output
+    )

@@ -106,3 +106,62 @@ def test_injection_findings_are_recorded_as_run_events(
     events = [e for e in events_of(run.id) if e.kind == "security.injection"]
     assert len(events) == 1 and events[0].step_id == "ask"
     assert events[0].data["hits"], "the matched rules are kept for review"
+
+
+def test_a_step_with_retrieval_outputs_citations(
+    worker_settings: Settings, fake_ollama: Any
+) -> None:
+    from agent33.definitions.agents import parse_agent, save_agent
+    from tests.integration.engine.helpers import start
+    from tests.integration.memory.corpus import ingest_corpus
+
+    agent = {"name": "reader", "model": "llama3.2", "system_prompt": "Answer from sources."}
+    with session_scope() as session:
+        save_agent(session=session, agent=parse_agent(agent), document=agent)
+        ids = ingest_corpus(session, worker_settings, "handbook")
+    workflow = {
+        "name": "ask_handbook",
+        "steps": [
+            {
+                "id": "ask",
+                "action": "invoke_agent",
+                "with": {
+                    "agent": "reader",
+                    "input": "What happens when a refresh token is used twice?",
+                    "rag": {"collection": "handbook", "top_k": 2},
+                },
+            }
+        ],
+    }
+    fake_ollama.script(content="The whole token family is revoked [1].")
+    run = wait_for(start(workflow))
+    assert run.state == "succeeded", run.error
+    citations = steps_of(run)["ask"].output["citations"]
+    assert [c["index"] for c in citations] == [1, 2]
+    assert citations[0]["key"] == "jwt-refresh.md"
+    assert citations[0]["document_id"] == str(ids["jwt-refresh.md"].document_id)
+    sent = [body for path, body in fake_ollama.requests if path == "/api/chat"][-1]["messages"]
+    assert sent[1]["content"].startswith("Sources:\n\n[1] JWT refresh tokens (jwt-refresh.md)")
+
+
+def test_a_step_naming_an_unknown_collection_fails_without_a_model_call(
+    worker_settings: Settings, fake_ollama: Any
+) -> None:
+    from tests.integration.engine.helpers import start
+
+    workflow = {
+        "name": "ask_nowhere",
+        "steps": [
+            {
+                "id": "ask",
+                "action": "invoke_agent",
+                "with": {"agent": "assistant", "input": "hi", "rag": {"collection": "nowhere"}},
+            }
+        ],
+    }
+    with session_scope() as session:
+        sync_agents(session=session, directory=worker_settings.definitions_dir)
+    run = wait_for(start(workflow))
+    assert run.state == "failed"
+    assert "'nowhere'" in steps_of(run)["ask"].error["message"]
+    assert fake_ollama.requests == []

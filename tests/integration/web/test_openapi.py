@@ -42,6 +42,20 @@ EXPECTED_OPERATIONS = {
     ("/api/v1/chat", "post"),
     ("/api/v1/webhooks/{workflow}", "post"),
     ("/api/v1/chat/sessions/{session_id}", "get"),
+    ("/api/v1/memory/collections", "get"),
+    ("/api/v1/memory/collections", "post"),
+    ("/api/v1/memory/collections/{name}", "get"),
+    ("/api/v1/memory/collections/{name}", "patch"),
+    ("/api/v1/memory/collections/{name}", "delete"),
+    ("/api/v1/memory/collections/{name}/documents", "get"),
+    ("/api/v1/memory/collections/{name}/documents", "post"),
+    ("/api/v1/memory/documents/{document_id}", "get"),
+    ("/api/v1/memory/documents/{document_id}", "delete"),
+    ("/api/v1/memory/jobs/{job_id}", "get"),
+    ("/api/v1/memory/search", "post"),
+    ("/api/v1/memory/memories", "get"),
+    ("/api/v1/memory/memories", "post"),
+    ("/api/v1/memory/memories/{document_id}", "delete"),
 }
 
 

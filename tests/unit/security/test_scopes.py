@@ -20,6 +20,8 @@ def test_vocabulary_is_exactly_the_documented_scopes() -> None:
         "users:admin",
         "secrets:read",
         "secrets:write",
+        "memory:read",
+        "memory:write",
         "admin",
     }
 

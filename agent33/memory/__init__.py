@@ -1,0 +1,1 @@
+"""Long-term memory and RAG on PostgreSQL + pgvector: embeddings, store, ingestion, retrieval."""

@@ -1,0 +1,187 @@
+"""Ingestion: text -> chunks -> embeddings -> one atomic replace of the document's chunks.
+
+Deduplication works at two levels, both by content hash:
+- a document whose key and text are unchanged is skipped (`unchanged`); a new key whose text is
+  already in the collection is not stored twice (`duplicate`, pointing at the first copy);
+- when a changed document is re-ingested, chunks whose text is already in the collection reuse
+  the stored embedding, so only new text is embedded.
+A batch of documents is embedded in one call (the model's throughput is best with full batches)
+and written in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from agent33.db.models.memory import MemoryCollection
+from agent33.errors import ValidationFailed
+from agent33.memory import store
+from agent33.memory.chunking import Chunk, chunk_text, content_hash
+from agent33.memory.embeddings import Embedder
+
+
+@dataclass(frozen=True)
+class DocumentInput:
+    """One document to ingest; `key` is its identity in the collection (path, URL or an id)."""
+
+    key: str
+    text: str
+    title: str = ""
+    source: str = ""
+    media_type: str = "text/plain"
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    key: str
+    document_id: uuid.UUID
+    status: str  # created | updated | unchanged | duplicate
+    chunks: int
+    embedded: int  # chunks that needed a new embedding
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "document_id": str(self.document_id),
+            "status": self.status,
+            "chunks": self.chunks,
+            "embedded": self.embedded,
+        }
+
+
+def check_embedder(collection: MemoryCollection, embedder: Embedder) -> None:
+    if embedder.dimension != collection.dimension:
+        raise ValidationFailed(
+            f"collection {collection.name} stores {collection.dimension}-dimensional vectors, "
+            f"but {embedder.name} makes {embedder.dimension}-dimensional ones"
+        )
+
+
+def _document_hash(document: DocumentInput) -> str:
+    return content_hash(document.text)
+
+
+@dataclass
+class _Plan:
+    """What a batch needs: finished results, documents to (re)write, first index per text."""
+
+    results: dict[int, IngestResult] = field(default_factory=dict)
+    writes: list[tuple[int, DocumentInput, str, list[Chunk]]] = field(default_factory=list)
+    first_of_hash: dict[str, int] = field(default_factory=dict)
+
+
+def ingest_documents(
+    session: Session,
+    collection: MemoryCollection,
+    documents: Sequence[DocumentInput],
+    embedder: Embedder,
+) -> list[IngestResult]:
+    """Ingest a batch in the caller's transaction; results in input order."""
+    check_embedder(collection, embedder)
+    for index, document in enumerate(documents):
+        if not document.key.strip():
+            raise ValidationFailed("a document needs a key", fields={f"{index}.key": ["empty"]})
+    plan = _plan(session, collection, documents)
+    known, fresh = _embeddings(session, collection, plan, embedder)
+    for index, document, digest, pieces in plan.writes:
+        plan.results[index] = _write(session, collection, document, digest, pieces, known, fresh)
+    for index, document in enumerate(documents):
+        if index not in plan.results:  # a second copy of a text first seen in this batch
+            first = plan.results[plan.first_of_hash[_document_hash(document)]]
+            plan.results[index] = IngestResult(document.key, first.document_id, "duplicate", 0, 0)
+    return [plan.results[index] for index in range(len(documents))]
+
+
+def _plan(
+    session: Session, collection: MemoryCollection, documents: Sequence[DocumentInput]
+) -> _Plan:
+    plan = _Plan()
+    for index, document in enumerate(documents):
+        digest = _document_hash(document)
+        existing = store.find_document(session, collection, document.key)
+        if existing is not None and (
+            existing.content_hash,
+            existing.title,
+            existing.metadata_,
+        ) == (digest, document.title, dict(document.metadata)):
+            plan.results[index] = IngestResult(
+                document.key, existing.id, "unchanged", existing.chunk_count, 0
+            )
+            continue
+        if existing is None:
+            twin = store.document_with_hash(session, collection, digest)
+            if twin is not None:
+                plan.results[index] = IngestResult(document.key, twin.id, "duplicate", 0, 0)
+                continue
+            if digest in plan.first_of_hash:
+                continue  # resolved once the first copy has an id
+        plan.first_of_hash.setdefault(digest, index)
+        pieces = chunk_text(
+            document.text,
+            max_tokens=collection.chunk_tokens,
+            overlap=collection.chunk_overlap,
+            markdown=document.media_type in ("text/markdown", "text/html"),
+        )
+        plan.writes.append((index, document, digest, pieces))
+    return plan
+
+
+def _embeddings(
+    session: Session, collection: MemoryCollection, plan: _Plan, embedder: Embedder
+) -> tuple[dict[str, Any], set[str]]:
+    """Every chunk's vector by hash: stored ones reused, the rest embedded in one call."""
+    texts_by_hash: dict[str, str] = {}
+    for _, _, _, pieces in plan.writes:
+        for piece in pieces:
+            texts_by_hash.setdefault(content_hash(piece.text), piece.text)
+    known = store.known_embeddings(session, collection, list(texts_by_hash))
+    missing = [h for h in texts_by_hash if h not in known]
+    if missing:
+        vectors = embedder.embed([texts_by_hash[h] for h in missing])
+        known.update(zip(missing, vectors, strict=True))
+    return known, set(missing)
+
+
+def _write(
+    session: Session,
+    collection: MemoryCollection,
+    document: DocumentInput,
+    digest: str,
+    pieces: Sequence[Chunk],
+    known: dict[str, Any],
+    fresh: set[str],
+) -> IngestResult:
+    existed = store.find_document(session, collection, document.key) is not None
+    chunks = []
+    for piece in pieces:
+        digest_of_piece = content_hash(piece.text)
+        chunks.append(
+            store.NewChunk(
+                content=piece.text,
+                content_hash=digest_of_piece,
+                token_count=piece.token_count,
+                embedding=known[digest_of_piece],
+                metadata={"heading": piece.heading} if piece.heading else {},
+            )
+        )
+    stored = store.replace_document(
+        session,
+        collection,
+        key=document.key,
+        content_hash=digest,
+        chunks=chunks,
+        title=document.title,
+        source=document.source,
+        media_type=document.media_type,
+        metadata=document.metadata,
+    )
+    embedded = sum(1 for chunk in chunks if chunk.content_hash in fresh)
+    fresh -= {chunk.content_hash for chunk in chunks}
+    status = "updated" if existed else "created"
+    return IngestResult(document.key, stored.id, status, len(chunks), embedded)
