@@ -148,6 +148,14 @@ def _stop_stale_postgres(bin_dir: Path, data_dir: Path, user: str | None) -> Non
         )
 
 
+def _shared_buffers_mb() -> int:
+    """An eighth of RAM, 128 MB to 1 GB: the stock 128 MB is smaller than the HNSW index of
+    100k 384-dimensional chunks (~200 MB), and vector search slows down when it is evicted."""
+    import psutil
+
+    return max(128, min(1024, psutil.virtual_memory().total // (8 * 1024 * 1024)))
+
+
 def start_postgres(data_dir: Path, *, durable: bool = True) -> ManagedServer:
     """initdb on first use, then start on a free port and create the `agent33` database."""
     data_dir = data_dir.absolute()
@@ -182,7 +190,10 @@ def start_postgres(data_dir: Path, *, durable: bool = True) -> ManagedServer:
         if result.returncode != 0:
             raise EmbeddedError(f"initdb failed in {data_dir}: {result.stderr.strip()[-500:]}")
     _stop_stale_postgres(bin_dir, data_dir, user)
-    options = "-c unix_socket_directories= -c listen_addresses=127.0.0.1 -c max_connections=200"
+    options = (
+        "-c unix_socket_directories= -c listen_addresses=127.0.0.1 -c max_connections=200"
+        f" -c shared_buffers={_shared_buffers_mb()}MB"
+    )
     if not durable:
         options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     last_error = ""

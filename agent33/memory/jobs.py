@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 import structlog
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from agent33.db import session_scope
@@ -25,6 +26,7 @@ from agent33.memory.ingest import DocumentInput, ingest_documents
 
 log = structlog.get_logger(__name__)
 BATCH_DOCUMENTS = 16
+ANALYZE_AFTER_CHUNKS = 1000
 TERMINAL_STATES = ("succeeded", "failed")
 
 
@@ -120,6 +122,10 @@ def run_job(
         job.state = "failed" if job.failed and not job.done else "succeeded"
         job.payload = None
         job.finished_at = utcnow()
+        if job.chunks >= ANALYZE_AFTER_CHUNKS:
+            # Fresh statistics let the planner see the new collection's size and pick the
+            # HNSW index for it (autovacuum's analyze may come much later).
+            session.execute(text("ANALYZE memory_chunks"))
         return job.state
 
 

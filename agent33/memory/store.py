@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.dialects.postgresql import distinct_on
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from agent33.db.models.memory import (
     HNSW_DIMENSIONS,
@@ -295,8 +295,13 @@ def search(
             f"query vector has shape {vector.shape}, collection {collection.name} "
             f"expects ({dimension},)"
         )
-    session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-    session.execute(text(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), top_k)}"))
+    session.execute(
+        text(
+            "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+            " set_config('hnsw.ef_search', :ef, true)"
+        ),
+        {"ef": str(max(int(ef_search), top_k))},
+    )
     pool = top_k if not hybrid else max(top_k * 4, 40)
     params: dict[str, Any] = {
         "query": _vector_literal(vector),
@@ -342,6 +347,7 @@ def _hits(
     rows = session.execute(
         select(MemoryChunk, MemoryDocument.title, MemoryDocument.source, MemoryDocument.key)
         .join(MemoryDocument, MemoryDocument.id == MemoryChunk.document_id)
+        .options(defer(MemoryChunk.embedding), defer(MemoryChunk.tsv))  # parsing costs ~50 us/row
         .where(MemoryChunk.id.in_(ids))
     ).all()
     by_id = {row[0].id: row for row in rows}
