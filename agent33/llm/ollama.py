@@ -11,16 +11,15 @@ import json
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Unpack
 
-from agent33.llm.provider import HttpTransport, LLMError, collect
+from agent33.llm.provider import HttpProvider, TransportOptions, collect, sampling
 from agent33.llm.types import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
     FinishReason,
     Message,
-    Options,
     ToolCall,
     Usage,
 )
@@ -38,17 +37,6 @@ def _message(message: Message) -> dict[str, Any]:
     return out
 
 
-def _options(options: Options) -> dict[str, Any]:
-    mapped = {
-        "temperature": options.temperature,
-        "num_predict": options.max_tokens,
-        "seed": options.seed,
-        "top_p": options.top_p,
-        "stop": list(options.stop) or None,
-    }
-    return {**{k: v for k, v in mapped.items() if v is not None}, **options.extra}
-
-
 def _tool_calls(raw: Any) -> list[ToolCall]:
     """Ollama sends `arguments` as an object and no id; we mint one so replies can cite it."""
     calls = []
@@ -62,8 +50,10 @@ def _tool_calls(raw: Any) -> list[ToolCall]:
     return calls
 
 
-class OllamaProvider:
+class OllamaProvider(HttpProvider):
     """One Ollama server; `default_model` answers requests that name no model."""
+
+    health_path = "/api/version"
 
     def __init__(
         self,
@@ -71,32 +61,12 @@ class OllamaProvider:
         *,
         default_model: str = "llama3.2",
         embed_model: str = "nomic-embed-text",
-        connect_timeout: float = 3.0,
-        read_timeout: float = 120.0,
-        retries: int = 2,
-        backoff: float = 0.5,
-        pool_size: int = 16,
         name: str = "ollama",
+        **transport: Unpack[TransportOptions],
     ) -> None:
-        self.name = name
-        self.default_model = default_model
-        self.embed_model = embed_model
-        self.http = HttpTransport(
-            name,
-            base_url,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retries=retries,
-            backoff=backoff,
-            pool_size=pool_size,
+        super().__init__(
+            name, base_url, default_model=default_model, embed_model=embed_model, **transport
         )
-
-    @property
-    def base_url(self) -> str:
-        return self.http.base_url
-
-    def close(self) -> None:
-        self.http.close()
 
     def chat(self, request: ChatRequest) -> ChatResponse:
         if request.stream:
@@ -104,9 +74,10 @@ class OllamaProvider:
         started = time.monotonic()
         model = request.model or self.default_model
         body = self._body(request, model, False)
-        data = self._object(self.http.json("POST", "/api/chat", body, timeout=request.timeout))
-        message = data.get("message") or {}
-        calls = self._calls(message)
+        data = self.http.json("POST", "/api/chat", body, timeout=request.timeout)
+        with self.http.reading("/api/chat answer"):
+            message = data.get("message") or {}
+            calls = _tool_calls(message.get("tool_calls"))
         return self._response(model, message.get("content") or "", calls, data, started)
 
     def stream(self, request: ChatRequest) -> Iterator[ChatChunk]:
@@ -118,8 +89,9 @@ class OllamaProvider:
         calls: list[ToolCall] = []
         for line in self.http.lines("/api/chat", body, timeout=request.timeout):
             data = self._decode(line)
-            message = data.get("message") or {}
-            calls.extend(self._calls(message))
+            with self.http.reading("/api/chat stream line"):
+                message = data.get("message") or {}
+                calls.extend(_tool_calls(message.get("tool_calls")))
             if delta := message.get("content") or "":
                 parts.append(delta)
                 yield ChatChunk(delta)
@@ -135,27 +107,17 @@ class OllamaProvider:
         """L2-normalised vectors, one per text, in order."""
         if not texts:
             return []
-        model = model or self.embed_model
-        body: dict[str, Any] = {"model": model, "input": list(texts)}
-        if dimensions:
-            body["dimensions"] = dimensions
-        data = self._object(self.http.json("POST", "/api/embed", body))
+        data = self._post_embed("/api/embed", texts, model, dimensions)
         vectors = data.get("embeddings")
         if not isinstance(vectors, list) or len(vectors) != len(texts):
             raise self.http.malformed(f"expected {len(texts)} embeddings from /api/embed")
-        return [[float(x) for x in vector] for vector in vectors]
+        with self.http.reading("/api/embed answer"):
+            return [[float(x) for x in vector] for vector in vectors]
 
     def list_models(self) -> list[str]:
-        data = self._object(self.http.json("GET", "/api/tags"))
-        return [str(m["name"]) for m in data.get("models") or ()]
-
-    def health(self) -> bool:
-        """One quick, un-retried call: health checks must not outlive their deadline."""
-        try:
-            self.http.json("GET", "/api/version", retry=False, timeout=5.0)
-        except LLMError:
-            return False
-        return True
+        data = self.http.json("GET", "/api/tags")
+        with self.http.reading("/api/tags answer"):
+            return [str(m["name"]) for m in data.get("models") or ()]
 
     def _body(self, request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -168,30 +130,15 @@ class OllamaProvider:
         if request.response_format is not None:
             fmt = request.response_format
             body["format"] = fmt if isinstance(fmt, str) else dict(fmt)
-        if options := _options(request.options):
+        if options := sampling(request.options, max_tokens="num_predict"):
             body["options"] = options
         return body
 
     def _decode(self, line: bytes) -> dict[str, Any]:
-        try:
-            data = json.loads(line)
-        except ValueError:
-            raise self.http.malformed(f"a non-JSON stream line {line[:80]!r}") from None
-        data = self._object(data)
+        data = self.http.decode(line, "stream line")
         if "error" in data:
             raise self.http.unavailable(f"the stream failed mid-answer: {data['error']}")
         return data
-
-    def _object(self, data: Any) -> dict[str, Any]:
-        if not isinstance(data, dict):
-            raise self.http.malformed(f"expected a JSON object, got {type(data).__name__}")
-        return data
-
-    def _calls(self, message: dict[str, Any]) -> list[ToolCall]:
-        try:
-            return _tool_calls(message.get("tool_calls"))
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise self.http.malformed(f"unreadable tool_calls ({exc})") from None
 
     def _response(
         self,
@@ -207,13 +154,15 @@ class OllamaProvider:
             finish = "tool_calls"
         elif final.get("done_reason") == "length":
             finish = "length"
-        total_ns = final.get("total_duration")
-        latency_ms = total_ns / 1e6 if total_ns else (time.monotonic() - started) * 1000
+        with self.http.reading("/api/chat final object"):
+            total_ns = final.get("total_duration")
+            latency_ms = total_ns / 1e6 if total_ns else (time.monotonic() - started) * 1000
+            usage = Usage.of(final.get("prompt_eval_count"), final.get("eval_count"))
         return ChatResponse(
             content=content,
             tool_calls=tuple(calls),
             finish_reason=finish,
-            usage=Usage.of(final.get("prompt_eval_count"), final.get("eval_count")),
+            usage=usage,
             latency_ms=float(latency_ms),
             model=str(final.get("model") or model),
             provider=self.name,

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Unpack
 from urllib.parse import urlsplit
 
-from agent33.llm.provider import HttpTransport, LLMError, collect
+from agent33.llm.provider import HttpProvider, TransportOptions, collect, sampling
 from agent33.llm.types import (
     ChatChunk,
     ChatRequest,
@@ -71,8 +71,10 @@ def _finish(reason: Any, calls: Sequence[ToolCall]) -> FinishReason:
     return "tool_calls" if calls else _FINISH.get(str(reason), "stop")
 
 
-class OpenAICompatProvider:
+class OpenAICompatProvider(HttpProvider):
     """One OpenAI-compatible endpoint; the key travels as a bearer token on every call."""
+
+    health_path = "/models"
 
     def __init__(
         self,
@@ -81,33 +83,17 @@ class OpenAICompatProvider:
         *,
         default_model: str = "gpt-4o-mini",
         embed_model: str = "text-embedding-3-small",
-        connect_timeout: float = 3.0,
-        read_timeout: float = 120.0,
-        retries: int = 2,
-        backoff: float = 0.5,
-        pool_size: int = 16,
         name: str = "openai",
+        **transport: Unpack[TransportOptions],
     ) -> None:
-        self.name = name
-        self.default_model = default_model
-        self.embed_model = embed_model
-        self.http = HttpTransport(
+        super().__init__(
             name,
             normalise_base_url(base_url),
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retries=retries,
-            backoff=backoff,
-            pool_size=pool_size,
+            default_model=default_model,
+            embed_model=embed_model,
             headers={"Authorization": f"Bearer {api_key}"} if api_key else None,
+            **transport,
         )
-
-    @property
-    def base_url(self) -> str:
-        return self.http.base_url
-
-    def close(self) -> None:
-        self.http.close()
 
     def chat(self, request: ChatRequest) -> ChatResponse:
         if request.stream:
@@ -115,26 +101,25 @@ class OpenAICompatProvider:
         started = time.monotonic()
         model = request.model or self.default_model
         body = self._body(request, model, False)
-        data = self._object(
-            self.http.json("POST", "/chat/completions", body, timeout=request.timeout)
-        )
-        choices = data.get("choices") or [{}]
-        message = choices[0].get("message") or {}
-        calls = self._calls(
-            {
-                i: (c.get("id"), c.get("function") or {})
-                for i, c in enumerate(message.get("tool_calls") or ())
-            }
-        )
-        return self._response(
-            model,
-            message.get("content") or "",
-            calls,
-            choices[0].get("finish_reason"),
-            data.get("usage"),
-            data.get("model"),
-            started,
-        )
+        data = self.http.json("POST", "/chat/completions", body, timeout=request.timeout)
+        with self.http.reading("/chat/completions answer"):
+            choice = (data.get("choices") or [{}])[0]
+            message = choice.get("message") or {}
+            calls = self._calls(
+                {
+                    i: (c.get("id"), c.get("function") or {})
+                    for i, c in enumerate(message.get("tool_calls") or ())
+                }
+            )
+            return self._response(
+                model,
+                message.get("content") or "",
+                calls,
+                choice.get("finish_reason"),
+                data.get("usage"),
+                data.get("model"),
+                started,
+            )
 
     def stream(self, request: ChatRequest) -> Iterator[ChatChunk]:
         """Yield content deltas; tool-call fragments are joined by index for the last chunk."""
@@ -156,25 +141,30 @@ class OpenAICompatProvider:
             payload = line[5:].strip()
             if payload == b"[DONE]":
                 break
-            data = self._decode(payload)
+            data = self.http.decode(payload, "stream event")
             if error_event or "error" in data:
                 error = data.get("error", data)
                 detail = error.get("message", error) if isinstance(error, dict) else error
                 raise self.http.unavailable(f"the stream failed mid-answer: {detail}")
             usage = data.get("usage") or usage
             served = data.get("model") or served
-            for choice in data.get("choices") or ():
-                delta = choice.get("delta") or {}
-                if content := delta.get("content"):
-                    parts.append(content)
-                    yield ChatChunk(content)
-                for fragment in delta.get("tool_calls") or ():
-                    self._accumulate(pending, fragment)
-                finish = choice.get("finish_reason") or finish
+            deltas: list[str] = []
+            with self.http.reading("/chat/completions stream event"):
+                for choice in data.get("choices") or ():
+                    delta = choice.get("delta") or {}
+                    if content := delta.get("content"):
+                        deltas.append(content)
+                    for fragment in delta.get("tool_calls") or ():
+                        self._accumulate(pending, fragment)
+                    finish = choice.get("finish_reason") or finish
+            for content in deltas:
+                parts.append(content)
+                yield ChatChunk(content)
         if finish is None:
             raise self.http.unavailable("the stream ended before a finish_reason")
-        calls = self._calls({i: (cid, fn) for i, (cid, fn) in pending.items()})
-        response = self._response(model, "".join(parts), calls, finish, usage, served, started)
+        with self.http.reading("/chat/completions stream"):
+            calls = self._calls(pending)
+            response = self._response(model, "".join(parts), calls, finish, usage, served, started)
         yield ChatChunk("", done=True, response=response)
 
     def embed(
@@ -182,30 +172,19 @@ class OpenAICompatProvider:
     ) -> list[list[float]]:
         if not texts:
             return []
-        model = model or self.embed_model
-        body: dict[str, Any] = {"model": model, "input": list(texts)}
-        if dimensions:
-            body["dimensions"] = dimensions
-        data = self._object(self.http.json("POST", "/embeddings", body))
-        items = sorted(data.get("data") or (), key=lambda item: int(item.get("index", 0)))
-        if len(items) != len(texts):
-            raise self.http.malformed(f"expected {len(texts)} embeddings from /embeddings")
-        return [[float(x) for x in item["embedding"]] for item in items]
+        data = self._post_embed("/embeddings", texts, model, dimensions)
+        with self.http.reading("/embeddings answer"):
+            items = sorted(data.get("data") or (), key=lambda item: int(item.get("index", 0)))
+            if len(items) != len(texts):
+                raise self.http.malformed(f"expected {len(texts)} embeddings from /embeddings")
+            return [[float(x) for x in item["embedding"]] for item in items]
 
     def list_models(self) -> list[str]:
-        data = self._object(self.http.json("GET", "/models"))
-        return [str(item["id"]) for item in data.get("data") or ()]
-
-    def health(self) -> bool:
-        """One quick, un-retried call: health checks must not outlive their deadline."""
-        try:
-            self.http.json("GET", "/models", retry=False, timeout=5.0)
-        except LLMError:
-            return False
-        return True
+        data = self.http.json("GET", "/models")
+        with self.http.reading("/models answer"):
+            return [str(item["id"]) for item in data.get("data") or ()]
 
     def _body(self, request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
-        opts = request.options
         body: dict[str, Any] = {
             "model": model,
             "messages": [_message(m) for m in request.messages],
@@ -217,15 +196,7 @@ class OpenAICompatProvider:
             body["tools"] = [tool.as_function() for tool in request.tools]
         if request.response_format is not None:
             body["response_format"] = _response_format(request.response_format)
-        sampling = {
-            "temperature": opts.temperature,
-            "max_tokens": opts.max_tokens,
-            "seed": opts.seed,
-            "top_p": opts.top_p,
-            "stop": list(opts.stop) or None,
-        }
-        body.update({k: v for k, v in sampling.items() if v is not None})
-        body.update(opts.extra)
+        body.update(sampling(request.options, max_tokens="max_tokens"))
         return body
 
     @staticmethod
@@ -241,7 +212,7 @@ class OpenAICompatProvider:
         function["arguments"] += piece.get("arguments") or ""
         pending[index] = (call_id or fragment.get("id"), function)
 
-    def _calls(self, raw: dict[int, tuple[Any, dict[str, Any]]]) -> list[ToolCall]:
+    def _calls(self, raw: Mapping[int, tuple[Any, Mapping[str, Any]]]) -> list[ToolCall]:
         calls = []
         for index in sorted(raw):
             call_id, function = raw[index]
@@ -280,15 +251,3 @@ class OpenAICompatProvider:
             model=str(served or model),
             provider=self.name,
         )
-
-    def _decode(self, payload: bytes) -> dict[str, Any]:
-        try:
-            data = json.loads(payload)
-        except ValueError:
-            raise self.http.malformed(f"a non-JSON stream event {payload[:80]!r}") from None
-        return self._object(data)
-
-    def _object(self, data: Any) -> dict[str, Any]:
-        if not isinstance(data, dict):
-            raise self.http.malformed(f"expected a JSON object, got {type(data).__name__}")
-        return data

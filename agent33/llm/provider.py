@@ -1,4 +1,4 @@
-"""The `Provider` protocol, its typed errors, and the pooled HTTP transport both providers share.
+"""The `Provider` protocol, its typed errors, and the HTTP transport and base both providers share.
 
 Errors say whether retrying can help (`retryable`), so the router knows when to fall back and
 Celery tasks know when to retry: unavailable (refused, timed out, 5xx, 503 busy) and rate
@@ -8,8 +8,10 @@ limited are retryable; any other 4xx is not. Every message names the provider an
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Protocol, TypeVar
+from contextlib import contextmanager
+from typing import Any, ClassVar, Protocol, TypedDict, TypeVar, Unpack
 
 import requests
 import structlog
@@ -17,7 +19,7 @@ import tenacity
 from requests.adapters import HTTPAdapter
 
 from agent33.errors import Agent33Error
-from agent33.llm.types import ChatChunk, ChatRequest, ChatResponse
+from agent33.llm.types import ChatChunk, ChatRequest, ChatResponse, Options
 
 log = structlog.get_logger(__name__)
 E = TypeVar("E", bound="LLMError")
@@ -114,6 +116,19 @@ def collect(chunks: Iterable[ChatChunk], where: str) -> ChatResponse:
     raise ProviderUnavailable(f"{where} is unavailable: the stream ended without a final answer")
 
 
+def sampling(options: Options, *, max_tokens: str) -> dict[str, Any]:
+    """The options that are set, under the server's names (`max_tokens` names the token cap),
+    then `options.extra` passed through as it is."""
+    mapped = {
+        "temperature": options.temperature,
+        max_tokens: options.max_tokens,
+        "seed": options.seed,
+        "top_p": options.top_p,
+        "stop": list(options.stop) or None,
+    }
+    return {**{k: v for k, v in mapped.items() if v is not None}, **options.extra}
+
+
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, ProviderUnavailable) and not isinstance(exc, ProviderTimeout)
 
@@ -138,6 +153,16 @@ def _detail(response: requests.Response) -> str:
     return str(error if error is not None else body)[:200]
 
 
+class TransportOptions(TypedDict, total=False):
+    """Connection tuning a provider passes through to its `HttpTransport` unchanged."""
+
+    connect_timeout: float
+    read_timeout: float
+    retries: int
+    backoff: float
+    pool_size: int
+
+
 class HttpTransport:
     """One pooled `requests.Session` per provider, mapping every failure to a typed error.
 
@@ -150,10 +175,10 @@ class HttpTransport:
         provider: str,
         base_url: str,
         *,
-        connect_timeout: float,
-        read_timeout: float,
-        retries: int,
-        backoff: float,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 120.0,
+        retries: int = 2,
+        backoff: float = 0.5,
         max_backoff: float = 10.0,
         headers: dict[str, str] | None = None,
         pool_size: int = 16,
@@ -187,6 +212,28 @@ class HttpTransport:
     def malformed(self, reason: str) -> ProviderError:
         return self.error(ProviderError, f"{self.where} sent a malformed answer: {reason}")
 
+    @contextmanager
+    def reading(self, what: str) -> Iterator[None]:
+        """Read a decoded answer inside this block: a field of the wrong type or shape becomes
+        a malformed-answer `ProviderError` naming `what`, never a bare traceback."""
+        try:
+            yield
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+            raise self.malformed(f"unreadable {what} ({type(exc).__name__}: {exc})") from None
+
+    def object(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise self.malformed(f"expected a JSON object, got {type(data).__name__}")
+        return data
+
+    def decode(self, payload: bytes, what: str) -> dict[str, Any]:
+        """One streamed line or event, which must be a JSON object."""
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            raise self.malformed(f"a non-JSON {what} {payload[:80]!r}") from None
+        return self.object(data)
+
     def json(
         self,
         method: str,
@@ -195,15 +242,16 @@ class HttpTransport:
         *,
         timeout: float | None = None,
         retry: bool = True,
-    ) -> Any:
-        """Send one request and return its decoded JSON body."""
+    ) -> dict[str, Any]:
+        """Send one request and return its JSON body, which must be an object."""
 
-        def once() -> Any:
+        def once() -> dict[str, Any]:
             with self._send(method, path, body, timeout, stream=False) as response:
                 try:
-                    return response.json()
+                    data = response.json()
                 except ValueError:
                     raise self.malformed(f"a non-JSON body (HTTP {response.status_code})") from None
+            return self.object(data)
 
         return self._retrying(retry)(once)
 
@@ -292,3 +340,47 @@ class HttpTransport:
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         log.warning("llm.retry", provider=self.provider, attempt=state.attempt_number, error=error)
+
+
+class HttpProvider:
+    """What both providers share: their name, default models, one transport and its lifecycle."""
+
+    health_path: ClassVar[str]
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        default_model: str,
+        embed_model: str,
+        headers: dict[str, str] | None = None,
+        **transport: Unpack[TransportOptions],
+    ) -> None:
+        self.name = name
+        self.default_model = default_model
+        self.embed_model = embed_model
+        self.http = HttpTransport(name, base_url, headers=headers, **transport)
+
+    @property
+    def base_url(self) -> str:
+        return self.http.base_url
+
+    def close(self) -> None:
+        self.http.close()
+
+    def health(self) -> bool:
+        """One quick, un-retried call: health checks must not outlive their deadline."""
+        try:
+            self.http.json("GET", self.health_path, retry=False, timeout=5.0)
+        except LLMError:
+            return False
+        return True
+
+    def _post_embed(
+        self, path: str, texts: Sequence[str], model: str | None, dimensions: int | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model or self.embed_model, "input": list(texts)}
+        if dimensions:
+            body["dimensions"] = dimensions
+        return self.http.json("POST", path, body)

@@ -1,11 +1,10 @@
-"""OllamaProvider against FakeOllama over real HTTP: answers, streams, tools, and every fault."""
+"""OllamaProvider against FakeOllama over real HTTP: answers, streams, tools, unknown models
+(faults common to both providers: test_providers.py)."""
 
 from __future__ import annotations
 
 import json
 import math
-import socket
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -19,8 +18,6 @@ from agent33.llm import (
     ModelNotFound,
     OllamaProvider,
     Options,
-    ProviderTimeout,
-    ProviderUnavailable,
     ToolCall,
     ToolSpec,
 )
@@ -210,70 +207,3 @@ def test_unknown_model_is_model_not_found_naming_model_provider_and_url(
     assert str(caught.value) == f"model 'mistral' not found on ollama at {fake_ollama.url}"
     assert caught.value.retryable is False
     assert len(fake_ollama.requests) == 1  # not retried
-
-
-@pytest.mark.parametrize("stream", [False, True])
-def test_503_is_retried_then_unavailable(
-    provider: OllamaProvider, fake_ollama: FakeOllama, stream: bool
-) -> None:
-    fake_ollama.mode = "503"
-    with pytest.raises(ProviderUnavailable) as caught:
-        provider.chat(ask(stream=stream))
-    assert caught.value.retryable is True and caught.value.status == 503
-    assert fake_ollama.url in str(caught.value) and "503" in str(caught.value)
-    assert len(chat_bodies(fake_ollama)) == 3  # retries=2
-
-
-@pytest.mark.parametrize("fault", ["503", "500", "drop-mid-stream"])
-def test_one_transient_fault_is_absorbed_by_a_retry(
-    provider: OllamaProvider, fake_ollama: FakeOllama, fault: str
-) -> None:
-    fake_ollama.fail(fault)
-    assert provider.chat(ask("again")).content == "echo: again"
-    assert len(chat_bodies(fake_ollama)) == 2
-
-
-@pytest.mark.parametrize("stream", [False, True])
-def test_hang_times_out_within_the_read_timeout_without_retrying(
-    provider: OllamaProvider, fake_ollama: FakeOllama, stream: bool
-) -> None:
-    fake_ollama.mode = "hang"
-    started = time.monotonic()
-    with pytest.raises(ProviderTimeout, match="no response within 0.5s"):
-        provider.chat(ask(stream=stream))
-    assert READ_TIMEOUT * 0.9 <= time.monotonic() - started < READ_TIMEOUT + 0.4
-    assert len(chat_bodies(fake_ollama)) == 1
-
-
-@pytest.mark.parametrize(
-    ("fault", "reason"),
-    [
-        ("error-mid-stream", "the stream failed mid-answer"),
-        ("drop-mid-stream", "the connection dropped mid-response"),
-        ("truncate", "the stream ended before"),
-    ],
-)
-def test_a_stream_cut_after_its_first_chunk_raises_and_is_not_retried(
-    provider: OllamaProvider, fake_ollama: FakeOllama, fault: str, reason: str
-) -> None:
-    fake_ollama.script("one two three")
-    fake_ollama.mode = fault
-    received = []
-    with pytest.raises(ProviderUnavailable, match=reason):
-        for chunk in provider.stream(ask()):
-            received.append(chunk)
-    assert [c.delta for c in received] == ["one"]
-    assert not any(c.done for c in received)
-    assert len(chat_bodies(fake_ollama)) == 1
-
-
-def test_connection_refused_is_unavailable_naming_the_url_quickly() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    provider = OllamaProvider(url, retries=2, backoff=0.01)
-    started = time.monotonic()
-    with pytest.raises(ProviderUnavailable) as caught:
-        provider.chat(ask())
-    assert time.monotonic() - started < 1.0
-    assert str(caught.value) == f"ollama at {url} is unavailable: connection refused"

@@ -1,11 +1,10 @@
-"""OpenAICompatProvider against FakeOpenAI over real HTTP: JSON, SSE streams, tools, and faults."""
+"""OpenAICompatProvider against FakeOpenAI over real HTTP: JSON, SSE streams, tools, 401 and 429
+(faults common to both providers: test_providers.py)."""
 
 from __future__ import annotations
 
 import json
 import math
-import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,8 +18,6 @@ from agent33.llm import (
     OpenAICompatProvider,
     Options,
     ProviderError,
-    ProviderTimeout,
-    ProviderUnavailable,
     RateLimited,
     ToolCall,
     ToolSpec,
@@ -219,57 +216,3 @@ def test_429_is_rate_limited_with_retry_after_and_not_retried_here(
         provider.chat(ask(stream=stream))
     assert caught.value.retry_after == 1.0 and caught.value.retryable
     assert len(fake_openai.requests) == 1
-
-
-@pytest.mark.parametrize("stream", [False, True])
-def test_503_is_retried_then_unavailable(
-    provider: OpenAICompatProvider, fake_openai: FakeOpenAI, stream: bool
-) -> None:
-    fake_openai.mode = "503"
-    with pytest.raises(ProviderUnavailable, match=r"openai at http://127\.0\.0\.1:\d+/v1"):
-        provider.chat(ask(stream=stream))
-    assert len(chat_bodies(fake_openai)) == 3
-
-
-@pytest.mark.parametrize("stream", [False, True])
-def test_hang_times_out_within_the_read_timeout(
-    provider: OpenAICompatProvider, fake_openai: FakeOpenAI, stream: bool
-) -> None:
-    fake_openai.mode = "hang"
-    started = time.monotonic()
-    with pytest.raises(ProviderTimeout):
-        provider.chat(ask(stream=stream))
-    assert READ_TIMEOUT * 0.9 <= time.monotonic() - started < READ_TIMEOUT + 0.4
-
-
-@pytest.mark.parametrize(
-    ("fault", "reason"),
-    [
-        ("error-mid-stream", "the stream failed mid-answer"),
-        ("drop-mid-stream", "the connection dropped mid-response"),
-        ("truncate", "the stream ended before"),
-    ],
-)
-def test_a_cut_stream_raises_after_the_text_so_far(
-    provider: OpenAICompatProvider, fake_openai: FakeOpenAI, fault: str, reason: str
-) -> None:
-    fake_openai.script("one two three")
-    fake_openai.mode = fault
-    received = []
-    with pytest.raises(ProviderUnavailable, match=reason):
-        for chunk in provider.stream(ask()):
-            received.append(chunk)
-    assert [c.delta for c in received] == ["one"]
-    assert len(chat_bodies(fake_openai)) == 1
-
-
-def test_connection_refused_is_unavailable_naming_the_url_quickly() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    provider = OpenAICompatProvider(url, KEY, backoff=0.01)
-    started = time.monotonic()
-    with pytest.raises(ProviderUnavailable) as caught:
-        provider.stream(ask()).__next__()
-    assert time.monotonic() - started < 1.0
-    assert str(caught.value) == f"openai at {url}/v1 is unavailable: connection refused"
