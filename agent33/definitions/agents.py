@@ -17,7 +17,13 @@ from sqlalchemy.orm import Session
 from agent33.db.models import AgentDefinition
 from agent33.definitions.loader import SUFFIXES, check_file_name, load_with, read_document
 from agent33.definitions.schemas import NAME
-from agent33.definitions.versions import ParsedCache, find_version, latest_versions, save_version
+from agent33.definitions.versions import (
+    ParsedCache,
+    find_version,
+    latest_versions,
+    origin_of,
+    save_version,
+)
 
 # Mirrors agent33.memory.service.COLLECTION_NAME_PATTERN (definitions sit below memory).
 COLLECTION_NAME = validate.Regexp(
@@ -245,9 +251,7 @@ def get_agent(*, session: Session, name: str, version: int | None = None) -> Age
     row = find_version(
         session=session, model=AgentDefinition, kind="agent", name=name, version=version
     )
-    return _parsed.get(
-        row.id, lambda: parse_agent(row.spec, origin=f"{row.source} ({row.name} v{row.version})")
-    )
+    return _parsed.get(row.id, lambda: parse_agent(row.spec, origin=origin_of(row)))
 
 
 def list_agents(*, session: Session) -> list[AgentDefinition]:

@@ -26,6 +26,11 @@ class StepDef:
     on_error: str = "fail"
     queue: str | None = None
 
+    @property
+    def fallback(self) -> str | None:
+        """The step `on_error` names to run in this one's place, if it names one."""
+        return None if self.on_error in ("fail", "continue") else self.on_error
+
 
 @dataclass(frozen=True)
 class WorkflowDef:
@@ -48,6 +53,11 @@ class WorkflowDef:
             for dep in step.depends_on:
                 found[dep].append(step.id)
         return {k: tuple(v) for k, v in found.items()}
+
+    @cached_property
+    def fallbacks(self) -> frozenset[str]:
+        """Steps named by another step's `on_error`: dormant until that step fails."""
+        return frozenset(s.fallback for s in self.steps if s.fallback is not None)
 
     def step(self, step_id: str) -> StepDef:
         return self.by_id[step_id]

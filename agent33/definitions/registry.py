@@ -12,7 +12,13 @@ from sqlalchemy.orm import Session
 from agent33.db.models import WorkflowDefinition
 from agent33.definitions.loader import load_workflow_file, parse_workflow, workflow_files
 from agent33.definitions.models import WorkflowDef
-from agent33.definitions.versions import ParsedCache, find_version, latest_versions, save_version
+from agent33.definitions.versions import (
+    ParsedCache,
+    find_version,
+    latest_versions,
+    origin_of,
+    save_version,
+)
 from agent33.errors import NotFound
 
 Validator = Callable[[WorkflowDef, str], None]
@@ -51,10 +57,7 @@ _parsed: ParsedCache[WorkflowDef] = ParsedCache()
 
 def definition_of(row: WorkflowDefinition) -> WorkflowDef:
     """The parsed definition of a stored version (parsed once per process)."""
-    return _parsed.get(
-        row.id,
-        lambda: parse_workflow(row.spec, origin=f"{row.source} ({row.name} v{row.version})"),
-    )
+    return _parsed.get(row.id, lambda: parse_workflow(row.spec, origin=origin_of(row)))
 
 
 def definition_by_id(*, session: Session, workflow_id: uuid.UUID) -> WorkflowDef:

@@ -27,6 +27,17 @@ def checksum(document: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def require_newer(
+    *, session: Session, model: type[Row], kind: str, name: str, version: int
+) -> None:
+    """A new version must be greater than every stored one, so a version a run used never
+    changes (409 naming `version` otherwise)."""
+    latest = session.scalar(select(func.max(model.version)).where(model.name == name))
+    if latest is not None and version <= latest:
+        message = f"must be greater than the stored version {latest}"
+        raise Conflict(f"{kind} {name!r}: `version` {message}", fields={"version": [message]})
+
+
 def save_version(
     *,
     session: Session,
@@ -60,6 +71,11 @@ def save_version(
     session.add(row)
     session.flush()
     return row, True
+
+
+def origin_of(row: WorkflowDefinition | AgentDefinition) -> str:
+    """Where a stored version came from, as parse errors name it."""
+    return f"{row.source} ({row.name} v{row.version})"
 
 
 def find_version(

@@ -28,6 +28,16 @@ class _DataFirstSandbox(ImmutableSandboxedEnvironment):
 
 _env = _DataFirstSandbox(undefined=StrictUndefined, autoescape=False)
 WHOLE = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
+# What evaluating a template can raise, besides the syntax and undefined-name errors of Jinja.
+_FAILURES = (TemplateError, TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError)
+
+
+def _whole_expression(value: str) -> str | None:
+    """The expression of a string that is exactly one `{{ ... }}` (it keeps its native type)."""
+    whole = WHOLE.match(value)
+    if whole is None or "{{" in whole.group("expr") or "}}" in whole.group("expr"):
+        return None
+    return whole.group("expr").strip()
 
 
 @lru_cache(maxsize=1024)
@@ -47,14 +57,7 @@ def evaluate(expression: str, context: dict[str, Any], *, step_id: str = "") -> 
         if isinstance(result, Undefined):
             str(result)  # StrictUndefined raises UndefinedError naming the missing name
         return result
-    except (
-        TemplateError,
-        TypeError,
-        ValueError,
-        KeyError,
-        AttributeError,
-        ZeroDivisionError,
-    ) as exc:
+    except _FAILURES as exc:
         raise _error(expression, exc, step_id) from None
 
 
@@ -63,19 +66,12 @@ def render(value: Any, context: dict[str, Any], *, step_id: str = "") -> Any:
     if isinstance(value, str):
         if "{{" not in value and "{%" not in value:
             return value
-        whole = WHOLE.match(value)
-        if whole and "{{" not in whole.group("expr") and "}}" not in whole.group("expr"):
-            return evaluate(whole.group("expr").strip(), context, step_id=step_id)
+        expression = _whole_expression(value)
+        if expression is not None:
+            return evaluate(expression, context, step_id=step_id)
         try:
             return _compiled_template(value).render(**context)
-        except (
-            TemplateError,
-            TypeError,
-            ValueError,
-            KeyError,
-            AttributeError,
-            ZeroDivisionError,
-        ) as exc:
+        except _FAILURES as exc:
             raise _error(value, exc, step_id) from None
     if isinstance(value, dict):
         return {k: render(v, context, step_id=step_id) for k, v in value.items()}
@@ -89,9 +85,9 @@ def check_syntax(value: Any) -> list[str]:
     problems: list[str] = []
     if isinstance(value, str) and ("{{" in value or "{%" in value):
         try:
-            whole = WHOLE.match(value)
-            if whole and "{{" not in whole.group("expr"):
-                _compiled_expression(whole.group("expr").strip())
+            expression = _whole_expression(value)
+            if expression is not None:
+                _compiled_expression(expression)
             else:
                 _compiled_template(value)
         except TemplateError as exc:

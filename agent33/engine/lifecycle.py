@@ -14,16 +14,8 @@ from agent33.engine.states import RUN_TERMINAL, RunState, StepState
 from agent33.errors import Conflict, NotFound
 
 
-def _locked(session: Session, run_id: uuid.UUID):  # type: ignore[no-untyped-def]
-    from agent33.db.models import Run
-
-    if session.get(Run, run_id) is None:
-        raise NotFound(f"run {run_id} not found", fields={"run_id": ["not found"]})
-    return store.lock_run(session=session, run_id=run_id)
-
-
 def cancel(*, session: Session, run_id: uuid.UUID, by: str | None) -> ControlResult:
-    run = _locked(session, run_id)
+    run = store.lock_run(session=session, run_id=run_id)
     if run.state in RUN_TERMINAL:
         raise Conflict(f"run {run_id} is already {run.state}", fields={"state": [run.state]})
     running = [
@@ -38,7 +30,7 @@ def cancel(*, session: Session, run_id: uuid.UUID, by: str | None) -> ControlRes
 
 
 def resume(*, session: Session, run_id: uuid.UUID, by: str | None) -> ControlResult:
-    run = _locked(session, run_id)
+    run = store.lock_run(session=session, run_id=run_id)
     if run.state not in (RunState.FAILED, RunState.CANCELLED):
         raise Conflict(
             f"only failed or cancelled runs resume; run {run_id} is {run.state}",
@@ -87,7 +79,7 @@ def approve(
     comment: str | None,
     by: str | None,
 ) -> ControlResult:
-    run = _locked(session, run_id)
+    run = store.lock_run(session=session, run_id=run_id)
     step: StepRun | None = next((s for s in run.steps if s.step_id == step_id), None)
     if step is None:
         raise NotFound(

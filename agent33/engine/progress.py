@@ -16,7 +16,8 @@ from agent33.db.models import Run, StepRun
 from agent33.definitions.models import StepDef, WorkflowDef
 from agent33.definitions.registry import definition_by_id
 from agent33.engine import children, store
-from agent33.engine.states import STEP_TERMINAL, RunState, StepState
+from agent33.engine.outcomes import Outcome
+from agent33.engine.states import RUN_TERMINAL, STEP_TERMINAL, RunState, StepState
 
 
 def workflow_of(session: Session, run: Run) -> WorkflowDef:
@@ -33,8 +34,43 @@ def step_definition(session: Session, workflow: WorkflowDef, step: StepRun) -> S
     return children.definition(step_definition(session, workflow, parent), step)
 
 
-def _fallback_of(definition: StepDef) -> str | None:
-    return definition.on_error if definition.on_error not in ("fail", "continue") else None
+def finish_step(
+    *,
+    session: Session,
+    run: Run,
+    workflow: WorkflowDef,
+    step: StepRun,
+    target: StepState,
+    message: str | None = None,
+) -> Outcome:
+    """End `step` in `target` (succeeded, failed or skipped) and react to it; the outcome is
+    named after the state and carries the outbox ids to publish after the commit."""
+    store.set_step_state(session=session, step=step, target=target, message=message)
+    return Outcome(
+        target.value, after_terminal(session=session, run=run, workflow=workflow, step=step)
+    )
+
+
+def fail_step(
+    *,
+    session: Session,
+    run: Run,
+    workflow: WorkflowDef,
+    step: StepRun,
+    error: dict[str, Any],
+    message: str | None = None,
+) -> Outcome:
+    """Record `error` on the step and end it failed (the event says `message`, by default the
+    error's own)."""
+    step.error = error
+    return finish_step(
+        session=session,
+        run=run,
+        workflow=workflow,
+        step=step,
+        target=StepState.FAILED,
+        message=message if message is not None else error["message"],
+    )
 
 
 def after_terminal(
@@ -51,14 +87,16 @@ def after_terminal(
         return []
     definition = workflow.step(step.step_id)
     if step.state == StepState.FAILED:
-        fallback = _fallback_of(definition)
-        if fallback is not None:
-            return _start_fallback(session=session, run=run, workflow=workflow, name=fallback)
+        if definition.fallback is not None:
+            return _start_fallback(
+                session=session, run=run, workflow=workflow, name=definition.fallback
+            )
         if definition.on_error != "continue":
             cancel_unfinished(session=session, run=run, reason=f"step {step.step_id!r} failed")
             return finish_if_done(session=session, run=run, workflow=workflow)
     if step.state == StepState.SUCCEEDED:
-        _adopt_fallback_output(session, run, workflow, step)
+        if step.step_id in workflow.fallbacks:
+            _adopt_fallback_output(session, run, workflow, step)
         if step.action == "conditional" and isinstance(step.output, dict):
             skip_branches(
                 session=session,
@@ -70,7 +108,7 @@ def after_terminal(
     plain = (
         step.state == StepState.SUCCEEDED
         and step.action != "conditional"
-        and step.step_id not in store.fallback_targets(workflow)
+        and step.step_id not in workflow.fallbacks
     )
     outbox_ids = store.dispatch_ready(
         session=session, run=run, workflow=workflow, after=step.step_id if plain else None
@@ -92,10 +130,7 @@ def _start_fallback(*, session: Session, run: Run, workflow: WorkflowDef, name: 
     store.set_step_state(
         session=session, step=fallback, target=StepState.QUEUED, message="fallback triggered"
     )
-    from agent33.engine import planner
-
-    payload = {"segments": [[planner.entry(fallback, workflow.step(name))]]}
-    return [store.enqueue(session=session, run_id=run.id, payload=payload)]
+    return [store.enqueue_step(session=session, step=fallback, definition=workflow.step(name))]
 
 
 def _adopt_fallback_output(
@@ -103,8 +138,6 @@ def _adopt_fallback_output(
 ) -> None:
     """A succeeded fallback stands in for the step that failed: its output becomes theirs."""
     origins = [s.id for s in workflow.steps if s.on_error == step.step_id]
-    if not origins:
-        return
     for origin in session.scalars(
         select(StepRun).where(
             StepRun.run_id == run.id,
@@ -162,7 +195,7 @@ def cancel_sub_run(*, session: Session, run_id: Any, reason: str) -> None:
     except ValueError:
         return
     child = store.lock_run(session=session, run_id=child_id)
-    if child.state in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED):
+    if child.state in RUN_TERMINAL:
         return
     cancel_unfinished(session=session, run=child, reason=f"parent cancelled: {reason}")
     store.set_run_state(session=session, run=child, target=RunState.CANCELLED, message=reason)
@@ -173,7 +206,7 @@ def tolerated_failure(run: Run, workflow: WorkflowDef, step: StepRun) -> bool:
     definition = workflow.step(step.step_id)
     if definition.on_error == "continue":
         return True
-    fallback = _fallback_of(definition)
+    fallback = definition.fallback
     if fallback is None:
         return False
     return any(s.step_id == fallback and s.state == StepState.SUCCEEDED for s in run.steps)
@@ -181,9 +214,9 @@ def tolerated_failure(run: Run, workflow: WorkflowDef, step: StepRun) -> bool:
 
 def finish_if_done(*, session: Session, run: Run, workflow: WorkflowDef) -> list[int]:
     """Close the run once nothing can still run; a sub-run then finishes its parent step."""
-    if run.state in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED):
+    if run.state in RUN_TERMINAL:
         return []
-    dormant = store.fallback_targets(workflow)
+    dormant = workflow.fallbacks
     unfinished = session.scalar(
         select(func.count())
         .select_from(StepRun)
@@ -251,21 +284,24 @@ def _finish_parent_step(*, session: Session, run: Run) -> list[int]:
     if parent_step.state != StepState.RUNNING or parent_step.waiting_for != "sub_run":
         return []
     parent_step.waiting_for = None
+    target = StepState.SUCCEEDED
+    message: str | None = None
     if run.state == RunState.SUCCEEDED:
         parent_step.output = {"run_id": str(run.id), "outputs": run.outputs}
-        store.set_step_state(session=session, step=parent_step, target=StepState.SUCCEEDED)
     else:
         reason = (run.error or {}).get("message", "")
+        target = StepState.FAILED
         message = f"sub-run {run.id} ({run.workflow_name}) {run.state}: {reason}"
         parent_step.error = {
             "type": "SubWorkflowFailed",
             "message": message.strip(),
             "run_id": str(run.id),
         }
-        store.set_step_state(
-            session=session, step=parent_step, target=StepState.FAILED, message=message
-        )
-    parent_workflow = workflow_of(session, parent_run)
-    return after_terminal(
-        session=session, run=parent_run, workflow=parent_workflow, step=parent_step
-    )
+    return finish_step(
+        session=session,
+        run=parent_run,
+        workflow=workflow_of(session, parent_run),
+        step=parent_step,
+        target=target,
+        message=message,
+    ).outbox_ids

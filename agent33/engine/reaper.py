@@ -18,8 +18,8 @@ from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.base import utcnow
 from agent33.db.models import StepRun
-from agent33.engine import planner, store
-from agent33.engine.progress import after_terminal, step_definition, workflow_of
+from agent33.engine import store
+from agent33.engine.progress import fail_step, step_definition, workflow_of
 from agent33.engine.states import RUN_TERMINAL, StepState
 
 
@@ -93,30 +93,25 @@ def _reap_running(
     candidate: StepRun, settings: Settings, now: dt.datetime, result: ReapResult
 ) -> None:
     with session_scope() as session:
-        run = store.lock_run(session=session, run_id=candidate.run_id)
-        step = session.get(StepRun, candidate.id, populate_existing=True)
-        if (
-            step is None
-            or step.state != StepState.RUNNING
-            or not step.lease_expires_at
-            or step.lease_expires_at >= now
-        ):
+        loaded = store.lock_step(session=session, step_run_id=candidate.id)
+        if loaded is None:
+            return
+        step, run = loaded
+        lease = step.lease_expires_at
+        if step.state != StepState.RUNNING or lease is None or lease >= now:
             return
         workflow = workflow_of(session, run)
         definition = step_definition(session, workflow, step)
         if step.deliveries >= settings.max_deliveries + definition.retries.max:
-            step.error = {
-                "type": "WorkerLost",
-                "message": (
-                    f"lease expired after {step.deliveries} deliveries; worker {step.worker} lost"
-                ),
-            }
-            store.set_step_state(
-                session=session, step=step, target=StepState.FAILED, message=step.error["message"]
+            message = f"lease expired after {step.deliveries} deliveries; worker {step.worker} lost"
+            outcome = fail_step(
+                session=session,
+                run=run,
+                workflow=workflow,
+                step=step,
+                error={"type": "WorkerLost", "message": message},
             )
-            result.outbox_ids.extend(
-                after_terminal(session=session, run=run, workflow=workflow, step=step)
-            )
+            result.outbox_ids.extend(outcome.outbox_ids)
             result.failed += 1
             return
         store.set_step_state(
@@ -125,8 +120,9 @@ def _reap_running(
             target=StepState.QUEUED,
             message=f"lease expired (worker {step.worker}); redelivering",
         )
-        payload = {"segments": [[planner.entry(step, definition)]]}
-        result.outbox_ids.append(store.enqueue(session=session, run_id=run.id, payload=payload))
+        result.outbox_ids.append(
+            store.enqueue_step(session=session, step=step, definition=definition)
+        )
         result.redelivered += 1
         result.step_ids.append(step.id)
 
@@ -135,21 +131,26 @@ def _republish_queued(
     candidate: StepRun, settings: Settings, now: dt.datetime, result: ReapResult
 ) -> None:
     with session_scope() as session:
-        run = store.lock_run(session=session, run_id=candidate.run_id)
-        step = session.get(StepRun, candidate.id, populate_existing=True)
-        if step is None or step.state != StepState.QUEUED or run.state in RUN_TERMINAL:
+        loaded = store.lock_step(session=session, step_run_id=candidate.id)
+        if loaded is None:
             return
-        if not store.deps_done(session=session, step=step, workflow=workflow_of(session, run)):
+        step, run = loaded
+        if step.state != StepState.QUEUED or run.state in RUN_TERMINAL:
             return
-        finished = [
-            s.finished_at
-            for s in run.steps
-            if s.parent_id is None and s.step_id in step.depends_on and s.finished_at
-        ]
+        workflow = workflow_of(session, run)
+        if not store.deps_done(session=session, step=step, workflow=workflow):
+            return
+        finished = session.scalars(
+            select(StepRun.finished_at).where(
+                StepRun.run_id == run.id,
+                StepRun.parent_id.is_(None),
+                StepRun.step_id.in_(step.depends_on),
+                StepRun.finished_at.is_not(None),
+            )
+        )
         last_ready = max([*finished, step.queued_at or now])
         if (now - last_ready).total_seconds() < settings.step_lease_seconds:
             return
-        workflow = workflow_of(session, run)
         store.add_event(
             session=session,
             run_id=run.id,
@@ -158,6 +159,8 @@ def _republish_queued(
             message="queued too long with its dependencies done; message presumed lost",
         )
         step.queued_at = now
-        payload = {"segments": [[planner.entry(step, step_definition(session, workflow, step))]]}
-        result.outbox_ids.append(store.enqueue(session=session, run_id=run.id, payload=payload))
+        definition = step_definition(session, workflow, step)
+        result.outbox_ids.append(
+            store.enqueue_step(session=session, step=step, definition=definition)
+        )
         result.redelivered += 1

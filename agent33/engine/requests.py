@@ -4,17 +4,18 @@ durable wait, fan out children, start a sub-run, or schedule a retry through the
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from agent33.config import Settings
 from agent33.db.base import utcnow
 from agent33.db.models import Run, StepRun
-from agent33.definitions.models import StepDef
-from agent33.engine import children, planner, store
+from agent33.definitions.models import StepDef, WorkflowDef
+from agent33.engine import children, store
 from agent33.engine.errors import error_dict
-from agent33.engine.outcomes import AwaitApproval, Defer, FanOut, Outcome, StartSubRun
-from agent33.engine.progress import after_terminal, workflow_of
+from agent33.engine.outcomes import AwaitApproval, Defer, FanOut, Outcome, Special, StartSubRun
+from agent33.engine.progress import after_terminal, fail_step
 from agent33.engine.states import RunState, StepState
 from agent33.errors import Agent33Error
 
@@ -23,21 +24,15 @@ def record_request(
     session: Session,
     settings: Settings,
     run: Run,
+    workflow: WorkflowDef,
     step: StepRun,
     definition: StepDef,
-    request: AwaitApproval | Defer | FanOut | StartSubRun,
+    request: Special,
 ) -> Outcome:
     step.lease_expires_at = None
     if isinstance(request, AwaitApproval):
-        step.waiting_for = "approval"
-        step.output = {"awaiting_approval": True, "prompt": request.prompt}
-        store.add_event(
-            session=session,
-            run_id=run.id,
-            step_id=step.step_id,
-            kind="step.waiting",
-            message=f"awaiting approval: {request.prompt}",
-        )
+        output = {"awaiting_approval": True, "prompt": request.prompt}
+        _park(session, step, "approval", output, f"awaiting approval: {request.prompt}")
         if run.state == RunState.RUNNING:
             store.set_run_state(
                 session=session,
@@ -57,25 +52,26 @@ def record_request(
             message=f"waiting until {request.until.isoformat()}",
         )
         delay = max(0.0, (request.until - utcnow()).total_seconds())
-        payload = {
-            "segments": [[planner.entry(step, definition)]],
-            "countdown": min(delay, settings.visibility_timeout / 2),
-        }
-        return Outcome("deferred", [store.enqueue(session=session, run_id=run.id, payload=payload)])
+        countdown = min(delay, settings.visibility_timeout / 2)
+        outbox_id = store.enqueue_step(
+            session=session, step=step, definition=definition, countdown=countdown
+        )
+        return Outcome("deferred", [outbox_id])
     if isinstance(request, FanOut):
         outbox = children.spawn(
             session=session, run=run, parent=step, parent_def=definition, fan_out=request
         )
-        workflow = workflow_of(session, run)
         if children.close_parent_if_done(session=session, run=run, parent=step, workflow=workflow):
             return Outcome(
                 "succeeded", after_terminal(session=session, run=run, workflow=workflow, step=step)
             )
         return Outcome("fanned-out", outbox)
-    return _start_sub_run(session, run, step, request)
+    return _start_sub_run(session, run, workflow, step, request)
 
 
-def _start_sub_run(session: Session, run: Run, step: StepRun, request: StartSubRun) -> Outcome:
+def _start_sub_run(
+    session: Session, run: Run, workflow: WorkflowDef, step: StepRun, request: StartSubRun
+) -> Outcome:
     try:
         with session.begin_nested():
             child, outbox, _ = store.create_run(
@@ -87,32 +83,42 @@ def _start_sub_run(session: Session, run: Run, step: StepRun, request: StartSubR
                 parent_step_run_id=step.id,
             )
     except Agent33Error as exc:
-        step.error = error_dict(exc)
-        store.set_step_state(
+        return fail_step(
             session=session,
+            run=run,
+            workflow=workflow,
             step=step,
-            target=StepState.FAILED,
+            error=error_dict(exc),
             message=f"sub_workflow: {exc.message}",
         )
-        workflow = workflow_of(session, run)
-        return Outcome(
-            "failed", after_terminal(session=session, run=run, workflow=workflow, step=step)
-        )
-    step.waiting_for = "sub_run"
-    step.output = {"run_id": str(child.id)}
-    store.add_event(
-        session=session,
-        run_id=run.id,
-        step_id=step.step_id,
-        kind="step.waiting",
-        message=f"sub-run {child.id} of {request.workflow}",
-        data={"run_id": str(child.id)},
-    )
+    output = {"run_id": str(child.id)}
+    _park(session, step, "sub_run", output, f"sub-run {child.id} of {request.workflow}", output)
     return Outcome("sub-run", outbox)
 
 
+def _park(
+    session: Session,
+    step: StepRun,
+    waiting_for: str,
+    output: dict[str, Any],
+    message: str,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """The step stays `running` without a lease until what it waits for answers it."""
+    step.waiting_for = waiting_for
+    step.output = output
+    store.add_event(
+        session=session,
+        run_id=step.run_id,
+        step_id=step.step_id,
+        kind="step.waiting",
+        message=message,
+        data=data,
+    )
+
+
 def schedule_retry(
-    session: Session, settings: Settings, run: Run, step: StepRun, definition: StepDef
+    session: Session, settings: Settings, step: StepRun, definition: StepDef
 ) -> Outcome:
     policy = definition.retries
     ceiling = min(policy.max_delay, settings.visibility_timeout / 2)
@@ -125,5 +131,7 @@ def schedule_retry(
         data={"delay": delay},
     )
     store.set_step_state(session=session, step=step, target=StepState.QUEUED)
-    payload = {"segments": [[planner.entry(step, definition)]], "countdown": delay}
-    return Outcome("retrying", [store.enqueue(session=session, run_id=run.id, payload=payload)])
+    return Outcome(
+        "retrying",
+        [store.enqueue_step(session=session, step=step, definition=definition, countdown=delay)],
+    )

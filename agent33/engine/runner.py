@@ -20,21 +20,20 @@ from typing import Any
 
 import psutil
 import structlog
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.base import utcnow
 from agent33.db.models import Run, StepRun
-from agent33.definitions.models import StepDef
+from agent33.definitions.models import StepDef, WorkflowDef
 from agent33.engine import children, store
 from agent33.engine.actions import ActionContext, get_action, is_inline
 from agent33.engine.context import referenced_steps, run_context
 from agent33.engine.errors import error_dict
 from agent33.engine.expressions import evaluate, render
-from agent33.engine.outcomes import AwaitApproval, Defer, FanOut, Outcome, StartSubRun
-from agent33.engine.progress import after_terminal, step_definition, workflow_of
+from agent33.engine.outcomes import Outcome, Special
+from agent33.engine.progress import fail_step, finish_step, step_definition, workflow_of
 from agent33.engine.requests import record_request, schedule_retry
 from agent33.engine.states import RUN_TERMINAL, STEP_TERMINAL, RunState, StepState
 from agent33.errors import Agent33Error
@@ -77,20 +76,6 @@ def _owner_alive(worker: str | None) -> bool:
     return pid.isdigit() and int(pid) != os.getpid() and psutil.pid_exists(int(pid))
 
 
-def _load(session: Session, step_run_id: uuid.UUID) -> tuple[StepRun, Run] | None:
-    """Lock the step's run first, then read the step: its state is the latest committed one."""
-    row = session.execute(
-        select(Run, StepRun)
-        .join(StepRun, StepRun.run_id == Run.id)
-        .where(StepRun.id == step_run_id)
-        .with_for_update(of=Run)
-    ).first()
-    if row is None:
-        return None
-    run, step = row
-    return step, run
-
-
 def claim(step_run_id: uuid.UUID, settings: Settings, task_id: str | None) -> Claim | Outcome:
     with session_scope() as session:
         return _claim(session, step_run_id, settings, task_id)
@@ -99,7 +84,7 @@ def claim(step_run_id: uuid.UUID, settings: Settings, task_id: str | None) -> Cl
 def _claim(
     session: Session, step_run_id: uuid.UUID, settings: Settings, task_id: str | None
 ) -> Claim | Outcome:
-    loaded = _load(session, step_run_id)
+    loaded = store.lock_step(session=session, step_run_id=step_run_id)
     if loaded is None:
         return Outcome("missing")
     step, run = loaded
@@ -134,12 +119,14 @@ def _claim(
     step.deliveries += 1
     if step.deliveries > settings.max_deliveries + definition.retries.max:
         message = f"step delivered {step.deliveries - 1} times without finishing (worker lost)"
-        step.error = {"type": "WorkerLost", "message": message}
-        store.set_step_state(session=session, step=step, target=StepState.FAILED, message=message)
-        return Outcome(
-            "failed", after_terminal(session=session, run=run, workflow=workflow, step=step)
+        return fail_step(
+            session=session,
+            run=run,
+            workflow=workflow,
+            step=step,
+            error={"type": "WorkerLost", "message": message},
         )
-    return _start(session, settings, run, step, definition, task_id)
+    return _start(session, settings, run, workflow, step, definition, task_id)
 
 
 def _context(
@@ -158,6 +145,7 @@ def _start(
     session: Session,
     settings: Settings,
     run: Run,
+    workflow: WorkflowDef,
     step: StepRun,
     definition: StepDef,
     task_id: str | None,
@@ -179,15 +167,13 @@ def _start(
     )
     try:
         if definition.when and not evaluate(definition.when, context, step_id=step.step_id):
-            store.set_step_state(
+            return finish_step(
                 session=session,
+                run=run,
+                workflow=workflow,
                 step=step,
                 target=StepState.SKIPPED,
                 message=f"when: {definition.when!r} is false",
-            )
-            workflow = workflow_of(session, run)
-            return Outcome(
-                "skipped", after_terminal(session=session, run=run, workflow=workflow, step=step)
             )
         raw = RAW_PARAMS.get(definition.action, ())
         params = {
@@ -196,13 +182,12 @@ def _start(
         }
     except Agent33Error as exc:
         resolved = getattr(context.get("secrets"), "resolved", {})
-        step.error = mask(error_dict(exc), resolved.values())  # an expression error may quote one
-        store.set_step_state(
-            session=session, step=step, target=StepState.FAILED, message=step.error["message"]
-        )
-        workflow = workflow_of(session, run)
-        return Outcome(
-            "failed", after_terminal(session=session, run=run, workflow=workflow, step=step)
+        return fail_step(
+            session=session,
+            run=run,
+            workflow=workflow,
+            step=step,
+            error=mask(error_dict(exc), resolved.values()),  # an expression error may quote one
         )
     # The action gets the plaintext; the stored inputs never do (outputs are the action's duty).
     resolved_secrets = context["secrets"].resolved
@@ -270,7 +255,7 @@ def execute(claimed: Claim, settings: Settings) -> tuple[bool, Any]:
 
 def _checked(output: Any) -> tuple[bool, Any]:
     """Outputs are stored as JSON: refuse anything else here, with a message, not at commit."""
-    if isinstance(output, AwaitApproval | Defer | FanOut | StartSubRun):
+    if isinstance(output, Special):
         return True, output
     try:
         json.dumps(output, allow_nan=False)
@@ -286,7 +271,7 @@ def _checked(output: Any) -> tuple[bool, Any]:
 def record(claimed: Claim, ok: bool, result: Any, settings: Settings) -> Outcome:
     """Commit the outcome of an attempt; retries are scheduled through the outbox with a delay."""
     with session_scope() as session:
-        loaded = _load(session, claimed.step_run_id)
+        loaded = store.lock_step(session=session, step_run_id=claimed.step_run_id)
         if loaded is None:
             return Outcome("missing")
         step, run = loaded
@@ -300,23 +285,19 @@ def _record(
 ) -> Outcome:
     workflow = workflow_of(session, run)
     definition = step_definition(session, workflow, step)
-    if ok and isinstance(result, AwaitApproval | Defer | FanOut | StartSubRun):
-        return record_request(session, settings, run, step, definition, result)
+    if ok and isinstance(result, Special):
+        return record_request(session, settings, run, workflow, step, definition, result)
     if ok:
         step.output = result
         step.error = None
         _record_screening(session, run, step, result)
-        store.set_step_state(session=session, step=step, target=StepState.SUCCEEDED)
-        return Outcome(
-            "succeeded", after_terminal(session=session, run=run, workflow=workflow, step=step)
+        return finish_step(
+            session=session, run=run, workflow=workflow, step=step, target=StepState.SUCCEEDED
         )
     step.error = result
     if step.attempt <= definition.retries.max and result.get("retryable", True):
-        return schedule_retry(session, settings, run, step, definition)
-    store.set_step_state(
-        session=session, step=step, target=StepState.FAILED, message=result["message"]
-    )
-    return Outcome("failed", after_terminal(session=session, run=run, workflow=workflow, step=step))
+        return schedule_retry(session, settings, step, definition)
+    return fail_step(session=session, run=run, workflow=workflow, step=step, error=result)
 
 
 def _record_screening(session: Session, run: Run, step: StepRun, output: Any) -> None:

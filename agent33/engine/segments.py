@@ -12,7 +12,7 @@ from agent33.db.models import Run
 from agent33.engine import children, store
 from agent33.engine.outcomes import Outcome
 from agent33.engine.progress import after_terminal, workflow_of
-from agent33.engine.runner import _load, run_step
+from agent33.engine.runner import run_step
 from agent33.engine.states import RUN_TERMINAL, StepState
 
 
@@ -43,7 +43,7 @@ def release(step_run_ids: list[str]) -> list[int]:
     run: Run | None = None
     with session_scope() as session:
         for raw in step_run_ids:
-            loaded = _load(session, uuid.UUID(raw))
+            loaded = store.lock_step(session=session, step_run_id=uuid.UUID(raw))
             if loaded is None:
                 continue
             step, run = loaded
@@ -62,7 +62,7 @@ def release(step_run_ids: list[str]) -> list[int]:
 def finalize_parent(step_run_id: str) -> Outcome:
     """The chord body: close a `parallel_group` whose children all ended (idempotent)."""
     with session_scope() as session:
-        loaded = _load(session, uuid.UUID(step_run_id))
+        loaded = store.lock_step(session=session, step_run_id=uuid.UUID(step_run_id))
         if loaded is None:
             return Outcome("missing")
         parent, run = loaded

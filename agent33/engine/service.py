@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from agent33.db.models import Run, RunEvent
+from agent33.engine import store
 from agent33.errors import NotFound
 
 
@@ -28,9 +29,7 @@ def start_run(
     Raises NotFound (unknown workflow) or ValidationFailed (inputs do not match the schema;
     `fields` maps `inputs.<path>` to messages).
     """
-    from agent33.engine.store import create_run
-
-    return create_run(
+    return store.create_run(
         session=session,
         workflow_name=workflow_name,
         inputs=inputs,
@@ -63,8 +62,6 @@ def list_runs(
     offset: int = 0,
 ) -> tuple[list[Run], int]:
     """A page of runs (newest first) and the total count matching the filters."""
-    from sqlalchemy import func
-
     query = select(Run)
     if workflow:
         query = query.where(Run.workflow_name == workflow)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from agent33.db.base import utcnow
 from agent33.db.models import AgentDefinition, OutboxMessage, Run, RunEvent, StepRun
-from agent33.definitions.models import WorkflowDef
+from agent33.definitions.models import StepDef, WorkflowDef
 from agent33.definitions.registry import definition_of, get_workflow
 from agent33.engine import planner
 from agent33.engine.states import (
@@ -31,7 +31,7 @@ from agent33.engine.states import (
     check_run_transition,
     check_step_transition,
 )
-from agent33.errors import ValidationFailed
+from agent33.errors import NotFound, ValidationFailed
 from agent33.wire import Queue
 
 
@@ -217,11 +217,6 @@ def create_run(
     return run, outbox_ids, True
 
 
-def fallback_targets(workflow: WorkflowDef) -> set[str]:
-    """Steps named by another step's `on_error`: dormant until that step fails."""
-    return {s.on_error for s in workflow.steps if s.on_error not in ("fail", "continue")}
-
-
 def step_states(
     *, session: Session, run_id: uuid.UUID, only: Iterable[str] | None = None
 ) -> dict[str, str]:
@@ -272,11 +267,17 @@ def _blocked_joins(
     return blocked
 
 
+SEGMENT_LOOKAHEAD = 64
+
+
 def neighbourhood(
     workflow: WorkflowDef, finished: str, blocked: Set[str] = frozenset()
 ) -> set[str]:
     """Steps whose readiness can change when `finished` ends: its dependents, their other
-    dependencies (and fallbacks), and the linear chains a segment could grow along."""
+    dependencies (and fallbacks), and the linear chains a segment could grow along, read at
+    most SEGMENT_LOOKAHEAD steps ahead. The planner ends a segment at the first step it was
+    not given, so a longer chain goes out in pieces, each dispatched when the piece before it
+    ends, and finishing a step in a 5,000-step chain reads as much as in a short one."""
     relevant = {finished}
     for dependent in workflow.dependents[finished]:
         if dependent in blocked:
@@ -286,7 +287,9 @@ def neighbourhood(
             relevant.add(dep)
             relevant.add(workflow.step(dep).on_error)
         current = dependent
-        while len(workflow.dependents[current]) == 1:
+        for _ in range(SEGMENT_LOOKAHEAD):
+            if len(workflow.dependents[current]) != 1:
+                break
             current = workflow.dependents[current][0]
             if current in relevant:
                 break
@@ -297,11 +300,12 @@ def neighbourhood(
 def satisfied(states: dict[str, str], workflow: WorkflowDef) -> set[str]:
     """Top-level steps their dependents may proceed after."""
     ok = {sid for sid, st in states.items() if st in STEP_DONE_OK}
-    for step in workflow.steps:
-        if states.get(step.id) != StepState.FAILED:
+    for sid, state in states.items():
+        if state != StepState.FAILED:
             continue
-        if step.on_error == "continue" or states.get(step.on_error) == StepState.SUCCEEDED:
-            ok.add(step.id)
+        on_error = workflow.step(sid).on_error
+        if on_error == "continue" or states.get(on_error) == StepState.SUCCEEDED:
+            ok.add(sid)
     return ok
 
 
@@ -321,7 +325,7 @@ def dispatch_ready(
         workflow,
         {k: StepState(v) for k, v in states.items()},
         satisfied(states, workflow),
-        fallback_targets(workflow),
+        workflow.fallbacks,
     )
     if not segments:
         return []
@@ -354,11 +358,37 @@ def enqueue(*, session: Session, run_id: uuid.UUID, payload: dict[str, Any]) -> 
     return message.id
 
 
+def enqueue_step(
+    *, session: Session, step: StepRun, definition: StepDef, countdown: float | None = None
+) -> int:
+    """The outbox row publishing one step on its own (retry, wait, fallback, redelivery)."""
+    payload: dict[str, Any] = {"segments": [[planner.entry(step, definition)]]}
+    if countdown is not None:
+        payload["countdown"] = countdown
+    return enqueue(session=session, run_id=step.run_id, payload=payload)
+
+
 def lock_run(*, session: Session, run_id: uuid.UUID) -> Run:
     """The run row locked FOR UPDATE: serialises completion of parallel branches."""
     run = session.scalar(select(Run).where(Run.id == run_id).with_for_update())
-    assert run is not None
+    if run is None:
+        raise NotFound(f"run {run_id} not found", fields={"run_id": ["not found"]})
     return run
+
+
+def lock_step(*, session: Session, step_run_id: uuid.UUID) -> tuple[StepRun, Run] | None:
+    """A step and its run, the run row locked first (one query): the step's state is then the
+    latest committed one. None when the step is gone."""
+    row = session.execute(
+        select(Run, StepRun)
+        .join(StepRun, StepRun.run_id == Run.id)
+        .where(StepRun.id == step_run_id)
+        .with_for_update(of=Run)
+    ).first()
+    if row is None:
+        return None
+    run, step = row
+    return step, run
 
 
 def deps_done(*, session: Session, step: StepRun, workflow: WorkflowDef) -> bool:

@@ -21,7 +21,6 @@ def _add(problems: Problems, step: StepDef, field: str, message: str) -> None:
 def _check_step(
     step: StepDef, workflow: WorkflowDef, actions: list[str], problems: Problems
 ) -> None:
-    ids = {s.id for s in workflow.steps}
     if step.action not in actions:
         _add(
             problems,
@@ -32,15 +31,15 @@ def _check_step(
     if step.queue is not None and not is_known_queue(step.queue):
         known = ", ".join(q.value for q in Queue)
         _add(problems, step, "queue", f"unknown queue {step.queue!r} (known: {known})")
-    if step.on_error not in ("fail", "continue"):
-        if step.on_error not in ids:
+    if step.fallback is not None:
+        if step.fallback not in workflow.by_id:
             _add(
                 problems,
                 step,
                 "on_error",
                 "must be 'fail', 'continue' or the id of a fallback step",
             )
-        elif step.on_error == step.id:
+        elif step.fallback == step.id:
             _add(problems, step, "on_error", "a step cannot be its own fallback")
     syntax = check_syntax(step.params) + check_syntax(
         "{{ " + step.when + " }}" if step.when else ""
@@ -58,7 +57,7 @@ def _check_step(
 
 
 def _check_conditional(step: StepDef, workflow: WorkflowDef, problems: Problems) -> None:
-    dependents = {s.id for s in workflow.steps if step.id in s.depends_on}
+    dependents = workflow.dependents[step.id]
     branches = step.params.get("branches")
     if not isinstance(branches, list) or not branches:
         _add(problems, step, "with.branches", "a non-empty list of {when, next} is required")
@@ -106,10 +105,9 @@ def validate_workflow(workflow: WorkflowDef, origin: str = "<api>") -> None:
     actions = known_actions()
     for step in workflow.steps:
         _check_step(step, workflow, actions, problems)
-    fallbacks = {s.on_error for s in workflow.steps if s.on_error not in ("fail", "continue")}
     for step in workflow.steps:
         for dep in step.depends_on:
-            if dep in fallbacks:
+            if dep in workflow.fallbacks:
                 _add(
                     problems,
                     step,

@@ -7,10 +7,11 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.models import Run
 from agent33.definitions.loader import parse_workflow
-from agent33.definitions.registry import save_workflow
+from agent33.definitions.registry import save_workflow, sync_directory
 from agent33.engine import service
 from agent33.engine.validation import validate_workflow
 from tasks.dispatch import flush_outbox
@@ -27,9 +28,24 @@ def save(document: dict[str, Any]) -> None:
 
 def start(document: dict[str, Any], inputs: dict[str, Any] | None = None) -> uuid.UUID:
     save(document)
+    return _start_run(document["name"], inputs or {})
+
+
+def start_shipped(
+    settings: Settings, name: str, inputs: dict[str, Any], **options: Any
+) -> uuid.UUID:
+    """Store the shipped definitions (validated), then start the workflow `name`."""
+    with session_scope() as session:
+        sync_directory(
+            session=session, directory=settings.definitions_dir, validator=validate_workflow
+        )
+    return _start_run(name, inputs, **options)
+
+
+def _start_run(name: str, inputs: dict[str, Any], **options: Any) -> uuid.UUID:
     with session_scope() as session:
         run, outbox_ids, _ = service.start_run(
-            session=session, workflow_name=document["name"], inputs=inputs or {}
+            session=session, workflow_name=name, inputs=inputs, **options
         )
         run_id = run.id
     flush_outbox(outbox_ids)
@@ -43,7 +59,7 @@ def wait_for(run_id: uuid.UUID, states: Iterable[str] = TERMINAL, timeout: float
     while time.monotonic() < deadline:
         with session_scope() as session:
             run = service.get_run(session=session, run_id=run_id)
-            last = run.state
+            last = (run.state, {s.step_id: s.state for s in run.steps})
             if run.state in wanted:
                 return run
         time.sleep(0.05)

@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
 import pytest
 
 from agent33.config import Settings
 from agent33.db import session_scope
-from agent33.definitions.registry import sync_directory
-from agent33.engine import service
 from agent33.engine.control import approve_step
-from agent33.engine.validation import validate_workflow
 from tasks.dispatch import flush_outbox
-from tests.integration.engine.helpers import steps_of, wait_for
+from tests.integration.engine.helpers import start_shipped, steps_of, wait_for
 
 pytestmark = pytest.mark.usefixtures("committed_db", "celery_worker")
-
-
-def _start(settings: Settings, name: str, inputs: dict[str, Any]) -> uuid.UUID:
-    with session_scope() as session:
-        sync_directory(
-            session=session, directory=settings.definitions_dir, validator=validate_workflow
-        )
-        run, outbox, _ = service.start_run(session=session, workflow_name=name, inputs=inputs)
-        run_id = run.id
-    flush_outbox(outbox)
-    return run_id
 
 
 @pytest.mark.parametrize(
@@ -41,7 +24,7 @@ def _start(settings: Settings, name: str, inputs: dict[str, Any]) -> uuid.UUID:
 def test_example_branching(
     settings: Settings, amount: int, decision: str, score: int, skipped: str
 ) -> None:
-    run = wait_for(_start(settings, "example_branching", {"amount": amount}))
+    run = wait_for(start_shipped(settings, "example_branching", {"amount": amount}))
     assert run.state == "succeeded", run.error
     assert run.outputs == {"decision": decision, "score": score}
     assert steps_of(run)[skipped].state == "skipped"
@@ -49,19 +32,19 @@ def test_example_branching(
 
 
 def test_example_fanout(settings: Settings) -> None:
-    run = wait_for(_start(settings, "example_fanout", {"numbers": [3, 1, 2]}))
+    run = wait_for(start_shipped(settings, "example_fanout", {"numbers": [3, 1, 2]}))
     assert run.state == "succeeded", run.error
     assert run.outputs == {"squares": [9, 1, 4], "total": 14, "count": 3, "largest": 3}
 
 
 def test_example_subflow(settings: Settings) -> None:
-    run = wait_for(_start(settings, "example_subflow", {"name": "nested"}))
+    run = wait_for(start_shipped(settings, "example_subflow", {"name": "nested"}))
     assert run.state == "succeeded", run.error
     assert run.outputs == {"wrapped": "[Hello, Nested!]"}
 
 
 def test_example_approval(settings: Settings) -> None:
-    run_id = _start(settings, "example_approval", {"release": "v2"})
+    run_id = start_shipped(settings, "example_approval", {"release": "v2"})
     assert steps_of(wait_for(run_id, ["waiting"]))["gate"].output["prompt"] == "Publish v2?"
     with session_scope() as session:
         result = approve_step(session=session, run_id=run_id, step_id="gate", by="lead")

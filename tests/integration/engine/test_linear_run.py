@@ -2,49 +2,25 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
 import pytest
 
 from agent33.db import session_scope
-from agent33.definitions.registry import sync_directory
 from agent33.engine import service
-from agent33.engine.states import RUN_TERMINAL
-from agent33.engine.validation import validate_workflow
 from agent33.errors import ValidationFailed
-from tasks.dispatch import flush_outbox
+from tests.integration.engine.helpers import start, start_shipped, wait_for
 
 pytestmark = pytest.mark.usefixtures("committed_db", "celery_worker")
 
 
 def _start(settings: Any, inputs: dict[str, Any], **kw: Any) -> uuid.UUID:
-    with session_scope() as session:
-        sync_directory(
-            session=session, directory=settings.definitions_dir, validator=validate_workflow
-        )
-        run, outbox_ids, _ = service.start_run(
-            session=session, workflow_name="demo_greeting", inputs=inputs, **kw
-        )
-        run_id = run.id
-    flush_outbox(outbox_ids)
-    return run_id
-
-
-def _wait(run_id: uuid.UUID, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with session_scope() as session:
-            run = service.get_run(session=session, run_id=run_id)
-            if run.state in RUN_TERMINAL:
-                return run
-        time.sleep(0.05)
-    raise AssertionError(f"run {run_id} not finished in {timeout}s")
+    return start_shipped(settings, "demo_greeting", inputs, **kw)
 
 
 def test_demo_workflow_runs_end_to_end(settings: Any) -> None:
-    run = _wait(_start(settings, {"name": "  ada lovelace ", "times": 3}))
+    run = wait_for(_start(settings, {"name": "  ada lovelace ", "times": 3}))
     assert run.state == "succeeded", run.error
     assert run.outputs == {
         "greeting": "Hello, Ada Lovelace!",
@@ -79,4 +55,26 @@ def test_idempotency_key_returns_the_same_run(settings: Any) -> None:
     first = _start(settings, {"name": "a"}, idempotency_key="k-1")
     second = _start(settings, {"name": "a"}, idempotency_key="k-1")
     assert first == second
-    assert _wait(first).state == "succeeded"
+    assert wait_for(first).state == "succeeded"
+
+
+def test_a_chain_longer_than_the_lookahead_runs_in_pieces() -> None:
+    from agent33.engine.store import SEGMENT_LOOKAHEAD
+
+    length = 2 * SEGMENT_LOOKAHEAD + 10
+    steps: list[dict[str, Any]] = [{"id": "gate", "action": "wait", "with": {"seconds": 0}}]
+    steps += [
+        {
+            "id": f"s{n}",
+            "action": "transform",
+            "depends_on": [steps[-1]["id"] if n == 0 else f"s{n - 1}"],
+            "with": {"n": n},
+        }
+        for n in range(length)
+    ]
+    run = wait_for(start({"name": "long_chain", "steps": steps}), timeout=60)
+    assert run.state == "succeeded", run.error
+    assert all(s.state == "succeeded" for s in run.steps)
+    chain = [s for s in run.steps if s.step_id != "gate"]
+    messages = {s.task_id for s in chain}
+    assert 3 <= len(messages) <= 4, "dispatched a lookahead's worth at a time, not step by step"

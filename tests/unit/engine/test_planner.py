@@ -8,6 +8,7 @@ from celery.canvas import _chain, group
 from agent33.definitions.loader import parse_workflow
 from agent33.engine.planner import build_canvas, ready_segments
 from agent33.engine.states import StepState
+from agent33.engine.store import SEGMENT_LOOKAHEAD, neighbourhood
 
 P, S, F = StepState.PENDING, StepState.SUCCEEDED, StepState.FAILED
 
@@ -67,3 +68,27 @@ def test_canvas_shapes() -> None:
     assert isinstance(grouped, group)
     second = grouped.tasks[1]
     assert second.options["queue"] == "llm" and second.options["time_limit"] == 10
+
+
+def test_a_long_chain_is_read_and_dispatched_in_bounded_pieces() -> None:
+    length = 3 * SEGMENT_LOOKAHEAD
+    chain = parse_workflow(
+        {
+            "name": "long",
+            "steps": [{"id": "s0", "action": "transform"}]
+            + [
+                {"id": f"s{n}", "action": "transform", "depends_on": [f"s{n - 1}"]}
+                for n in range(1, length)
+            ],
+        }
+    )
+    near = neighbourhood(chain, "s0")
+    assert near == {f"s{n}" for n in range(SEGMENT_LOOKAHEAD + 2)}
+    assert len(neighbourhood(chain, f"s{length // 2}")) == len(near), "flat along the chain"
+    # The planner, given only that neighbourhood, sends the piece it was given...
+    states = {sid: (S if sid == "s0" else P) for sid in near}
+    (piece,) = ready_segments(chain, states)
+    assert piece == [f"s{n}" for n in range(1, SEGMENT_LOOKAHEAD + 2)]
+    # ...and the end of that piece leads to the next one.
+    last = piece[-1]
+    assert f"s{int(last[1:]) + 1}" in neighbourhood(chain, last)
