@@ -9,11 +9,12 @@ this hook answers is written to the audit log (`auth.denied`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import flask
+from sqlalchemy.orm import Session
 
 from agent33.db import session_scope
 from agent33.errors import Agent33Error, Forbidden, Unauthorized
@@ -77,6 +78,26 @@ def current_principal() -> Principal:
     if not isinstance(principal, Principal):
         raise Unauthorized("authentication required")
     return principal
+
+
+def audit_action(
+    session: Session,
+    action: str,
+    *,
+    target: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """Audit a change the current principal made (outcome `ok`, with the client's IP) in the
+    caller's transaction, so the change and its audit row commit together."""
+    audit.record(
+        session=session,
+        action=action,
+        outcome="ok",
+        principal=current_principal().subject,
+        ip=ratelimit.client_ip(),
+        target=target,
+        details=details,
+    )
 
 
 def _authenticate(request: flask.Request) -> Principal:

@@ -1,4 +1,4 @@
-"""Shared web plumbing: the request parser (bad input is a 400) and settings access."""
+"""Shared web plumbing: the request parser (bad input is a 400), paging and settings access."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ from typing import Any, Protocol, TypeVar, cast
 
 import flask
 import flask_smorest
+import marshmallow as ma
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 
 from agent33.config import Settings
 
 SETTINGS_KEY = "agent33_settings"
+PAGE_MAX = 200
+# The largest integer PostgreSQL takes as a query parameter (bigint): a bigger one must be refused
+# by the schema naming its field, not reach the database as an unstorable value.
+BIGINT_MAX = 2**63 - 1
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,6 +68,13 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
     @staticmethod
     def doc(**kwargs: Any) -> Decorator:
         return cast(Decorator, flask_smorest.Blueprint.doc(**kwargs))
+
+
+class PageQuerySchema(ma.Schema):
+    """`?limit=&offset=` of a paged listing; a listing's filters subclass it."""
+
+    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=PAGE_MAX))
+    offset = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=BIGINT_MAX))
 
 
 def get_settings(app: flask.Flask | None = None) -> Settings:

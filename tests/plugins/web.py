@@ -1,16 +1,21 @@
-"""The Flask app under test, its client, and real credentials made through agent33.security."""
+"""The Flask app under test, its client, real credentials made through agent33.security, the
+shipped workflows stored, and empty rate-limit buckets."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
 from agent33.config import Settings
 from agent33.db import session_scope
+from agent33.definitions.registry import sync_directory
+from agent33.engine.validation import validate_workflow
 from agent33.security.api_keys import create_api_key, create_user
+from agent33.security.ratelimit import KEY_PREFIX
 from web import create_app
 
 MakeApiKey = Callable[..., dict[str, str]]
@@ -55,3 +60,29 @@ def make_user(app: Flask) -> MakeUser:
         return username
 
     return make
+
+
+@pytest.fixture
+def stored_workflows(app: Flask, settings: Settings) -> None:
+    """The shipped workflow files (`definitions/`), validated and stored."""
+    with session_scope() as session:
+        sync_directory(
+            session=session, directory=settings.definitions_dir, validator=validate_workflow
+        )
+
+
+@pytest.fixture
+def empty_rate_buckets(settings: Settings) -> Iterator[None]:
+    """Rate-limit buckets live in Redis across tests (same client IP, same users): a test that
+    meters or logs in starts with none and leaves none for the other modules."""
+    assert settings.redis_url
+    client = redis.Redis.from_url(settings.redis_url)
+
+    def clear() -> None:
+        for key in client.scan_iter(match=KEY_PREFIX + "*"):
+            client.delete(key)
+
+    clear()
+    yield
+    clear()
+    client.close()

@@ -6,15 +6,16 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete
 
 from agent33.db import session_scope
 from agent33.db.models import AgentDefinition
 from agent33.definitions.agents import list_agents, parse_agent, save_agent
-from agent33.errors import Conflict, NotFound, ValidationFailed
+from agent33.definitions.versions import find_version, require_newer
+from agent33.errors import NotFound, ValidationFailed
 from agent33.security import scopes as sc
 from web.auth import require_scopes
-from web.extensions import Blueprint
+from web.extensions import BIGINT_MAX, Blueprint
 
 blp = Blueprint("agents", __name__, url_prefix="/api/v1/agents", description="Agent definitions")
 
@@ -49,7 +50,7 @@ class AgentDocumentSchema(ma.Schema):
 
 
 class AgentQuerySchema(ma.Schema):
-    version = ma.fields.Integer(validate=ma.validate.Range(min=1))
+    version = ma.fields.Integer(validate=ma.validate.Range(min=1, max=BIGINT_MAX))
 
 
 @blp.route("")
@@ -92,13 +93,13 @@ class AgentByName(MethodView):
         The latest version, or the one named by `?version=`; 404 when absent.
         """
         with session_scope() as session:
-            statement = select(AgentDefinition).where(AgentDefinition.name == name)
-            if query.get("version"):
-                statement = statement.where(AgentDefinition.version == query["version"])
-            row = session.scalar(statement.order_by(AgentDefinition.version.desc()).limit(1))
-            if row is None:
-                raise NotFound(f"agent {name!r} not found", fields={"agent": ["not found"]})
-            return row
+            return find_version(
+                session=session,
+                model=AgentDefinition,
+                kind="agent",
+                name=name,
+                version=query.get("version"),
+            )
 
     @require_scopes(sc.AGENTS_WRITE)
     @blp.arguments(AgentDocumentSchema)
@@ -115,14 +116,13 @@ class AgentByName(MethodView):
             )
         agent = parse_agent(document, origin=f"agent {name!r}")
         with session_scope() as session:
-            latest = session.scalar(
-                select(func.max(AgentDefinition.version)).where(AgentDefinition.name == name)
+            require_newer(
+                session=session,
+                model=AgentDefinition,
+                kind="agent",
+                name=name,
+                version=agent.version,
             )
-            if latest is not None and agent.version <= latest:
-                message = f"must be greater than the stored version {latest}"
-                raise Conflict(
-                    f"agent {name!r}: `version` {message}", fields={"version": [message]}
-                )
             row, _ = save_agent(session=session, agent=agent, document=document)
             return row
 

@@ -11,19 +11,17 @@ from agent33.db import session_scope
 from agent33.security import scopes as sc
 from agent33.security.audit import list_events
 from web.auth import require_scopes
-from web.extensions import Blueprint
+from web.extensions import Blueprint, PageQuerySchema
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit", description="Audit trail")
 
 
-class AuditQuerySchema(ma.Schema):
+class AuditQuerySchema(PageQuerySchema):
     action = ma.fields.String(
         load_default=None,
         validate=ma.validate.Length(min=1, max=64),
         metadata={"description": "Only this action, e.g. `auth.login_failed`"},
     )
-    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
-    offset = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0))
 
 
 class AuditEventSchema(ma.Schema):

@@ -27,7 +27,7 @@ from agent33.security.tokens import (
     revoke_user_refresh_tokens,
     rotate_refresh_token,
 )
-from web.auth import current_principal, require_authenticated
+from web.auth import audit_action, current_principal, require_authenticated
 from web.extensions import Blueprint, get_settings
 from web.ratelimit import client_ip
 
@@ -165,15 +165,11 @@ class Logout(MethodView):
         Revokes the given refresh token (idempotent: an unknown or already revoked one also
         answers 204). The access token itself stays valid until it expires, so keep it short.
         """
-        principal = current_principal()
         with session_scope() as session:
             row = revoke_refresh_token(session=session, raw=body["refresh_token"])
-            audit.record(
-                session=session,
-                action="auth.logout",
-                outcome="ok",
-                principal=principal.subject,
-                ip=client_ip(),
+            audit_action(
+                session,
+                "auth.logout",
                 target=f"user_id:{row.user_id}" if row is not None else None,
                 details={"found": row is not None},
             )

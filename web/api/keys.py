@@ -15,8 +15,8 @@ from agent33.errors import Forbidden
 from agent33.security import audit
 from agent33.security import scopes as sc
 from agent33.security.api_keys import create_api_key, list_api_keys, revoke_api_key
-from web.auth import current_principal, require_scopes
-from web.extensions import Blueprint
+from web.auth import audit_action, current_principal, require_scopes
+from web.extensions import Blueprint, PageQuerySchema
 from web.ratelimit import client_ip
 
 blp = Blueprint("keys", __name__, url_prefix="/api/v1/keys", description="API keys")
@@ -46,11 +46,6 @@ class KeySchema(ma.Schema):
 
 class KeyCreatedSchema(KeySchema):
     key = ma.fields.String(metadata={"description": "The raw key; shown only in this response"})
-
-
-class KeyPageQuerySchema(ma.Schema):
-    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
-    offset = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0))
 
 
 class KeyPageSchema(ma.Schema):
@@ -98,19 +93,16 @@ class Keys(MethodView):
                 user_id=user_id,
                 expires_at=body["expires_at"],
             )
-            audit.record(
-                session=session,
-                action="keys.create",
-                outcome="ok",
-                principal=principal.subject,
-                ip=client_ip(),
+            audit_action(
+                session,
+                "keys.create",
                 target=f"api_key:{key.id}",
                 details={"name": key.name, "prefix": key.prefix, "scopes": list(key.scopes)},
             )
         return {**{name: getattr(key, name) for name in KeySchema().fields}, "key": raw}
 
     @require_scopes(sc.KEYS_ADMIN)
-    @blp.arguments(KeyPageQuerySchema, location="query")
+    @blp.arguments(PageQuerySchema, location="query")
     @blp.response(200, KeyPageSchema)
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """List API keys
@@ -135,12 +127,9 @@ class KeyById(MethodView):
         """
         with session_scope() as session:
             key = revoke_api_key(session=session, key_id=key_id)
-            audit.record(
-                session=session,
-                action="keys.revoke",
-                outcome="ok",
-                principal=current_principal().subject,
-                ip=client_ip(),
+            audit_action(
+                session,
+                "keys.revoke",
                 target=f"api_key:{key_id}",
                 details={"name": key.name, "prefix": key.prefix},
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import Any
 
@@ -14,24 +13,21 @@ from agent33.engine.control import ControlResult, approve_step, cancel_run, resu
 from agent33.engine.service import get_run, list_events, list_runs
 from agent33.engine.states import RunState
 from agent33.security import scopes as sc
-from tasks.dispatch import flush_outbox, revoke
+from tasks.dispatch import revoke
 from web.auth import current_principal, require_scopes
-from web.extensions import Blueprint
-
-log = logging.getLogger(__name__)
+from web.extensions import Blueprint, PageQuerySchema
+from web.outbox import publish
 
 COMMENT_MAX = 2000
 
 blp = Blueprint("runs", __name__, url_prefix="/api/v1/runs", description="Workflow runs")
 
 
-class RunQuerySchema(ma.Schema):
+class RunQuerySchema(PageQuerySchema):
     workflow = ma.fields.String(load_default=None, validate=ma.validate.Length(min=1, max=200))
     state = ma.fields.String(
         load_default=None, validate=ma.validate.OneOf([s.value for s in RunState])
     )
-    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
-    offset = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0))
 
 
 class RunSummarySchema(ma.Schema):
@@ -231,9 +227,6 @@ class RunApprove(MethodView):
 
 def _after_commit(run_id: uuid.UUID, result: ControlResult) -> dict[str, Any]:
     """Publish and revoke only once the new state is durable; failures are left to the relay."""
-    try:
-        flush_outbox(result.outbox_ids)
-    except Exception:
-        log.exception("publishing outbox %s failed; the relay will retry", result.outbox_ids)
+    publish(result.outbox_ids)
     revoke(result.revoke_task_ids)
     return {"id": run_id, "state": result.state}

@@ -12,10 +12,9 @@ import marshmallow as ma
 from flask.views import MethodView
 
 from agent33.db import session_scope
-from agent33.security import audit
 from agent33.security import scopes as sc
 from agent33.security.vault import delete_secret, list_secrets, set_secret, vault_for
-from web.auth import current_principal, require_scopes
+from web.auth import audit_action, require_scopes
 from web.extensions import Blueprint, get_settings
 
 blp = Blueprint("secrets", __name__, url_prefix="/api/v1/secrets", description="Vault secrets")
@@ -74,13 +73,7 @@ class SecretByName(MethodView):
         vault = vault_for(get_settings())
         with session_scope() as session:
             set_secret(session=session, vault=vault, name=name, value=body["value"])
-            audit.record(
-                session=session,
-                action="secrets.write",
-                outcome="ok",
-                principal=current_principal().subject,
-                target=name,
-            )
+            audit_action(session, "secrets.write", target=name)
 
     @require_scopes(sc.SECRETS_WRITE)
     @blp.response(204)
@@ -91,10 +84,4 @@ class SecretByName(MethodView):
         """
         with session_scope() as session:
             delete_secret(session=session, name=name)
-            audit.record(
-                session=session,
-                action="secrets.delete",
-                outcome="ok",
-                principal=current_principal().subject,
-                target=name,
-            )
+            audit_action(session, "secrets.delete", target=name)

@@ -19,8 +19,8 @@ from agent33.engine.service import start_run
 from agent33.errors import NotFound, ValidationFailed
 from agent33.security import signatures
 from agent33.security.vault import get_secret, vault_for
-from tasks.dispatch import flush_outbox
 from web.extensions import Blueprint, get_settings
+from web.outbox import publish
 
 blp = Blueprint(
     "webhooks", __name__, url_prefix="/api/v1/webhooks", description="Signed inbound webhooks"
@@ -100,5 +100,5 @@ class Webhook(MethodView):
                 "workflow": run.workflow_name,
                 "duplicate": not created,
             }
-        flush_outbox(outbox)
+        publish(outbox)
         return body_out, 202 if created else 200

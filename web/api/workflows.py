@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import marshmallow as ma
@@ -15,15 +14,14 @@ from agent33.db.models import Run, WorkflowDefinition
 from agent33.definitions.loader import parse_workflow
 from agent33.definitions.models import WorkflowDef
 from agent33.definitions.registry import get_workflow, list_workflows, save_workflow
+from agent33.definitions.versions import require_newer
 from agent33.engine.service import start_run
 from agent33.engine.validation import validate_workflow
 from agent33.errors import Conflict, DefinitionError, ValidationFailed
 from agent33.security import scopes as sc
-from tasks.dispatch import flush_outbox
 from web.auth import current_principal, require_scopes
-from web.extensions import Blueprint
-
-log = logging.getLogger(__name__)
+from web.extensions import BIGINT_MAX, Blueprint
+from web.outbox import publish
 
 IDEMPOTENCY_KEY_MAX = 200
 Stored = tuple[WorkflowDefinition, int, dict[str, str]]
@@ -78,7 +76,7 @@ class WorkflowDeletedSchema(ma.Schema):
 
 
 class WorkflowQuerySchema(ma.Schema):
-    version = ma.fields.Integer(validate=ma.validate.Range(min=1))
+    version = ma.fields.Integer(validate=ma.validate.Range(min=1, max=BIGINT_MAX))
 
 
 class RunCreateSchema(ma.Schema):
@@ -90,7 +88,7 @@ class RunCreateSchema(ma.Schema):
     version = ma.fields.Integer(
         load_default=None,
         allow_none=True,
-        validate=ma.validate.Range(min=1),
+        validate=ma.validate.Range(min=1, max=BIGINT_MAX),
         metadata={"description": "Workflow version; omitted means the latest"},
     )
 
@@ -183,14 +181,13 @@ class WorkflowByName(MethodView):
         """
         workflow = _checked(document, url_name=name)
         with session_scope() as session:
-            latest = session.scalar(
-                select(func.max(WorkflowDefinition.version)).where(WorkflowDefinition.name == name)
+            require_newer(
+                session=session,
+                model=WorkflowDefinition,
+                kind="workflow",
+                name=name,
+                version=workflow.version,
             )
-            if latest is not None and workflow.version <= latest:
-                message = f"must be greater than the stored version {latest}"
-                raise Conflict(
-                    f"workflow {name!r}: `version` {message}", fields={"version": [message]}
-                )
             row, _ = save_workflow(session=session, workflow=workflow, document=document)
         return row, 201, _location(row)
 
@@ -235,7 +232,7 @@ class WorkflowRuns(MethodView):
                 idempotency_key=idempotency_key,
                 created_by=current_principal().subject,
             )
-        _publish(outbox_ids)
+        publish(outbox_ids)
         location = f"/api/v1/runs/{run.id}"
         result = {
             "id": run.id,
@@ -288,11 +285,3 @@ def _deletable(session: Session, name: str, version: int | None) -> list[Workflo
             fields={"version": problems},
         )
     return rows
-
-
-def _publish(outbox_ids: list[int]) -> None:
-    """After the commit: the run is durable, so a failed publish is left to the outbox relay."""
-    try:
-        flush_outbox(outbox_ids)
-    except Exception:
-        log.exception("publishing outbox %s failed; the relay will retry", outbox_ids)

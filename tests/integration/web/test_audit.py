@@ -3,42 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from flask.testing import FlaskClient
 
-from agent33 import db
-from agent33.config import Settings
-from agent33.db.models import AuditEvent
 from agent33.security.audit import is_secret_name, scrub
-from agent33.security.ratelimit import KEY_PREFIX
 from web.auth import require_scopes
 
-pytestmark = [pytest.mark.security, pytest.mark.usefixtures("committed_db")]
+# Logins here must not spend the shared per-IP login budget of other test modules.
+pytestmark = [pytest.mark.security, pytest.mark.usefixtures("committed_db", "empty_rate_buckets")]
 
 AUDIT = "/api/v1/audit"
 PASSWORD = "tr0ub4dor&3-unique"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def audit_table(settings: Settings) -> None:
-    # The Alembic migration adding audit_events is generated separately; until it lands,
-    # create the table here.
-    AuditEvent.__table__.create(bind=db.get_engine(), checkfirst=True)  # type: ignore[attr-defined]
-
-
-@pytest.fixture(autouse=True)
-def fresh_buckets(settings: Settings) -> Iterator[None]:
-    """Logins here must not spend the shared per-IP login budget of other test modules."""
-    assert settings.redis_url
-    client = redis.Redis.from_url(settings.redis_url)
-    yield
-    for key in client.scan_iter(match=KEY_PREFIX + "*"):
-        client.delete(key)
-    client.close()
 
 
 def _events(client: FlaskClient, admin: dict[str, str], action: str) -> list[dict[str, Any]]:

@@ -62,6 +62,28 @@ def test_out_of_range_query_parameter_is_400(
     assert "state" in _error(response, 400, "validation_error")["fields"]
 
 
+@pytest.mark.parametrize(
+    ("method", "url", "field"),
+    [
+        ("get", "/api/v1/runs?offset=9223372036854775808", "offset"),
+        ("get", "/api/v1/workflows/demo_greeting?version=100000000000000000000", "version"),
+        ("delete", "/api/v1/agents/assistant?version=100000000000000000000", "version"),
+    ],
+)
+def test_integer_beyond_the_database_range_is_400_naming_it(
+    client: FlaskClient, admin_headers: dict[str, str], method: str, url: str, field: str
+) -> None:
+    response = getattr(client, method)(url, headers=admin_headers)
+    assert field in _error(response, 400, "validation_error")["fields"]
+
+
+def test_body_integer_beyond_the_database_range_is_400_naming_it(
+    client: FlaskClient, admin_headers: dict[str, str]
+) -> None:
+    response = client.post(RUNS_URL, json={"version": 2**64}, headers=admin_headers)
+    assert "version" in _error(response, 400, "validation_error")["fields"]
+
+
 def test_body_that_is_not_json_is_415(client: FlaskClient, admin_headers: dict[str, str]) -> None:
     response = client.post(
         RUNS_URL, data='{"inputs": {}}', content_type="text/plain", headers=admin_headers

@@ -2,49 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from agent33 import db
 from agent33.config import RateSpec, Settings
 from agent33.db import session_scope
 from agent33.db.models import AuditEvent
-from agent33.security.ratelimit import KEY_PREFIX
 from web import create_app
 
-pytestmark = [pytest.mark.security, pytest.mark.usefixtures("committed_db")]
+pytestmark = [pytest.mark.security, pytest.mark.usefixtures("committed_db", "empty_rate_buckets")]
 
 ME = "/api/v1/auth/me"
 LOGIN = "/api/v1/auth/token"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def audit_table(settings: Settings) -> None:
-    # The Alembic migration adding audit_events is generated separately; until it lands,
-    # create the table so rate-limit hits can be audited here.
-    AuditEvent.__table__.create(bind=db.get_engine(), checkfirst=True)  # type: ignore[attr-defined]
-
-
-@pytest.fixture(autouse=True)
-def fresh_buckets(settings: Settings) -> Iterator[None]:
-    """Buckets live in Redis across tests (same client IP, same users): start and end empty."""
-    assert settings.redis_url
-    client = redis.Redis.from_url(settings.redis_url)
-
-    def clear() -> None:
-        for key in client.scan_iter(match=KEY_PREFIX + "*"):
-            client.delete(key)
-
-    clear()
-    yield
-    clear()
-    client.close()
 
 
 def _app(settings: Settings, **changes: Any) -> Flask:

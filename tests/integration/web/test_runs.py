@@ -9,20 +9,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from agent33.config import Settings
-from agent33.db import session_scope
-from agent33.definitions.registry import sync_directory
-from agent33.engine.validation import validate_workflow
-
 RUNS_URL = "/api/v1/workflows/demo_greeting/runs"
-
-
-@pytest.fixture
-def stored_workflows(app: Any, settings: Settings) -> None:
-    with session_scope() as session:
-        sync_directory(
-            session=session, directory=settings.definitions_dir, validator=validate_workflow
-        )
 
 
 @pytest.fixture

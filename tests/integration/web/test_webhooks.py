@@ -12,8 +12,6 @@ from flask.testing import FlaskClient
 
 from agent33.config import Settings
 from agent33.db import session_scope
-from agent33.definitions.registry import sync_directory
-from agent33.engine.validation import validate_workflow
 from agent33.security.signatures import HEADER, sign
 from agent33.security.vault import Vault, keys_for, set_secret
 
@@ -23,11 +21,8 @@ URL = "/api/v1/webhooks/demo_greeting"
 
 
 @pytest.fixture
-def configured(settings: Settings, app: Any) -> None:
+def configured(settings: Settings, stored_workflows: None) -> None:
     with session_scope() as session:
-        sync_directory(
-            session=session, directory=settings.definitions_dir, validator=validate_workflow
-        )
         set_secret(
             session=session,
             vault=Vault(keys_for(settings)),
