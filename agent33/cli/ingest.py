@@ -25,7 +25,6 @@ from agent33.embedded import resolve_settings
 SUFFIXES = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".pdf"})
 BATCH_DOCUMENTS = 500
 BATCH_BYTES = 8 * 1024 * 1024  # under the API's 10 MB body limit
-PAGE = 200
 TERMINAL = ("succeeded", "failed")
 API = "/api/v1/memory"
 
@@ -112,42 +111,6 @@ def ensure_collection(client: ApiClient, name: str, *, create: bool) -> None:
         client.post(f"{API}/collections", json={"name": name})
 
 
-def expected_statuses(
-    client: ApiClient, name: str, documents: Sequence[dict[str, Any]]
-) -> dict[str, str]:
-    """What ingesting each key will do (created/updated/unchanged/duplicate), decided by the
-    same rule as the server's from the stored documents; jobs report counts, not statuses."""
-    from agent33.memory.chunking import content_hash
-
-    stored: dict[str, dict[str, Any]] = {}
-    offset = 0
-    while True:
-        page = client.get(
-            f"{API}/collections/{name}/documents", params={"limit": PAGE, "offset": offset}
-        )
-        stored.update({item["key"]: item for item in page["items"]})
-        offset += PAGE
-        if offset >= page["total"] or not page["items"]:
-            break
-    hashes = {item["content_hash"] for item in stored.values()}
-    statuses: dict[str, str] = {}
-    for document in documents:
-        digest = content_hash(document["text"])
-        old = stored.get(document["key"])
-        if old is None:
-            statuses[document["key"]] = "duplicate" if digest in hashes else "created"
-        elif (old["content_hash"], old["title"], old["metadata"]) == (
-            digest,
-            document["title"],
-            document["metadata"],
-        ):
-            statuses[document["key"]] = "unchanged"
-        else:
-            statuses[document["key"]] = "updated"
-        hashes.add(digest)
-    return statuses
-
-
 def submit(
     client: ApiClient, name: str, documents: Sequence[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -190,12 +153,12 @@ def follow(
             interval = min(interval * 1.5, 1.0)
 
 
-def summarise(
-    statuses: dict[str, str], jobs: Sequence[dict[str, Any]], failures: list[dict[str, str]]
-) -> dict[str, Any]:
+def summarise(jobs: Sequence[dict[str, Any]], failures: list[dict[str, str]]) -> dict[str, Any]:
+    """The jobs' outcomes added up, with the files that could not be read here."""
     failed = [*failures, *(error for job in jobs for error in job["errors"])]
-    failed_keys = {error["key"] for error in failed}
-    counts = Counter(status for key, status in statuses.items() if key not in failed_keys)
+    counts: Counter[str] = Counter()
+    for job in jobs:
+        counts.update(job["outcomes"])
     return {
         "created": counts["created"],
         "updated": counts["updated"],
@@ -227,7 +190,6 @@ def ingest_command(
     prepared = prepare(files)
     client = ApiClient(resolve_settings(), timeout=120.0)
     ensure_collection(client, collection, create=create)
-    statuses = expected_statuses(client, collection, prepared.documents)
     jobs = submit(client, collection, prepared.documents)
     if not wait:
         if as_json:
@@ -238,7 +200,7 @@ def ingest_command(
         _fail_if_any(prepared.failures, len(files))
         return
     jobs = follow(client, jobs, timeout=timeout, quiet=as_json) if jobs else []
-    summary = summarise(statuses, jobs, prepared.failures)
+    summary = summarise(jobs, prepared.failures)
     if as_json:
         emit_json({"collection": collection, "jobs": [j["id"] for j in jobs], **summary})
     else:

@@ -52,7 +52,7 @@ def chunk_text(
     Raises:
         ValidationFailed: `max_tokens` < 16 or `overlap` outside [0, max_tokens / 2).
     """
-    _validate(max_tokens, overlap)
+    check_sizes(max_tokens, overlap)
     if not text.strip():
         return []
     packer = _Packer(text, max_tokens, overlap)
@@ -61,7 +61,8 @@ def chunk_text(
     return packer.finish()
 
 
-def _validate(max_tokens: int, overlap: int) -> None:
+def check_sizes(max_tokens: int, overlap: int) -> None:
+    """The chunk size and overlap `chunk_text` accepts (a collection is checked on creation)."""
     if max_tokens < MIN_CHUNK_TOKENS:
         message = f"chunk size must be at least {MIN_CHUNK_TOKENS} tokens, got {max_tokens}"
         raise ValidationFailed(message, fields={"chunk_tokens": [message]})

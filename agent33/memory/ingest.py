@@ -63,8 +63,46 @@ def check_embedder(collection: MemoryCollection, embedder: Embedder) -> None:
         )
 
 
+def unstorable(value: str) -> str | None:
+    """Why PostgreSQL cannot store `value` as text (None when it can): it holds no NUL, and
+    UTF-8 cannot encode an unpaired surrogate. The API's schemas and the tools ask this too."""
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode (no unpaired surrogates)"
+    return None
+
+
+def _check_documents(documents: Sequence[DocumentInput]) -> None:
+    """Refuse what the database would refuse, naming the document and field (a job records
+    it against that document instead of failing the whole batch with a database error)."""
+    for index, document in enumerate(documents):
+        if not document.key.strip():
+            raise ValidationFailed("a document needs a key", fields={f"{index}.key": ["empty"]})
+        for name in ("key", "text", "title", "source"):
+            problem = unstorable(getattr(document, name))
+            if problem:
+                raise ValidationFailed(
+                    f"document {document.key!r}: {name} {problem}",
+                    fields={f"{index}.{name}": [problem]},
+                )
+
+
 def _document_hash(document: DocumentInput) -> str:
     return content_hash(document.text)
+
+
+@dataclass(frozen=True)
+class _Write:
+    """A document to (re)write: its input position, text hash, chunks, and whether it exists."""
+
+    index: int
+    document: DocumentInput
+    digest: str
+    pieces: list[Chunk]
+    existed: bool
 
 
 @dataclass
@@ -72,7 +110,7 @@ class _Plan:
     """What a batch needs: finished results, documents to (re)write, first index per text."""
 
     results: dict[int, IngestResult] = field(default_factory=dict)
-    writes: list[tuple[int, DocumentInput, str, list[Chunk]]] = field(default_factory=list)
+    writes: list[_Write] = field(default_factory=list)
     first_of_hash: dict[str, int] = field(default_factory=dict)
 
 
@@ -81,16 +119,19 @@ def ingest_documents(
     collection: MemoryCollection,
     documents: Sequence[DocumentInput],
     embedder: Embedder,
+    *,
+    deduplicate: bool = True,
 ) -> list[IngestResult]:
-    """Ingest a batch in the caller's transaction; results in input order."""
+    """Ingest a batch in the caller's transaction; results in input order.
+
+    `deduplicate=False` stores a text again under a new key even when another document already
+    has it (memories: each user owns a copy carrying their own metadata)."""
     check_embedder(collection, embedder)
-    for index, document in enumerate(documents):
-        if not document.key.strip():
-            raise ValidationFailed("a document needs a key", fields={f"{index}.key": ["empty"]})
-    plan = _plan(session, collection, documents)
+    _check_documents(documents)
+    plan = _plan(session, collection, documents, deduplicate=deduplicate)
     known, fresh = _embeddings(session, collection, plan, embedder)
-    for index, document, digest, pieces in plan.writes:
-        plan.results[index] = _write(session, collection, document, digest, pieces, known, fresh)
+    for write in plan.writes:
+        plan.results[write.index] = _write(session, collection, write, known, fresh)
     for index, document in enumerate(documents):
         if index not in plan.results:  # a second copy of a text first seen in this batch
             first = plan.results[plan.first_of_hash[_document_hash(document)]]
@@ -99,7 +140,11 @@ def ingest_documents(
 
 
 def _plan(
-    session: Session, collection: MemoryCollection, documents: Sequence[DocumentInput]
+    session: Session,
+    collection: MemoryCollection,
+    documents: Sequence[DocumentInput],
+    *,
+    deduplicate: bool,
 ) -> _Plan:
     plan = _Plan()
     for index, document in enumerate(documents):
@@ -114,7 +159,7 @@ def _plan(
                 document.key, existing.id, "unchanged", existing.chunk_count, 0
             )
             continue
-        if existing is None:
+        if existing is None and deduplicate:
             twin = store.document_with_hash(session, collection, digest)
             if twin is not None:
                 plan.results[index] = IngestResult(document.key, twin.id, "duplicate", 0, 0)
@@ -128,7 +173,7 @@ def _plan(
             overlap=collection.chunk_overlap,
             markdown=document.media_type in ("text/markdown", "text/html"),
         )
-        plan.writes.append((index, document, digest, pieces))
+        plan.writes.append(_Write(index, document, digest, pieces, existing is not None))
     return plan
 
 
@@ -137,8 +182,8 @@ def _embeddings(
 ) -> tuple[dict[str, Any], set[str]]:
     """Every chunk's vector by hash: stored ones reused, the rest embedded in one call."""
     texts_by_hash: dict[str, str] = {}
-    for _, _, _, pieces in plan.writes:
-        for piece in pieces:
+    for write in plan.writes:
+        for piece in write.pieces:
             texts_by_hash.setdefault(content_hash(piece.text), piece.text)
     known = store.known_embeddings(session, collection, list(texts_by_hash))
     missing = [h for h in texts_by_hash if h not in known]
@@ -151,15 +196,13 @@ def _embeddings(
 def _write(
     session: Session,
     collection: MemoryCollection,
-    document: DocumentInput,
-    digest: str,
-    pieces: Sequence[Chunk],
+    write: _Write,
     known: dict[str, Any],
     fresh: set[str],
 ) -> IngestResult:
-    existed = store.find_document(session, collection, document.key) is not None
+    document = write.document
     chunks = []
-    for piece in pieces:
+    for piece in write.pieces:
         digest_of_piece = content_hash(piece.text)
         chunks.append(
             store.NewChunk(
@@ -174,7 +217,7 @@ def _write(
         session,
         collection,
         key=document.key,
-        content_hash=digest,
+        content_hash=write.digest,
         chunks=chunks,
         title=document.title,
         source=document.source,
@@ -183,5 +226,5 @@ def _write(
     )
     embedded = sum(1 for chunk in chunks if chunk.content_hash in fresh)
     fresh -= {chunk.content_hash for chunk in chunks}
-    status = "updated" if existed else "created"
+    status = "updated" if write.existed else "created"
     return IngestResult(document.key, stored.id, status, len(chunks), embedded)

@@ -54,6 +54,7 @@ def create_job(
         ],
         created_by=created_by,
         errors=[],
+        outcomes={},
     )
     session.add(job)
     session.flush()
@@ -74,6 +75,7 @@ def job_view(job: IngestJob, collection_name: str) -> dict[str, Any]:
         "state": job.state,
         "total": job.total,
         "done": job.done,
+        "outcomes": dict(job.outcomes),
         "failed": job.failed,
         "chunks": job.chunks,
         "errors": list(job.errors or []),
@@ -87,6 +89,15 @@ Resolver = Callable[[Mapping[str, Any]], DocumentInput]
 
 def _no_urls(item: Mapping[str, Any]) -> DocumentInput:
     raise ValidationFailed(f"cannot fetch {item.get('url')!r}: URL ingestion is not configured")
+
+
+def finish(job: IngestJob, state: str, *, error: str | None = None) -> None:
+    """End the job: its documents are dropped from the row; `error` is a job-wide failure."""
+    job.state = state
+    job.payload = None
+    job.finished_at = utcnow()
+    if error is not None:
+        job.errors = [*job.errors, {"key": "", "error": error}]
 
 
 def run_job(
@@ -119,9 +130,7 @@ def run_job(
         start += len(items)
     with session_scope() as session:
         job = get_job(session, job_id)
-        job.state = "failed" if job.failed and not job.done else "succeeded"
-        job.payload = None
-        job.finished_at = utcnow()
+        finish(job, "failed" if job.failed and not job.done else "succeeded")
         if job.chunks >= ANALYZE_AFTER_CHUNKS:
             # Fresh statistics let the planner see the new collection's size and pick the
             # HNSW index for it (autovacuum's analyze may come much later).
@@ -157,7 +166,10 @@ def _store_batch(
         collection = session.get(MemoryCollection, job.collection_id)
         assert collection is not None  # the job row cascades with its collection
         results = ingest_documents(session, collection, batch, embedder_for(collection))
-        job.done += len(results)
+        outcomes = dict(job.outcomes)
+        for result in results:
+            outcomes[result.status] = outcomes.get(result.status, 0) + 1
+        job.outcomes = outcomes
         job.chunks += sum(r.chunks for r in results)
 
 

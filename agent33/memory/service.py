@@ -16,11 +16,20 @@ from sqlalchemy.orm import Session
 from agent33.config import Settings
 from agent33.db.models.memory import MemoryCollection
 from agent33.errors import ValidationFailed
+from agent33.llm.provider import LLMError
 from agent33.llm.router import Router, default_router
 from agent33.memory import store
-from agent33.memory.embeddings import Embedder, RemoteEmbedder, embedder_for, is_local
+from agent33.memory.chunking import check_sizes
+from agent33.memory.embeddings import (
+    Embedder,
+    EmbeddingError,
+    RemoteEmbedder,
+    embedder_for,
+    is_local,
+)
 from agent33.memory.ingest import DocumentInput, IngestResult, ingest_documents
 
+MAX_CHUNK_TOKENS = 512
 COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"
 
 
@@ -60,12 +69,22 @@ def collection_embedder(settings: Settings, collection: MemoryCollection) -> Emb
 
 
 def model_dimension(settings: Settings, model: str) -> int:
-    """The model's vector width: known for the local model, asked of a remote one."""
-    with _router(settings, model) as router:
-        embedder = embedder_for(model, router)
-        if isinstance(embedder, RemoteEmbedder):
-            embedder.probe()
-        return embedder.dimension
+    """The model's vector width: known for the local model, asked of a remote one.
+
+    Raises:
+        ValidationFailed: naming `embedding_model`, when the model is unknown or unreachable.
+    """
+    try:
+        with _router(settings, model) as router:
+            embedder = embedder_for(model, router)
+            if isinstance(embedder, RemoteEmbedder):
+                embedder.probe()
+            return embedder.dimension
+    except (EmbeddingError, LLMError) as exc:
+        raise ValidationFailed(
+            f"embedding model {model!r} cannot be used: {exc.message}",
+            fields={"embedding_model": [exc.message]},
+        ) from None
 
 
 def create_collection(
@@ -80,16 +99,12 @@ def create_collection(
     chunk_tokens = int(options.setdefault("chunk_tokens", 200))
     if options.get("chunk_overlap") is None:
         options["chunk_overlap"] = min(40, chunk_tokens // 5)  # a fifth, at most 40 tokens
-    chunk_overlap = int(options["chunk_overlap"])
-    if not 16 <= chunk_tokens <= 512:
+    if chunk_tokens > MAX_CHUNK_TOKENS:
         raise ValidationFailed(
-            "chunk_tokens must be between 16 and 512", fields={"chunk_tokens": ["16..512"]}
+            f"chunk_tokens must be at most {MAX_CHUNK_TOKENS}",
+            fields={"chunk_tokens": [f"at most {MAX_CHUNK_TOKENS}"]},
         )
-    if not 0 <= chunk_overlap < chunk_tokens // 2:
-        raise ValidationFailed(
-            "chunk_overlap must be at least 0 and less than half of chunk_tokens",
-            fields={"chunk_overlap": ["0 <= overlap < chunk_tokens / 2"]},
-        )
+    check_sizes(chunk_tokens, int(options["chunk_overlap"]))
     return store.create_collection(
         session,
         name,

@@ -97,13 +97,24 @@ def list_collections(session: Session) -> list[MemoryCollection]:
     return list(session.scalars(select(MemoryCollection).order_by(MemoryCollection.name)))
 
 
-def collection_counts(session: Session, collection: MemoryCollection) -> tuple[int, int]:
-    """(documents, chunks) in the collection."""
-    documents = session.scalar(
-        select(func.count()).where(MemoryDocument.collection_id == collection.id)
-    )
-    chunks = session.scalar(select(func.count()).where(MemoryChunk.collection_id == collection.id))
-    return int(documents or 0), int(chunks or 0)
+def collection_counts(
+    session: Session, collections: Sequence[MemoryCollection]
+) -> dict[uuid.UUID, tuple[int, int]]:
+    """(documents, chunks) per collection, in one query over the documents (each knows its
+    chunk count), so listing collections does not count the chunk table once per collection."""
+    counts = {collection.id: (0, 0) for collection in collections}
+    if counts:
+        rows = session.execute(
+            select(
+                MemoryDocument.collection_id,
+                func.count(),
+                func.coalesce(func.sum(MemoryDocument.chunk_count), 0),
+            )
+            .where(MemoryDocument.collection_id.in_(list(counts)))
+            .group_by(MemoryDocument.collection_id)
+        )
+        counts.update({cid: (int(docs), int(chunks)) for cid, docs, chunks in rows})
+    return counts
 
 
 def delete_collection(session: Session, collection: MemoryCollection) -> None:

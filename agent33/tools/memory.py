@@ -17,18 +17,6 @@ from agent33.llm.types import ToolSpec
 from agent33.memory import memories
 from agent33.tools.registry import Tool, ToolContext, ToolError, register_tool
 
-MAX_TEXT = 2000
-
-
-def _storable(text: str) -> None:
-    """PostgreSQL text holds no NUL, and UTF-8 cannot encode an unpaired surrogate."""
-    if "\x00" in text:
-        raise ToolError("text must not contain NUL characters")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ToolError("text must be valid Unicode") from None
-
 
 def remember(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
     if not context.user:
@@ -37,7 +25,6 @@ def remember(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
         raise ToolError("no agent to remember for")
     text = str(arguments["text"])
     kind = str(arguments.get("kind") or "fact")
-    _storable(text)
     try:
         with session_scope() as session:
             document_id = memories.remember(
@@ -49,7 +36,7 @@ def remember(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
                 kind=kind,
                 collection=context.memory_collection or memories.DEFAULT_COLLECTION,
             )
-    except Agent33Error as exc:  # invalid text, an unusable embedding model, ...
+    except Agent33Error as exc:  # blank or unstorable text, an unusable embedding model, ...
         raise ToolError(f"could not remember: {exc.message}") from None
     return {"remembered": True, "id": str(document_id)}
 
@@ -65,7 +52,7 @@ register_tool(
                 "required": ["text"],
                 "additionalProperties": False,
                 "properties": {
-                    "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
+                    "text": {"type": "string", "minLength": 1, "maxLength": memories.MAX_SPOKEN},
                     "kind": {"type": "string", "enum": list(memories.KINDS), "default": "fact"},
                 },
             },

@@ -109,7 +109,7 @@ def upgrade() -> None:
         sa.Column("collection_id", sa.Uuid(), nullable=False),
         sa.Column("state", sa.String(length=20), nullable=False),
         sa.Column("total", sa.Integer(), nullable=False),
-        sa.Column("done", sa.Integer(), nullable=False),
+        sa.Column("outcomes", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("failed", sa.Integer(), nullable=False),
         sa.Column("chunks", sa.Integer(), nullable=False),
         sa.Column("errors", postgresql.JSONB(astext_type=sa.Text()), nullable=False),

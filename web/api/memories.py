@@ -13,33 +13,23 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from agent33.db import session_scope
-from agent33.db.models.memory import MemoryChunk, MemoryCollection, MemoryDocument
+from agent33.db.models.memory import MemoryDocument
 from agent33.definitions.agents import get_agent
 from agent33.definitions.schemas import NAME
-from agent33.errors import NotFound
 from agent33.memory import memories
 from agent33.security import scopes as sc
-from web.api.memory_schemas import check_storable
+from web.api.memory_schemas import not_blank
 from web.auth import current_principal, require_scopes
-from web.extensions import Blueprint, get_settings
+from web.extensions import Blueprint, PageQuerySchema, get_settings
 
 PREFIX = "/api/v1/memory/memories"
-MAX_TEXT = 2000
-MAX_LIMIT = 200
 
 blp = Blueprint(
     "memories", __name__, url_prefix=PREFIX, description="Long-term memories of the caller"
 )
-
-
-def _not_blank(value: str) -> None:
-    check_storable(value)
-    if not value.strip():
-        raise ma.ValidationError("must not be blank")
 
 
 def _agent_field(**kwargs: Any) -> ma.fields.String:
@@ -48,15 +38,15 @@ def _agent_field(**kwargs: Any) -> ma.fields.String:
     )
 
 
-class MemoryQuerySchema(ma.Schema):
+class MemoryQuerySchema(PageQuerySchema):
     agent = _agent_field()
-    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(1, MAX_LIMIT))
-    offset = ma.fields.Integer(load_default=0, validate=ma.validate.Range(0, 2**31 - 1))
 
 
 class MemoryCreateSchema(ma.Schema):
     agent = _agent_field()
-    text = ma.fields.String(required=True, validate=[ma.validate.Length(1, MAX_TEXT), _not_blank])
+    text = ma.fields.String(
+        required=True, validate=[ma.validate.Length(1, memories.MAX_SPOKEN), not_blank]
+    )
     kind = ma.fields.String(load_default="fact", validate=ma.validate.OneOf(memories.KINDS))
 
 
@@ -64,7 +54,7 @@ class MemoryItemSchema(ma.Schema):
     id = ma.fields.UUID()
     agent = ma.fields.String()
     kind = ma.fields.String()
-    text = ma.fields.String(metadata={"description": "reassembled from the memory's chunks"})
+    text = ma.fields.String()
     collection = ma.fields.String()
     created_at = ma.fields.DateTime()
     updated_at = ma.fields.DateTime()
@@ -86,45 +76,16 @@ def _collection_of(session: Session, agent: str) -> str:
     return get_agent(session=session, name=agent).memory.long_term.collection
 
 
-def _owned_by(agent: str, user: str) -> Any:
-    return MemoryDocument.metadata_.contains({"agent": agent, "user": user})
-
-
-def _joined(pieces: list[str]) -> str:
-    """The text again from its chunks: each chunk is a slice of it, overlapping the previous."""
-    text = ""
-    for piece in pieces:
-        overlap = next(
-            (n for n in range(min(len(text), len(piece)), 0, -1) if text.endswith(piece[:n])), 0
-        )
-        text = text + piece[overlap:] if overlap or not text else f"{text} {piece}"
-    return text
-
-
-def _views(
-    session: Session, documents: list[MemoryDocument], collection: str
-) -> list[dict[str, Any]]:
-    chunks: dict[uuid.UUID, list[str]] = {d.id: [] for d in documents}
-    if documents:
-        rows = session.execute(
-            select(MemoryChunk.document_id, MemoryChunk.content)
-            .where(MemoryChunk.document_id.in_(list(chunks)))
-            .order_by(MemoryChunk.document_id, MemoryChunk.ordinal)
-        )
-        for document_id, content in rows:
-            chunks[document_id].append(content)
-    return [
-        {
-            "id": d.id,
-            "agent": d.metadata_.get("agent", ""),
-            "kind": d.metadata_.get("kind", ""),
-            "text": _joined(chunks[d.id]),
-            "collection": collection,
-            "created_at": d.created_at,
-            "updated_at": d.updated_at,
-        }
-        for d in documents
-    ]
+def _view(document: MemoryDocument, collection: str) -> dict[str, Any]:
+    return {
+        "id": document.id,
+        "agent": document.metadata_.get("agent", ""),
+        "kind": document.metadata_.get("kind", ""),
+        "text": document.title,  # a memory's title is its whole text
+        "collection": collection,
+        "created_at": document.created_at,
+        "updated_at": document.updated_at,
+    }
 
 
 @blp.route("")
@@ -141,24 +102,11 @@ class Memories(MethodView):
         agent, limit, offset = query["agent"], query["limit"], query["offset"]
         with session_scope() as session:
             name = _collection_of(session, agent)
-            collection = session.scalar(
-                select(MemoryCollection).where(MemoryCollection.name == name)
+            total, documents = memories.list_memories(
+                session, agent=agent, user=_owner(), collection=name, limit=limit, offset=offset
             )
-            if collection is None:  # created by the first memory
-                return {"items": [], "total": 0, "limit": limit, "offset": offset}
-            where = (MemoryDocument.collection_id == collection.id, _owned_by(agent, _owner()))
-            total = session.scalar(select(func.count()).select_from(MemoryDocument).where(*where))
-            documents = list(
-                session.scalars(
-                    select(MemoryDocument)
-                    .where(*where)
-                    .order_by(MemoryDocument.created_at.desc(), MemoryDocument.id)
-                    .limit(limit)
-                    .offset(offset)
-                )
-            )
-            items = _views(session, documents, name)
-        return {"items": items, "total": int(total or 0), "limit": limit, "offset": offset}
+            items = [_view(document, name) for document in documents]
+        return {"items": items, "total": total, "limit": limit, "offset": offset}
 
     @require_scopes(sc.MEMORY_WRITE)
     @blp.arguments(MemoryCreateSchema)
@@ -183,7 +131,7 @@ class Memories(MethodView):
             )
             document = session.get(MemoryDocument, document_id)
             assert document is not None
-            [view] = _views(session, [document], name)
+            view = _view(document, name)
         return view, 201, {"Location": f"{PREFIX}?agent={body['agent']}"}
 
 
@@ -196,16 +144,5 @@ class MemoryById(MethodView):
 
         Deletes the memory and its chunks; 404 when it is not one of the caller's memories.
         """
-        owner = _owner()
         with session_scope() as session:
-            document = session.get(MemoryDocument, document_id)
-            if (
-                document is None
-                or not document.key.startswith("memory/")
-                or document.metadata_.get("user") != owner
-            ):
-                raise NotFound(
-                    f"memory {document_id} not found", fields={"document_id": ["not found"]}
-                )
-            session.delete(document)
-            session.flush()
+            memories.forget(session, document_id, user=_owner())

@@ -16,18 +16,15 @@ from flask.views import MethodView
 from sqlalchemy.orm import Session
 
 from agent33.db import session_scope
-from agent33.db.base import utcnow
 from agent33.db.models.memory import MemoryCollection, MemoryDocument
-from agent33.errors import ServiceUnavailable, ValidationFailed
-from agent33.llm.provider import LLMError
+from agent33.errors import ServiceUnavailable
 from agent33.memory import jobs, service, store
 from agent33.memory.chunking import content_hash
-from agent33.memory.embeddings import EmbeddingError
 from agent33.memory.ingest import DocumentInput
 from agent33.security import scopes as sc
 from web.api import memory_schemas as ms
 from web.auth import current_principal, require_scopes
-from web.extensions import Blueprint, get_settings
+from web.extensions import Blueprint, PageQuerySchema, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +46,9 @@ class Collections(MethodView):
         Every collection with its settings and how many documents and chunks it holds.
         """
         with session_scope() as session:
-            items = [_collection_view(session, c) for c in store.list_collections(session)]
+            collections = store.list_collections(session)
+            counts = store.collection_counts(session, collections)
+            items = [_collection_view(c, counts[c.id]) for c in collections]
         return {"items": items, "total": len(items)}
 
     @require_scopes(sc.MEMORY_WRITE)
@@ -64,21 +63,11 @@ class Collections(MethodView):
         """
         name = body.pop("name")
         model = body.pop("embedding_model", None)
-        if "chunk_tokens" in body:  # the default overlap (40) shrinks with small chunks
-            body.setdefault("chunk_overlap", min(40, body["chunk_tokens"] // 5))
-        settings = get_settings()
         with session_scope() as session:
-            try:
-                collection = service.create_collection(
-                    session, settings, name, embedding_model=model, **body
-                )
-            except (EmbeddingError, LLMError) as exc:
-                chosen = model or settings.embedding_model
-                raise ValidationFailed(
-                    f"embedding model {chosen!r} cannot be used: {exc.message}",
-                    fields={"embedding_model": [exc.message]},
-                ) from None
-            view = _collection_view(session, collection)
+            collection = service.create_collection(
+                session, get_settings(), name, embedding_model=model, **body
+            )
+            view = _counted_view(session, collection)
         return view, 201, {"Location": f"{PREFIX}/collections/{name}"}
 
 
@@ -92,7 +81,7 @@ class CollectionByName(MethodView):
         Its settings and counts; 404 naming it when absent.
         """
         with session_scope() as session:
-            return _collection_view(session, store.get_collection(session, name))
+            return _counted_view(session, store.get_collection(session, name))
 
     @require_scopes(sc.MEMORY_WRITE)
     @blp.arguments(ms.CollectionUpdateSchema)
@@ -109,7 +98,7 @@ class CollectionByName(MethodView):
                 if field in body:
                     setattr(collection, field, body[field])
             session.flush()
-            return _collection_view(session, collection)
+            return _counted_view(session, collection)
 
     @require_scopes(sc.MEMORY_WRITE)
     @blp.response(204)
@@ -125,7 +114,7 @@ class CollectionByName(MethodView):
 @blp.route("/collections/<string:name>/documents")
 class CollectionDocuments(MethodView):
     @require_scopes(sc.MEMORY_READ)
-    @blp.arguments(ms.DocumentPageQuerySchema, location="query")
+    @blp.arguments(PageQuerySchema, location="query")
     @blp.response(200, ms.DocumentPageSchema)
     def get(self, query: dict[str, Any], name: str) -> dict[str, Any]:
         """List documents
@@ -136,7 +125,7 @@ class CollectionDocuments(MethodView):
         with session_scope() as session:
             collection = store.get_collection(session, name)
             rows = store.list_documents(session, collection, limit=limit, offset=offset)
-            total, _ = store.collection_counts(session, collection)
+            total, _ = store.collection_counts(session, [collection])[collection.id]
             items = [_document_view(row, collection.name) for row in rows]
         return {"items": items, "total": total, "limit": limit, "offset": offset}
 
@@ -239,8 +228,14 @@ class Search(MethodView):
         return {"collection": body["collection"], "results": [service.hit_view(h) for h in hits]}
 
 
-def _collection_view(session: Session, collection: MemoryCollection) -> dict[str, Any]:
-    documents, chunks = store.collection_counts(session, collection)
+def _counted_view(session: Session, collection: MemoryCollection) -> dict[str, Any]:
+    return _collection_view(
+        collection, store.collection_counts(session, [collection])[collection.id]
+    )
+
+
+def _collection_view(collection: MemoryCollection, counts: tuple[int, int]) -> dict[str, Any]:
+    documents, chunks = counts
     fields = ms.CollectionSchema().fields
     view = {f: getattr(collection, f) for f in fields if f not in ("documents", "chunks")}
     return {**view, "documents": documents, "chunks": chunks}
@@ -286,9 +281,5 @@ def _publish(job_id: uuid.UUID) -> None:
         log.exception("publishing ingest job %s failed", job_id)
         message = "the broker is unavailable: the ingest job was not queued; send it again"
         with session_scope() as session:
-            job = jobs.get_job(session, job_id)
-            job.state = "failed"
-            job.payload = None
-            job.errors = [{"key": "", "error": message}]
-            job.finished_at = utcnow()
+            jobs.finish(jobs.get_job(session, job_id), "failed", error=message)
         raise ServiceUnavailable(message) from exc

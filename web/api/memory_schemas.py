@@ -12,7 +12,9 @@ from typing import Any
 
 import marshmallow as ma
 
-from agent33.memory.service import COLLECTION_NAME_PATTERN
+from agent33.memory.chunking import MIN_CHUNK_TOKENS
+from agent33.memory.ingest import unstorable
+from agent33.memory.service import COLLECTION_NAME_PATTERN, MAX_CHUNK_TOKENS
 
 MAX_BATCH = 1000
 MAX_INT = 2**31 - 1  # the retention columns are INTEGER
@@ -23,16 +25,13 @@ MEDIA_TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.+_-]*/[A-Za-z0-9][A-Za-z0-9.+_-]*$
 
 
 def check_storable(value: str) -> None:
-    """PostgreSQL text cannot hold NUL, and UTF-8 cannot encode an unpaired surrogate."""
-    if "\x00" in value:
-        raise ma.ValidationError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ma.ValidationError("must be valid Unicode (no unpaired surrogates)") from None
+    """What the database cannot store is a 400 naming the field, not a database error."""
+    problem = unstorable(value)
+    if problem:
+        raise ma.ValidationError(problem)
 
 
-def _not_blank(value: str) -> None:
+def not_blank(value: str) -> None:
     check_storable(value)
     if not value.strip():
         raise ma.ValidationError("must not be blank")
@@ -111,7 +110,7 @@ class CollectionCreateSchema(CollectionUpdateSchema):
         },
     )
     chunk_tokens = ma.fields.Integer(
-        validate=ma.validate.Range(min=16, max=512),
+        validate=ma.validate.Range(min=MIN_CHUNK_TOKENS, max=MAX_CHUNK_TOKENS),
         metadata={"description": "Target chunk size in tokens (default 200)"},
     )
     chunk_overlap = ma.fields.Integer(
@@ -121,14 +120,6 @@ class CollectionCreateSchema(CollectionUpdateSchema):
             "when that is less"
         },
     )
-
-    @ma.validates_schema
-    def _overlap_fits(self, data: dict[str, Any], **_: Any) -> None:
-        overlap = data.get("chunk_overlap")
-        if overlap is not None and overlap >= data.get("chunk_tokens", 200) // 2:
-            raise ma.ValidationError(
-                "must be less than half of chunk_tokens", field_name="chunk_overlap"
-            )
 
 
 class CollectionSchema(ma.Schema):
@@ -158,10 +149,10 @@ class CollectionListSchema(ma.Schema):
 
 class DocumentInSchema(ma.Schema):
     key = ma.fields.String(
-        validate=[ma.validate.Length(min=1, max=1000), _not_blank],
+        validate=[ma.validate.Length(min=1, max=1000), not_blank],
         metadata={"description": "Identity in the collection (path, URL, id); default: text hash"},
     )
-    text = ma.fields.String(validate=_not_blank, metadata={"description": "The content; or `url`"})
+    text = ma.fields.String(validate=not_blank, metadata={"description": "The content; or `url`"})
     url = ma.fields.Url(
         schemes={"http", "https"},
         require_tld=False,
@@ -224,6 +215,13 @@ class JobSchema(ma.Schema):
     state = ma.fields.String(metadata={"description": "pending|running|succeeded|failed"})
     total = ma.fields.Integer()
     done = ma.fields.Integer()
+    outcomes = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Integer(),
+        metadata={
+            "description": "stored documents by result: created, updated, unchanged, duplicate"
+        },
+    )
     failed = ma.fields.Integer()
     chunks = ma.fields.Integer()
     errors = ma.fields.List(ma.fields.Nested(JobErrorSchema))
@@ -250,11 +248,6 @@ class DocumentSchema(ma.Schema):
     updated_at = ma.fields.DateTime()
 
 
-class DocumentPageQuerySchema(ma.Schema):
-    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
-    offset = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=MAX_INT))
-
-
 class DocumentPageSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(DocumentSchema))
     total = ma.fields.Integer()
@@ -267,7 +260,7 @@ class DocumentPageSchema(ma.Schema):
 
 class SearchSchema(ma.Schema):
     query = ma.fields.String(
-        required=True, validate=[ma.validate.Length(min=1, max=MAX_QUERY), _not_blank]
+        required=True, validate=[ma.validate.Length(min=1, max=MAX_QUERY), not_blank]
     )
     collection = ma.fields.String(required=True, validate=[ma.validate.Length(min=1, max=100)])
     top_k = ma.fields.Integer(load_default=5, validate=ma.validate.Range(min=1, max=MAX_TOP_K))

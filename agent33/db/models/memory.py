@@ -117,7 +117,8 @@ class MemoryChunk(Base):
 
 
 class IngestJob(Base):
-    """A batch of documents ingested by a Celery task; `done`/`total` is its progress."""
+    """A batch of documents ingested by a Celery task; `done`/`total` is its progress, and
+    `outcomes` counts the stored documents by result (created, updated, unchanged, duplicate)."""
 
     __tablename__ = "memory_ingest_jobs"
 
@@ -127,7 +128,7 @@ class IngestJob(Base):
     )
     state: Mapped[str] = mapped_column(String(20), default="pending")
     total: Mapped[int] = mapped_column(Integer, default=0)
-    done: Mapped[int] = mapped_column(Integer, default=0)
+    outcomes: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     failed: Mapped[int] = mapped_column(Integer, default=0)
     chunks: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[list[Any]] = mapped_column(JSONB, default=list)
@@ -135,3 +136,8 @@ class IngestJob(Base):
     created_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[dt.datetime | None]
+
+    @property
+    def done(self) -> int:
+        """Documents stored (whatever their outcome)."""
+        return sum(int(n) for n in self.outcomes.values())

@@ -3,7 +3,6 @@ over real sockets; sessions in Redis and PostgreSQL, tokens relayed as Server-Se
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,21 +17,12 @@ from werkzeug.test import TestResponse
 from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.models import ChatMessage
-from agent33.definitions.agents import parse_agent, save_agent, sync_agents
-from tasks.app import swap_settings
+from agent33.definitions.agents import sync_agents
+from tests.integration.agents.chat_support import save_agents, sse_events, swapped
 from tests.plugins.web import MakeApiKey
 from web import create_app
 
 pytestmark = pytest.mark.usefixtures("committed_db", "celery_worker")
-
-
-def _swap(own: Settings) -> Iterator[Settings]:
-    previous = swap_settings(own)
-    try:
-        yield own
-    finally:
-        if previous is not None:
-            swap_settings(previous)
 
 
 @pytest.fixture
@@ -40,9 +30,9 @@ def worker_settings(settings: Settings, fake_ollama: Any) -> Iterator[Settings]:
     """The worker talks to this test's fake; the shipped agents plus a tool-less one exist."""
     with session_scope() as session:
         sync_agents(session=session, directory=settings.definitions_dir)
-        document = {"name": "plain", "model": "llama3.2", "system_prompt": "Be brief."}
-        save_agent(session=session, agent=parse_agent(document), document=document)
-    yield from _swap(settings.replace(ollama_base_url=fake_ollama.url))
+    save_agents([{"name": "plain", "model": "llama3.2", "system_prompt": "Be brief."}])
+    with swapped(settings.replace(ollama_base_url=fake_ollama.url)) as own:
+        yield own
 
 
 @pytest.fixture
@@ -61,14 +51,6 @@ def _body(response: TestResponse) -> dict[str, Any]:
     data = response.get_json()
     assert isinstance(data, dict), response.get_data(as_text=True)
     return data
-
-
-def _sse(body: str) -> list[tuple[str, dict[str, Any]]]:
-    events = []
-    for block in body.strip().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines())
-        events.append((lines["event"], json.loads(lines["data"])))
-    return events
 
 
 def test_answer_and_history_of_a_session(
@@ -124,7 +106,7 @@ def test_streaming_sends_tokens_then_done(
     response = chat_client.post("/api/v1/chat", json=body, headers=headers)
     assert response.status_code == 200
     assert response.mimetype == "text/event-stream"
-    events = _sse(response.get_data(as_text=True))
+    events = sse_events(response.get_data(as_text=True))
     tokens = [data["delta"] for kind, data in events if kind == "token"]
     assert len(tokens) >= 3 and "".join(tokens) == "one two three four"
     kind, done = events[-1]
@@ -138,7 +120,7 @@ def test_streaming_an_agent_with_tools_sends_the_answer_as_one_chunk(
     fake_ollama.script(tool_calls=[{"name": "calculator", "arguments": {"expression": "6*7"}}])
     fake_ollama.script(content="It is 42.")
     body = {"message": "6 times 7?", "stream": True}
-    events = _sse(chat_client.post("/api/v1/chat", json=body, headers=headers).get_data(True))
+    events = sse_events(chat_client.post("/api/v1/chat", json=body, headers=headers).get_data(True))
     assert events[0] == ("token", {"delta": "It is 42."})
     assert events[-1][0] == "done" and events[-1][1]["tool_calls"][0]["result"]["result"] == 42
 
@@ -156,7 +138,7 @@ def test_provider_down_is_502_naming_the_provider(
     settings: Settings, worker_settings: Settings, headers: dict[str, str]
 ) -> None:
     dead = settings.replace(ollama_base_url="http://127.0.0.1:9")
-    for _ in _swap(dead):
+    with swapped(dead):
         app = create_app(dead)
         app.config["AGENT33_CHAT_TIMEOUT"] = 15
         started = time.monotonic()
@@ -172,11 +154,11 @@ def test_provider_down_while_streaming_ends_with_an_error_event(
     settings: Settings, worker_settings: Settings, headers: dict[str, str]
 ) -> None:
     dead = settings.replace(ollama_base_url="http://127.0.0.1:9")
-    for _ in _swap(dead):
+    with swapped(dead):
         app = create_app(dead)
         body = {"message": "hi", "agent": "plain", "stream": True}
         response = app.test_client().post("/api/v1/chat", json=body, headers=headers)
-        events = _sse(response.get_data(as_text=True))
+        events = sse_events(response.get_data(as_text=True))
     assert events[-1][0] == "error" and "ollama" in events[-1][1]["message"]
 
 

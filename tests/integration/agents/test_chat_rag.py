@@ -3,23 +3,20 @@ real worker (retrieval with the local model on the real store) -> fake Ollama, J
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from agent33.config import Settings
 from agent33.db import session_scope
-from agent33.definitions.agents import parse_agent, save_agent
 from agent33.memory.memories import remember
 from agent33.security.api_keys import parse_prefix
-from tasks.app import swap_settings
+from tests.integration.agents.chat_support import chat_client as chat_client_for
+from tests.integration.agents.chat_support import last_chat_messages, save_agents, sse_events
 from tests.integration.memory.corpus import ingest_corpus
 from tests.plugins.web import MakeApiKey
-from web import create_app
 
 pytestmark = pytest.mark.usefixtures("committed_db", "celery_worker")
 
@@ -37,7 +34,7 @@ def handbook(settings: Settings) -> dict[str, str]:
 
 @pytest.fixture
 def chat_client(settings: Settings, fake_ollama: Any, handbook: dict[str, str]) -> Iterator[Any]:
-    agents = [
+    agents: list[dict[str, Any]] = [
         {
             "name": "librarian",
             "model": "llama3.2",
@@ -49,35 +46,14 @@ def chat_client(settings: Settings, fake_ollama: Any, handbook: dict[str, str]) 
         },
         {"name": "plain", "model": "llama3.2", "system_prompt": "Be brief."},
     ]
-    with session_scope() as session:
-        for document in agents:
-            save_agent(session=session, agent=parse_agent(document), document=document)
-    own = settings.replace(ollama_base_url=fake_ollama.url)
-    previous = swap_settings(own)
-    app: Flask = create_app(own)
-    app.config["AGENT33_CHAT_TIMEOUT"] = 30
-    try:
-        yield app.test_client()
-    finally:
-        if previous is not None:
-            swap_settings(previous)
+    save_agents(agents)
+    with chat_client_for(settings.replace(ollama_base_url=fake_ollama.url)) as client:
+        yield client
 
 
 @pytest.fixture
 def headers(make_api_key: MakeApiKey) -> dict[str, str]:
     return make_api_key(["agents:read"])
-
-
-def _sent(fake: Any) -> list[dict[str, Any]]:
-    return [body for path, body in fake.requests if path == "/api/chat"][-1]["messages"]
-
-
-def _sse(body: str) -> list[tuple[str, dict[str, Any]]]:
-    events = []
-    for block in body.strip().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines())
-        events.append((lines["event"], json.loads(lines["data"])))
-    return events
 
 
 def test_a_rag_agent_answers_with_citations_to_the_ingested_document(
@@ -105,7 +81,7 @@ def test_a_rag_agent_answers_with_citations_to_the_ingested_document(
     }
     assert len(answer["citations"]) == 3 and answer["screening"] == []
 
-    sent = _sent(fake_ollama)
+    sent = last_chat_messages(fake_ollama)
     assert [m["role"] for m in sent] == ["system", "system", "user"]
     assert "cite" in sent[0]["content"].lower()
     context = sent[1]["content"]
@@ -126,13 +102,13 @@ def test_the_streamed_answer_ends_with_citations_in_done(
     }
     response = chat_client.post("/api/v1/chat", json=body, headers=headers)
     assert response.status_code == 200 and response.mimetype == "text/event-stream"
-    events = _sse(response.get_data(as_text=True))
+    events = sse_events(response.get_data(as_text=True))
     assert "".join(d["delta"] for kind, d in events if kind == "token") == ANSWER
     kind, done = events[-1]
     assert kind == "done" and done["answer"] == ANSWER
     assert [c["key"] for c in done["citations"]][:1] == ["fernet-rotation.md"]
     assert [c["index"] for c in done["citations"]] == [1, 2]
-    assert "[1] Fernet key rotation" in _sent(fake_ollama)[1]["content"]
+    assert "[1] Fernet key rotation" in last_chat_messages(fake_ollama)[1]["content"]
 
 
 def test_a_request_override_narrows_the_agents_retrieval(
@@ -196,7 +172,7 @@ def test_the_callers_long_term_memories_reach_the_prompt_and_nobody_elses(
         remember(session, settings, agent="librarian", user=caller, text="Works on Fernet keys.")
     body = {"message": QUESTION, "agent": "librarian"}
     assert chat_client.post("/api/v1/chat", json=body, headers=headers).status_code == 200
-    assert "- Works on Fernet keys." in _sent(fake_ollama)[1]["content"]
+    assert "- Works on Fernet keys." in last_chat_messages(fake_ollama)[1]["content"]
     other = make_api_key(["agents:read"], name="other")
     assert chat_client.post("/api/v1/chat", json=body, headers=other).status_code == 200
-    assert "Works on Fernet keys" not in str(_sent(fake_ollama))
+    assert "Works on Fernet keys" not in str(last_chat_messages(fake_ollama))

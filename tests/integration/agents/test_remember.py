@@ -9,21 +9,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from agent33.agents.runtime import run_agent
 from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.models.memory import MemoryDocument
-from agent33.definitions.agents import AgentDef, parse_agent, save_agent
+from agent33.definitions.agents import AgentDef
 from agent33.llm.router import default_router
 from agent33.memory import store
 from agent33.security.api_keys import parse_prefix
 from agent33.tools import ToolContext
-from tasks.app import swap_settings
+from tests.integration.agents.chat_support import chat_client as chat_client_for
+from tests.integration.agents.chat_support import last_chat_messages, save_agents
 from tests.plugins.web import MakeApiKey
-from web import create_app
 
 pytestmark = pytest.mark.usefixtures("committed_db", "celery_worker")
 
@@ -33,7 +32,7 @@ FACT = "Prefers green tea over coffee."
 
 @pytest.fixture
 def chat_client(settings: Settings, fake_ollama: Any) -> Iterator[FlaskClient]:
-    agents = [
+    agents: list[dict[str, Any]] = [
         {
             "name": "keeper",
             "model": "llama3.2",
@@ -48,25 +47,9 @@ def chat_client(settings: Settings, fake_ollama: Any) -> Iterator[FlaskClient]:
             "tools": ["calculator"],
         },
     ]
-    with session_scope() as session:
-        for document in agents:
-            save_agent(session=session, agent=parse_agent(document), document=document)
-    own = settings.replace(ollama_base_url=fake_ollama.url)
-    previous = swap_settings(own)
-    app: Flask = create_app(own)
-    app.config["AGENT33_CHAT_TIMEOUT"] = 30
-    try:
-        yield app.test_client()
-    finally:
-        if previous is not None:
-            swap_settings(previous)
-
-
-def _sent(fake: Any) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = [body for path, body in fake.requests if path == "/api/chat"][
-        -1
-    ]["messages"]
-    return messages
+    save_agents(agents)
+    with chat_client_for(settings.replace(ollama_base_url=fake_ollama.url)) as client:
+        yield client
 
 
 def _chat(client: FlaskClient, headers: dict[str, str], agent: str, message: str) -> Any:
@@ -103,11 +86,11 @@ def test_a_remembered_fact_reaches_the_same_users_next_chat_and_nobody_elses(
     fake_ollama.script(content="Green tea it is.")
     second = _chat(chat_client, alice, "keeper", "What should I drink?")
     assert second["session_id"] != first["session_id"], "a new session"
-    assert f"- {FACT}" in "\n".join(m["content"] for m in _sent(fake_ollama))
+    assert f"- {FACT}" in "\n".join(m["content"] for m in last_chat_messages(fake_ollama))
 
     fake_ollama.script(content="Anything you like.")
     _chat(chat_client, bob, "keeper", "What should I drink?")
-    assert "green tea" not in str(_sent(fake_ollama)).lower()
+    assert "green tea" not in str(last_chat_messages(fake_ollama)).lower()
 
 
 def test_an_agent_without_remember_in_its_tools_cannot_store_memories(
