@@ -11,6 +11,10 @@ mounts an adapter whose urllib3 connection class resolves, checks every address,
 to one of exactly those checked addresses (the socket never re-resolves), and re-checks the
 socket's peer address after connecting. TLS still verifies the certificate against the host
 name, because urllib3 takes `server_hostname` from the URL's host, not from the pinned IP.
+
+Cloud metadata services (`METADATA_NETWORKS`, `METADATA_HOSTS`: all of 169.254.0.0/16, AWS's
+IPv6 address, Azure's wire server, Alibaba, Oracle, GCP's names) are refused in every mode,
+AGENT33_HTTP_ALLOW_PRIVATE included, and through IPv4-mapped, 6to4, Teredo and NAT64 spellings.
 """
 
 from __future__ import annotations
@@ -31,10 +35,36 @@ from urllib3.exceptions import NewConnectionError
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[..., Sequence[tuple[Any, ...]]]
 
-# Never reachable, even with AGENT33_HTTP_ALLOW_PRIVATE: credentials live there.
-METADATA = frozenset(
-    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
+# Never reachable, even with AGENT33_HTTP_ALLOW_PRIVATE: cloud instance credentials live there.
+# All of IPv4 link-local is included: AWS/GCP/Azure/OpenStack IMDS (169.254.169.254), ECS task
+# credentials (169.254.170.2), EKS Pod Identity (169.254.170.23) and whatever the next provider
+# puts there; nothing an agent needs lives in 169.254.0.0/16.
+METADATA_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "169.254.0.0/16",  # IPv4 link-local: AWS, ECS, EKS, GCP, Azure IMDS, OpenStack
+        "fd00:ec2::254/128",  # AWS IMDS over IPv6
+        "fd00:ec2::23/128",  # EKS Pod Identity agent over IPv6
+        "168.63.129.16/32",  # Azure wire server (a public address, so not caught as private)
+        "100.100.100.200/32",  # Alibaba Cloud metadata
+        "192.0.0.192/32",  # Oracle Cloud metadata (Python 3.11 calls it global)
+    )
 )
+# Names of metadata services, refused before resolving (a local resolver may not know them,
+# or may answer with a different address than the one the service listens on).
+METADATA_HOSTS = frozenset(
+    (
+        "metadata.google.internal",
+        "metadata.goog",
+        "metadata",
+        "instance-data",
+        "instance-data.ec2.internal",
+        "metadata.azure.com",
+        "metadata.tencentyun.com",
+    )
+)
+# Well-known NAT64 prefixes: a gateway translates them to the embedded IPv4 address.
+NAT64_NETWORKS = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48"))
 # Reachable only with AGENT33_HTTP_ALLOW_PRIVATE (local development services).
 PRIVATE_NETWORKS = tuple(
     ipaddress.ip_network(n)
@@ -44,7 +74,6 @@ PRIVATE_NETWORKS = tuple(
         "172.16.0.0/12",
         "192.168.0.0/16",
         "100.64.0.0/10",  # CGNAT: ipaddress does not count it as private on 3.11
-        "169.254.0.0/16",
         "::1/128",
         "fc00::/7",
         "fe80::/10",
@@ -64,7 +93,7 @@ class BlockedAddress(Exception):
 
 
 def _embedded_v4(ip: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address hidden in an IPv4-mapped, 6to4 or Teredo IPv6 address, if any."""
+    """The IPv4 address hidden in an IPv4-mapped, 6to4, Teredo or NAT64 IPv6 address, if any."""
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return ip.ipv4_mapped
@@ -72,6 +101,8 @@ def _embedded_v4(ip: IPAddress) -> ipaddress.IPv4Address | None:
             return ip.sixtofour
         if ip.teredo is not None:
             return ip.teredo[1]
+        if any(ip in net for net in NAT64_NETWORKS):
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
 
 
@@ -81,7 +112,7 @@ def blocked_reason(ip: IPAddress, *, allow_private: bool = False) -> str | None:
     if embedded is not None:
         reason = blocked_reason(embedded, allow_private=allow_private)
         return f"{reason} (embedded in {ip})" if reason else None
-    if ip in METADATA:
+    if any(ip in net for net in METADATA_NETWORKS):
         return "a cloud metadata address"
     if ip.is_unspecified:
         return "the unspecified address"
@@ -114,6 +145,8 @@ def resolve(host: str, port: int | None = None) -> list[IPAddress]:
 
 def check_host(host: str, port: int | None = None, *, allow_private: bool) -> list[IPAddress]:
     """Resolve `host` and return its addresses; refuse when any one is outside policy."""
+    if host.strip("[]").lower().rstrip(".") in METADATA_HOSTS:
+        raise BlockedAddress(f"host {host!r} is a cloud metadata service")
     addresses = resolve(host, port)
     for ip in addresses:
         reason = blocked_reason(ip, allow_private=allow_private)

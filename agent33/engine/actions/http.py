@@ -8,12 +8,21 @@ metadata and other non-global addresses are refused unless AGENT33_HTTP_ALLOW_PR
 rebinding between the check and the connection cannot reach an internal service. The shared
 sessions keep no cookies and ignore proxy/netrc environment settings, so one run cannot leak state
 or credentials into another.
+
+A redirect to another origin (scheme, host or port differ) drops every credential header before
+the next hop, and they stay dropped for the rest of the chain: `Authorization`,
+`Proxy-Authorization`, `Cookie`, `X-API-Key`, any header whose name mentions a token, key, auth,
+secret, session, password, credential or signature, and any header whose value holds a
+`{{ secrets.X }}` plaintext. A 307/308 that would resend a body holding a secret to another origin
+is refused. The name rule is deliberately broad (an `Idempotency-Key` is dropped too): a header
+lost on a foreign hop costs a failed call, a leaked one costs the credential.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -34,6 +43,13 @@ MAX_TIMEOUT = 300.0
 MAX_REDIRECTS = 5
 BODY_LIMIT = 1024 * 1024
 REDIRECTS = (301, 302, 303, 307, 308)
+DEFAULT_PORTS = {"http": 80, "https": 443}
+CREDENTIAL_HEADERS = frozenset(
+    ("authorization", "proxy-authorization", "cookie", "cookie2", "x-api-key", "x-csrf-token")
+)
+CREDENTIAL_NAME = re.compile(
+    r"token|key|auth|secret|session|cookie|passw|credential|signature|csrf|xsrf", re.IGNORECASE
+)
 
 
 # Keyed by allow_private; no cookies, no proxy/netrc from the environment (see pinned_session).
@@ -50,6 +66,8 @@ class Spec:
     body: str | None
     timeout: float
     expect_status: tuple[int, ...] | None
+    # Plaintexts of the step's `{{ secrets.X }}`: headers carrying one never cross origins.
+    secrets: tuple[str, ...] = ()
 
 
 def _fail(message: str) -> ActionFailed:
@@ -69,7 +87,7 @@ def _strings(value: Any, name: str) -> dict[str, str]:
     return out
 
 
-def parse(params: Mapping[str, Any]) -> Spec:
+def parse(params: Mapping[str, Any], secrets: tuple[str, ...] = ()) -> Spec:
     """Check the `with:` mapping; every problem names the parameter."""
     unknown = sorted(set(params) - set(KNOWN))
     if unknown:
@@ -109,6 +127,7 @@ def parse(params: Mapping[str, Any]) -> Spec:
         body=body,
         timeout=float(timeout),
         expect_status=tuple(expect) if expect is not None else None,
+        secrets=tuple(sorted({value for value in secrets if value})),
     )
 
 
@@ -237,6 +256,7 @@ def _exchange(
     url, method = spec.url, spec.method
     session = SESSIONS[allow_private]
     host = check_destination(url, allowlist, allow_private=allow_private)
+    origin = _origin(url)
     for hop in range(MAX_REDIRECTS + 1):
         prepared, response = _send(spec, url, method, hop == 0, deadline, session)
         sent_host = _normal_host(parse_url(prepared.url or "").host or "")
@@ -250,25 +270,66 @@ def _exchange(
                 return response, prepared.url or url, reader(response, deadline, spec.timeout)
         response.close()
         url = urljoin(prepared.url or url, location)
-        new_host = check_destination(url, allowlist, allow_private=allow_private)
-        if new_host != host:
-            spec = _without_auth(spec)
-        host = new_host
+        host = check_destination(url, allowlist, allow_private=allow_private)
         if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
             method = "GET" if method != "HEAD" else method
+        if _origin(url) != origin:
+            spec = _without_credentials(spec, url, resends_body=spec.method == method)
+            origin = _origin(url)
     raise _fail(f"too many redirects (more than {MAX_REDIRECTS}) starting at {spec.url!r}")
 
 
-def _without_auth(spec: Spec) -> Spec:
-    """Like browsers and requests: credentials are not forwarded to another host."""
-    headers = {k: v for k, v in spec.headers.items() if k.lower() not in ("authorization",)}
+def _origin(url: str) -> tuple[str, str, int]:
+    """(scheme, normalised host, port with the scheme's default filled in)."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    return scheme, _normal_host(parts.hostname or ""), parts.port or DEFAULT_PORTS[scheme]
+
+
+def is_credential_header(name: str, value: str, secrets: tuple[str, ...] = ()) -> bool:
+    """Whether a header may carry a credential: by its name, or by holding a secret's value."""
+    lowered = name.strip().lower()
+    if lowered in CREDENTIAL_HEADERS or CREDENTIAL_NAME.search(lowered):
+        return True
+    return any(secret in value for secret in secrets)
+
+
+def _holds_secret(value: Any, secrets: tuple[str, ...]) -> bool:
+    """Whether any string in `value` (keys included, through mappings and lists) holds a secret.
+
+    Iterative, so a deeply nested body cannot raise RecursionError here.
+    """
+    pending = [value] if secrets else []
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if any(secret in item for secret in secrets):
+                return True
+        elif isinstance(item, Mapping):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return False
+
+
+def _without_credentials(spec: Spec, url: str, *, resends_body: bool) -> Spec:
+    """The spec for a hop to another origin: no credential header; no secret in a resent body."""
+    if resends_body and _holds_secret([spec.body, spec.json], spec.secrets):
+        raise _fail(f"refusing to resend a body holding a secret to another origin ({url!r})")
+    headers = {
+        name: value
+        for name, value in spec.headers.items()
+        if not is_credential_header(name, value, spec.secrets)
+    }
     return replace(spec, headers=headers)
 
 
 @register("http_request")
 def http_request(context: ActionContext) -> Any:
     """Output `{status, headers, body, url, elapsed_ms}`; 5xx/429/network errors are retryable."""
-    spec = parse(context.params)
+    resolved = getattr(context.context.get("secrets"), "resolved", None) or {}
+    spec = parse(context.params, tuple(str(value) for value in resolved.values()))
     started = time.monotonic()
     try:
         response, url, body = _exchange(

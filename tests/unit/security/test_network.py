@@ -177,3 +177,75 @@ def test_allow_private_setting_parses_booleans() -> None:
         assert load_settings(env, dotenv_path=None).http_allow_private is expected
     with pytest.raises(ConfigError, match="AGENT33_HTTP_ALLOW_PRIVATE"):
         load_settings({"AGENT33_HTTP_ALLOW_PRIVATE": "maybe"}, dotenv_path=None)
+
+
+METADATA_ADDRESSES = [
+    "169.254.169.254",  # AWS, GCP, Azure, OpenStack IMDS
+    "169.254.170.2",  # ECS task credentials
+    "169.254.170.23",  # EKS Pod Identity
+    "169.254.0.1",  # anything else link-local
+    "fd00:ec2::254",  # AWS IMDS over IPv6
+    "fd00:ec2::23",  # EKS Pod Identity over IPv6
+    "168.63.129.16",  # Azure wire server (a public address)
+    "100.100.100.200",  # Alibaba
+    "192.0.0.192",  # Oracle
+    "::ffff:169.254.169.254",  # IPv4-mapped
+    "::ffff:a9fe:aa02",  # IPv4-mapped ECS, hex spelling
+    "2002:a9fe:a9fe::",  # 6to4
+    "2001:0:4136:e378:8000:63bf:5601:5601",  # Teredo embedding 169.254.169.254
+    "64:ff9b::a9fe:aa02",  # NAT64 well-known prefix -> ECS
+    "64:ff9b:1::a83f:8110",  # NAT64 local-use prefix -> Azure wire server
+]
+
+
+@pytest.mark.parametrize("address", METADATA_ADDRESSES)
+def test_metadata_addresses_are_refused_in_every_mode(address: str) -> None:
+    ip = ipaddress.ip_address(address)
+    for allow_private in (False, True):
+        reason = blocked_reason(ip, allow_private=allow_private)
+        assert reason is not None and "metadata" in reason, (address, reason)
+
+
+@pytest.mark.parametrize(
+    "host", ["metadata.google.internal", "METADATA.google.internal.", "metadata.goog", "metadata",
+             "instance-data", "instance-data.ec2.internal", "metadata.azure.com"],
+)  # fmt: skip
+def test_metadata_names_are_refused_before_resolving(
+    monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    """Even if a local resolver points the name somewhere harmless, it is never contacted."""
+    monkeypatch.setattr(network, "RESOLVER", _resolver({host: ["127.0.0.1"]}))
+    with pytest.raises(BlockedAddress, match="metadata"):
+        check_host(host, 80, allow_private=True)
+
+
+@pytest.mark.parametrize("url", ["http://169.254.170.2/v2/credentials",
+                                 "http://[::ffff:169.254.170.2]/v2/credentials",
+                                 "http://169.254.169.254/latest/meta-data/",
+                                 "http://[fd00:ec2::254]/latest/meta-data/",
+                                 "http://100.100.100.200/latest/meta-data/"])  # fmt: skip
+def test_http_request_refuses_metadata_with_private_allowed(url: str) -> None:
+    host = url.split("/")[2].strip("[]")
+    with pytest.raises(ActionFailed, match="cloud metadata") as info:
+        _call(url, (host,), allow_private=True)
+    assert info.value.retryable is False
+
+
+def test_a_name_rebinding_to_ecs_credentials_is_caught_at_connect(
+    monkeypatch: pytest.MonkeyPatch, port: int
+) -> None:
+    """With private addresses allowed: first answer loopback (passes), then the ECS address."""
+    monkeypatch.setattr(
+        network, "RESOLVER", _resolver({"svc.test": ["127.0.0.1", "169.254.170.2"]})
+    )
+    with pytest.raises(ActionFailed, match=r"169\.254\.170\.2.*cloud metadata"):
+        _call(f"http://svc.test:{port}/secret", ("svc.test",), allow_private=True)
+    assert Sink.hits == []
+
+
+def test_each_redirect_target_check_refuses_metadata_with_private_allowed() -> None:
+    """`check_destination` runs on every Location: listing the address does not open it."""
+    with pytest.raises(ActionFailed, match="cloud metadata"):
+        http_action.check_destination(
+            "http://169.254.170.2/v2/credentials", ("169.254.170.2",), allow_private=True
+        )
