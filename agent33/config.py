@@ -163,6 +163,12 @@ VARIABLES: tuple[Var, ...] = (
         "Executables `run_command` steps may start (names or absolute paths, comma list).",
     ),
     Var(
+        "AGENT33_COMMAND_NETWORK",
+        "command_network",
+        "false",
+        "`true` lets a `run_command` step with `network: true` use the network (sandboxed).",
+    ),
+    Var(
         "AGENT33_HTTP_ALLOWLIST",
         "http_allowlist",
         "127.0.0.1,localhost",
@@ -277,6 +283,7 @@ class Settings:
     max_deliveries: int = 3
     visibility_timeout: int = 3600
     command_allowlist: tuple[str, ...] = ("echo", "true", "false", "date", "uname", "sleep")
+    command_network: bool = False
     http_allowlist: tuple[str, ...] = ("127.0.0.1", "localhost")
     http_allow_private: bool = False
     file_roots: tuple[Path, ...] = (Path("var/files"),)
@@ -454,6 +461,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "llm_concurrency": lambda n, v: _limits(n, v),
     "llm_gpu_models": lambda n, v: tuple(s.strip() for s in v.split(",") if s.strip()),
     "command_allowlist": lambda n, v: tuple(s.strip() for s in v.split(",") if s.strip()),
+    "command_network": _bool,
     "http_allowlist": lambda n, v: tuple(s.strip().lower() for s in v.split(",") if s.strip()),
     "http_allow_private": _bool,
     "file_roots": lambda n, v: tuple(Path(s.strip()) for s in v.split(",") if s.strip()),

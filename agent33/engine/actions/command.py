@@ -1,24 +1,35 @@
 """`run_command`: start an allow-listed executable (never through a shell) and capture its output.
 
-The child gets its own session so a timeout can kill everything it started (`os.killpg`), a
-minimal environment so worker secrets do not leak into it, and output is captured by reader
-threads that keep only the first and last 32 KiB, so a chatty command cannot exhaust memory.
+The child runs confined by `agent33.security.sandbox` (unprivileged user, bubblewrap where it
+works, `cwd` under the file roots, an environment built from an allowlist, resource limits, death
+with the worker). It gets its own session so a timeout, a cancel or a reassigned step kills
+everything it started (`os.killpg`); output is captured by reader threads that keep only the first
+and last 32 KiB, and an error message quotes at most a labelled 2 KiB excerpt of it.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
+import structlog
+from sqlalchemy import select
+
 from agent33.config import Settings
+from agent33.db import session_scope
+from agent33.db.models import Run, StepRun
 from agent33.engine.actions import ActionContext, ActionFailed, register
+from agent33.engine.states import RUN_TERMINAL, StepState
+from agent33.security import sandbox
+
+log = structlog.get_logger(__name__)
 
 DEFAULT_TIMEOUT = 60.0
 MAX_TIMEOUT = 3600.0
@@ -26,9 +37,9 @@ OUTPUT_LIMIT = 64 * 1024
 _HALF = OUTPUT_LIMIT // 2
 _CHUNK = 65536
 _GRACE = 2.0
-KNOWN = ("argv", "timeout", "cwd", "env", "check", "stdin")
-# Passed through from the worker; everything else (database URLs, keys) stays out of the child.
-BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
+EXCERPT = 2048
+WATCH_INTERVAL = 1.0
+KNOWN = ("argv", "timeout", "cwd", "env", "check", "stdin", "network")
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,7 @@ class Spec:
     env: dict[str, str]
     check: bool
     stdin: str | None
+    network: bool = False
 
 
 def _fail(message: str) -> ActionFailed:
@@ -54,6 +66,13 @@ def _arg(value: Any, where: str) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     raise _fail(f"{where} must be a string, got {type(value).__name__}")
+
+
+def _flag(params: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = params.get(name, default)
+    if not isinstance(value, bool):
+        raise _fail(f"{name} must be true or false")
+    return value
 
 
 def parse(params: Mapping[str, Any]) -> Spec:
@@ -72,20 +91,19 @@ def parse(params: Mapping[str, Any]) -> Spec:
     if not 0 < timeout <= MAX_TIMEOUT:
         raise _fail(f"timeout must be between 0 and {MAX_TIMEOUT:g} seconds, got {timeout}")
     cwd = params.get("cwd")
-    if cwd is not None and (not isinstance(cwd, str) or not os.path.isdir(cwd)):
-        raise _fail(f"cwd {cwd!r} is not an existing directory")
+    if cwd is not None and not isinstance(cwd, str):
+        raise _fail(f"cwd {cwd!r} must be a path (a string)")
     env = params.get("env") or {}
     if not isinstance(env, Mapping):
         raise _fail("env must be a mapping of names to strings")
     for name in env:
         if not isinstance(name, str) or not name or "=" in name or "\x00" in name:
             raise _fail(f"env name {name!r} is not a valid variable name")
-    check = params.get("check", True)
-    if not isinstance(check, bool):
-        raise _fail("check must be true or false")
+    check = _flag(params, "check", True)
     stdin = params.get("stdin")
     if stdin is not None and not isinstance(stdin, str):
         raise _fail("stdin must be a string")
+    network = _flag(params, "network", False)
     return Spec(
         argv=[_arg(a, f"argv[{i}]") for i, a in enumerate(argv)],
         timeout=float(timeout),
@@ -93,6 +111,7 @@ def parse(params: Mapping[str, Any]) -> Spec:
         env={k: _arg(v, f"env.{k}") for k, v in env.items()},
         check=check,
         stdin=stdin,
+        network=network,
     )
 
 
@@ -165,36 +184,70 @@ def _feed(stream: IO[bytes], data: bytes) -> None:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    sandbox.kill_group(proc.pid)
+
+
+def _watcher(context: ActionContext) -> Callable[[], bool] | None:
+    """Whether this attempt still owns its step: a cancel, a step timeout or a reaped lease
+    moves the step on, and then the command must stop rather than run beside the next attempt."""
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+        run_id = uuid.UUID(context.run_id)
+    except ValueError:
+        return None  # not a recorded run (a direct call): nothing to watch
+    query = (
+        select(StepRun.state, StepRun.attempt, Run.state)
+        .join(Run, Run.id == StepRun.run_id)
+        .where(StepRun.run_id == run_id, StepRun.step_id == context.step_id)
+    )
+
+    def wanted() -> bool:
+        try:
+            with session_scope() as session:
+                row = session.execute(query).first()
+        except Exception as exc:  # noqa: BLE001 - a database hiccup is no reason to kill the work
+            log.warning("run_command.watch_failed", error=str(exc), step_id=context.step_id)
+            return True
+        if row is None:
+            return False
+        step_state, attempt, run_state = row
+        return bool(
+            step_state == StepState.RUNNING
+            and attempt == context.attempt
+            and run_state not in RUN_TERMINAL
+        )
+
+    return wanted
 
 
-def _environment(extra: Mapping[str, str]) -> dict[str, str]:
-    env = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
-    env.setdefault("PATH", os.defpath)
-    return {**env, **extra}
-
-
-def _run(spec: Spec, executable: str) -> tuple[dict[str, Any], bool]:
-    """Run to completion or timeout; returns the output and whether it timed out."""
-    started = time.monotonic()
+def _start(spec: Spec, jail: sandbox.Jail) -> subprocess.Popen[bytes]:
     try:
-        proc = subprocess.Popen(  # noqa: S603 - allow-listed executable, argv list, no shell
-            [executable, *spec.argv[1:]],
+        return subprocess.Popen(  # noqa: S603 - allow-listed executable, argv list, no shell
+            jail.argv,
             shell=False,
             stdin=subprocess.DEVNULL if spec.stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            cwd=spec.cwd,
-            env=_environment(spec.env),
+            cwd=jail.cwd,
+            env=jail.env,
             start_new_session=True,
+            preexec_fn=jail.preexec,  # noqa: PLW1509 - only syscalls (setrlimit, setuid, prctl)
         )
     except FileNotFoundError:
         raise _fail(f"command {spec.argv[0]!r} was not found") from None
+    except PermissionError as exc:
+        raise _fail(f"command {spec.argv[0]!r} could not be started: {exc.strerror}") from None
+    except subprocess.SubprocessError as exc:
+        raise ActionFailed(f"run_command: the sandbox could not be set up: {exc}") from None
     except OSError as exc:
         raise _fail(f"command {spec.argv[0]!r} could not be started: {exc.strerror}") from None
+
+
+def _run(
+    spec: Spec, jail: sandbox.Jail, wanted: Callable[[], bool] | None = None
+) -> tuple[dict[str, Any], str | None]:
+    """Run to completion; returns the output and why it was stopped ("timeout", "unwanted")."""
+    started = time.monotonic()
+    proc = _start(spec, jail)
     assert proc.stdout is not None and proc.stderr is not None  # noqa: S101 - PIPE above
     readers = [_Capture(proc.stdout), _Capture(proc.stderr)]
     threads: list[threading.Thread] = list(readers)
@@ -203,13 +256,24 @@ def _run(spec: Spec, executable: str) -> tuple[dict[str, Any], bool]:
         threads.append(threading.Thread(target=_feed, args=(proc.stdin, data), daemon=True))
     for thread in threads:
         thread.start()
-    timed_out = False
+    stopped: str | None = None
+    deadline = started + spec.timeout
     try:
-        proc.wait(timeout=spec.timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_group(proc)
-        proc.wait()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                stopped = "timeout"
+                break
+            try:
+                proc.wait(timeout=min(remaining, WATCH_INTERVAL) if wanted else remaining)
+                break
+            except subprocess.TimeoutExpired:
+                if wanted is not None and not wanted():
+                    stopped = "unwanted"
+                    break
+        if stopped:
+            _kill_group(proc)
+            proc.wait()
     except BaseException:  # a Celery time limit or shutdown: leave no process behind
         _kill_group(proc)
         proc.wait()
@@ -226,7 +290,18 @@ def _run(spec: Spec, executable: str) -> tuple[dict[str, Any], bool]:
         "stderr": readers[1].text(),
         "duration_ms": round((time.monotonic() - started) * 1000),
     }
-    return output, timed_out
+    return output, stopped
+
+
+def excerpt(label: str, text: str, limit: int = EXCERPT) -> str:
+    """A clearly labelled tail of a child's output, at most `limit` bytes: never the raw whole."""
+    data = text.strip().encode()
+    if not data:
+        return ""
+    if len(data) <= limit:
+        return f"; {label}: {data.decode()}"
+    tail = data[-limit:].decode("utf-8", "ignore")
+    return f"; {label} (last {limit} bytes): {tail}"
 
 
 @register("run_command")
@@ -234,14 +309,31 @@ def run_command(context: ActionContext) -> Any:
     """Output `{exit_code, stdout, stderr, duration_ms}`; a non-zero exit fails when `check`."""
     spec = parse(context.params)
     executable = resolve(spec.argv[0], context.settings)
-    output, timed_out = _run(spec, executable)
-    if timed_out:
+    try:
+        jail = sandbox.prepare(
+            context.settings,
+            executable,
+            spec.argv[1:],
+            cwd=spec.cwd,
+            env=spec.env,
+            limits=sandbox.Limits.for_timeout(spec.timeout),
+            network=spec.network,
+        )
+    except sandbox.SandboxRefused as exc:
+        raise _fail(exc.message) from None
+    output, stopped = _run(spec, jail, _watcher(context))
+    if stopped == "timeout":
         raise ActionFailed(
             f"command timed out after {spec.timeout:g}s", retryable=True, details=output
         )
+    if stopped == "unwanted":
+        raise ActionFailed(
+            "command stopped: its step was cancelled, timed out or handed to another attempt",
+            details=output,
+        )
     code = output["exit_code"]
     if spec.check and code != 0:
-        lines = output["stderr"].strip().splitlines()
-        reason = f": {lines[-1][:500]}" if lines else ""
-        raise ActionFailed(f"command exited with {code}{reason}", details=output)
+        raise ActionFailed(
+            f"command exited with {code}{excerpt('stderr', output['stderr'])}", details=output
+        )
     return output
