@@ -6,6 +6,7 @@ traceback and answered as a bare 500; a database or broker outage is a 503.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -47,6 +48,19 @@ UNAVAILABLE = (
     redis.exceptions.TimeoutError,
     kombu.exceptions.OperationalError,
 )
+
+
+# Raised by parsing or converting what the client sent (a body that is not UTF-8, a structure
+# too deep to walk, a number too large to convert), whichever code reached them first.
+INPUT_FAULTS: dict[type[Exception], str] = {
+    UnicodeDecodeError: "the request contains bytes that are not valid UTF-8",
+    json.JSONDecodeError: "the request contains text that is not valid JSON",
+    RecursionError: "the request is nested too deeply to process",
+    OverflowError: "the request contains a number out of range",
+    ValueError: "the request contains a number too large to convert",
+}
+# int() refuses more than sys.get_int_max_str_digits() digits with this message.
+INT_DIGITS_LIMIT = "Exceeds the limit"
 
 
 class ErrorBodySchema(ma.Schema):
@@ -104,6 +118,8 @@ class Api(flask_smorest.Api):  # type: ignore[misc]
         app.register_error_handler(sa_exc.IntegrityError, handle_integrity_error)
         app.register_error_handler(sa_exc.DataError, handle_unstorable_input)
         app.register_error_handler(UnicodeEncodeError, handle_unstorable_input)
+        for exc_type in INPUT_FAULTS:
+            app.register_error_handler(exc_type, handle_input_fault)
         for exc_type in UNAVAILABLE:
             app.register_error_handler(exc_type, handle_unavailable)
         app.register_error_handler(Exception, handle_unexpected)
@@ -152,6 +168,22 @@ def handle_unstorable_input(error: Exception) -> ResponseTuple:
         "invalid_input",
         "the request contains characters that cannot be stored (NUL or unpaired surrogates)",
     )
+
+
+def handle_input_fault(error: Exception) -> ResponseTuple:
+    """A 400 for an error the input caused past the schemas; the traceback is logged, since
+    reaching here means some check upstream was missing. A ValueError other than int()'s digit
+    limit is no evidence about the input and stays a 500."""
+    kind = next(kind for kind in INPUT_FAULTS if isinstance(error, kind))
+    if kind is ValueError and INT_DIGITS_LIMIT not in str(error):
+        return handle_unexpected(error)
+    log.warning(
+        "input fault on %s %s",
+        flask.request.method,
+        flask.request.path,
+        exc_info=(type(error), error, error.__traceback__),
+    )
+    return envelope(400, "invalid_input", INPUT_FAULTS[kind])
 
 
 def handle_unavailable(error: Exception) -> ResponseTuple:

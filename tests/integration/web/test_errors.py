@@ -141,3 +141,31 @@ def test_database_down_is_503_json(settings: Settings) -> None:
         db.configure(settings)
     _error(response, 503, "service_unavailable")
     assert response.headers["Retry-After"]
+
+
+@pytest.mark.security
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (RecursionError("maximum recursion depth exceeded"), 400, "invalid_input"),
+        (OverflowError("int too large to convert to float"), 400, "invalid_input"),
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), 400, "invalid_input"),
+        (ValueError("Exceeds the limit (4300 digits) for integer string conversion"), 400, ""),
+        (ValueError("a server-side bug"), 500, "internal_error"),
+        (KeyError("a server-side bug"), 500, "internal_error"),
+    ],
+)
+def test_errors_the_input_caused_are_400_and_server_faults_stay_500(
+    settings: Settings, error: Exception, status: int, code: str
+) -> None:
+    """Past the schemas, a conversion the input broke is still the client's 400 (its traceback
+    is logged as a warning); any other error is a bare 500."""
+    app = create_app(settings)
+
+    def fail() -> None:
+        raise error
+
+    app.add_url_rule("/fail", view_func=fail)
+    response = app.test_client().get("/fail")
+    body = _error(response, status, code or "invalid_input")
+    assert "server-side bug" not in body["message"]
