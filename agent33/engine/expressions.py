@@ -2,34 +2,26 @@
 
 Jinja2's immutable sandbox: no attribute tricks, no mutation of the context. A string that is one
 whole `{{ ... }}` keeps its native type (a list stays a list); mixed text renders to a string.
+Compiling folds nothing and evaluating is bounded in size and time (see sandbox_env); any
+failure of an expression, whatever its type, is an ExpressionError naming the step.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, Undefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from agent33.errors import ExpressionError
+from agent33.engine.sandbox_env import BoundedSandbox, bounded_value, deadline
+from agent33.errors import Agent33Error, ExpressionError
 
+# Longest text holding `{{`/`{%` a definition may carry; compiling it then stays cheap.
+MAX_EXPRESSION_CHARS = 20_000
 
-class _DataFirstSandbox(ImmutableSandboxedEnvironment):
-    """`output.items` means the key "items" of a mapping, not the dict method (data first)."""
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, Mapping) and attribute in obj:
-            return obj[attribute]
-        return super().getattr(obj, attribute)
-
-
-_env = _DataFirstSandbox(undefined=StrictUndefined, autoescape=False)
+_env = BoundedSandbox(undefined=StrictUndefined, autoescape=False)
 WHOLE = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
-# What evaluating a template can raise, besides the syntax and undefined-name errors of Jinja.
-_FAILURES = (TemplateError, TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError)
 
 
 def _whole_expression(value: str) -> str | None:
@@ -53,11 +45,16 @@ def _compiled_template(source: str) -> Any:
 def evaluate(expression: str, context: dict[str, Any], *, step_id: str = "") -> Any:
     """Evaluate one bare expression (as in `when:`)."""
     try:
-        result = _compiled_expression(expression)(**context)
-        if isinstance(result, Undefined):
-            str(result)  # StrictUndefined raises UndefinedError naming the missing name
-        return result
-    except _FAILURES as exc:
+        with deadline():
+            result = _compiled_expression(expression)(**context)
+            if isinstance(result, Undefined):
+                str(result)  # StrictUndefined raises UndefinedError naming the missing name
+            return _materialized(result)
+    except Agent33Error as exc:
+        if isinstance(exc, ExpressionError) and not exc.fields:
+            raise _error(expression, exc, step_id) from None
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever an expression raises is its failure
         raise _error(expression, exc, step_id) from None
 
 
@@ -70,8 +67,13 @@ def render(value: Any, context: dict[str, Any], *, step_id: str = "") -> Any:
         if expression is not None:
             return evaluate(expression, context, step_id=step_id)
         try:
-            return _compiled_template(value).render(**context)
-        except _FAILURES as exc:
+            with deadline():
+                return _compiled_template(value).render(**context)
+        except Agent33Error as exc:
+            if isinstance(exc, ExpressionError) and not exc.fields:
+                raise _error(value, exc, step_id) from None
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever an expression raises is its failure
             raise _error(value, exc, step_id) from None
     if isinstance(value, dict):
         return {k: render(v, context, step_id=step_id) for k, v in value.items()}
@@ -80,10 +82,22 @@ def render(value: Any, context: dict[str, Any], *, step_id: str = "") -> Any:
     return value
 
 
+def _materialized(result: Any) -> Any:
+    """A lazy result (`items | map(...)`) becomes a list, within the size budget."""
+    if isinstance(result, range) or hasattr(result, "__next__"):
+        return list(bounded_value(iter(result), "the result"))
+    return result
+
+
 def check_syntax(value: Any) -> list[str]:
     """Syntax errors in every expression inside `value` (for definition validation)."""
     problems: list[str] = []
     if isinstance(value, str) and ("{{" in value or "{%" in value):
+        if len(value) > MAX_EXPRESSION_CHARS:
+            return [
+                f"{value[:40]!r}...: an expression of {len(value):,} characters"
+                f" (at most {MAX_EXPRESSION_CHARS:,})"
+            ]
         try:
             expression = _whole_expression(value)
             if expression is not None:
@@ -92,6 +106,10 @@ def check_syntax(value: Any) -> list[str]:
                 _compiled_template(value)
         except TemplateError as exc:
             problems.append(f"{value!r}: {exc}")
+        except RecursionError:
+            problems.append(f"{value[:40]!r}...: nested too deeply")
+        except Exception as exc:  # noqa: BLE001 - e.g. an integer literal too long to read
+            problems.append(f"{value[:200]!r}: {type(exc).__name__}: {str(exc)[:200]}")
     elif isinstance(value, dict):
         for item in value.values():
             problems.extend(check_syntax(item))
@@ -103,7 +121,9 @@ def check_syntax(value: Any) -> list[str]:
 
 def _error(expression: str, exc: Exception, step_id: str) -> ExpressionError:
     where = f"step {step_id!r}: " if step_id else ""
-    return ExpressionError(
-        f"{where}expression {expression!r} failed: {exc}",
+    kind = type(exc) if isinstance(exc, ExpressionError) else ExpressionError
+    shown = expression if len(expression) <= 200 else expression[:200] + "..."
+    return kind(
+        f"{where}expression {shown!r} failed: {exc}",
         fields={"step": step_id, "expression": expression},
     )
