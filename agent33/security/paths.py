@@ -5,6 +5,16 @@ The check is on resolved paths with `Path.is_relative_to` - never string `starts
 after the kernel's view of the path is known. Resolution can still race with a rename or symlink
 swap, so the final open uses `O_NOFOLLOW` (a symlink swapped in as the last component fails
 instead of being followed) and the opened file is re-checked against the root by its real path.
+
+Two leaks are closed on top of that:
+- Existence outside the roots: the containment check runs on the path resolved without requiring
+  it to exist, before anything says whether it exists, so a path outside the roots gets the same
+  "outside the allowed roots" error whether it is there or not (a model cannot probe the disk).
+- Hard links: a hard link inside a root to a file outside it resolves to itself, so no path
+  check can see it. Every regular file with more than one link (`st_nlink > 1`) is therefore
+  refused, for reading and for writing. This also refuses hard links whose other name is inside
+  the root; a file meant to be shared should be copied, or symlinked (symlinks are resolved and
+  checked).
 """
 
 from __future__ import annotations
@@ -34,6 +44,11 @@ def _resolve(path: Path, *, strict: bool) -> Path:
         raise UnsafePath(f"path {str(path)!r} cannot be resolved ({exc})") from None
 
 
+def _outside(user_path: str) -> UnsafePath:
+    """The one refusal for a path outside the roots, whatever is (or is not) there."""
+    return UnsafePath(f"path {user_path!r} is outside the allowed roots")
+
+
 def safe_path(roots: Sequence[Path | str], user_path: str, *, must_exist: bool = False) -> Path:
     """The resolved path for `user_path`, guaranteed to lie under one of `roots`.
 
@@ -52,10 +67,19 @@ def safe_path(roots: Sequence[Path | str], user_path: str, *, must_exist: bool =
     candidate = Path(user_path)
     if not candidate.is_absolute():
         candidate = resolved_roots[0] / candidate
+    # Containment first, on a resolution that never fails (`os.path.realpath` leaves a missing
+    # or looping rest as it is): whether the path exists, loops or is unreadable is only said
+    # for paths inside a root (see the module docstring).
+    if not _contained(Path(os.path.realpath(candidate)), resolved_roots):
+        raise _outside(user_path)
     resolved = _resolve(candidate, strict=must_exist)
-    if not any(resolved.is_relative_to(root) for root in resolved_roots):
-        raise UnsafePath(f"path {user_path!r} is outside the allowed roots")
+    if not _contained(resolved, resolved_roots):
+        raise _outside(user_path)  # changed between the two resolutions
     return resolved
+
+
+def _contained(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path.is_relative_to(root) for root in roots)
 
 
 def _within(fd: int, roots: Sequence[Path | str]) -> bool:
@@ -80,13 +104,16 @@ def open_safely(roots: Sequence[Path | str], path: Path, flags: int, mode: int =
 
 
 def read_bytes(roots: Sequence[Path | str], user_path: str, limit: int) -> bytes:
-    """At most `limit` bytes of a regular file under a root; larger files are refused."""
+    """At most `limit` bytes of a regular file under a root; larger files and hard links are
+    refused. O_NONBLOCK: opening a FIFO placed in a root must not hang the worker."""
     path = safe_path(roots, user_path, must_exist=True)
-    fd = open_safely(roots, path, os.O_RDONLY)
+    fd = open_safely(roots, path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise UnsafePath(f"{user_path!r} is not a regular file")
+        if info.st_nlink > 1:
+            raise UnsafePath(f"{user_path!r} has other hard links; refusing to read through it")
         if info.st_size > limit:
             raise UnsafePath(f"{user_path!r} is larger than {limit} bytes")
     except UnsafePath:
@@ -103,12 +130,13 @@ def write_bytes(roots: Sequence[Path | str], user_path: str, data: bytes) -> Pat
     """Write (create or replace the content of) a file under a root, creating parents inside it.
 
     A file with more than one hard link is refused: its other name may be outside the root, and
-    writing would change that file too.
+    writing would change that file too. O_NONBLOCK: a FIFO in a root fails to open (ENXIO) instead
+    of hanging the worker until a reader appears.
     """
     path = safe_path(roots, user_path)
     safe_path(roots, str(path.parent)).mkdir(parents=True, exist_ok=True)
     path = safe_path(roots, user_path)  # re-check: mkdir may have met a symlinked component
-    fd = open_safely(roots, path, os.O_WRONLY | os.O_CREAT)
+    fd = open_safely(roots, path, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK)
     with os.fdopen(fd, "wb") as handle:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

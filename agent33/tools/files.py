@@ -2,7 +2,9 @@
 
 The path comes from the model, which may be steered by injected text, so every path goes
 through `agent33.security.paths` (resolved, checked against the roots, opened with O_NOFOLLOW);
-a refusal is a tool error the model sees, never an exception that fails the step.
+a refusal is a tool error the model sees, never an exception that fails the step. A path
+outside the roots gets one answer whether it exists or not (the model cannot probe the disk),
+and a file with several hard links is refused (its other name may be outside the roots).
 """
 
 from __future__ import annotations

@@ -116,3 +116,66 @@ def test_file_tools_turn_refusals_into_tool_errors(root: Path) -> None:
         get_tool("read_file")(
             {"path": "a.txt"}, ToolContext(settings=Settings().replace(file_roots=()))
         )
+
+
+def _probe(context: ToolContext, path: str) -> str:
+    """The read_file error a model sees, with the path it sent blanked out."""
+    with pytest.raises(ToolError) as info:
+        get_tool("read_file")({"path": path}, context)
+    return info.value.message.replace(repr(path), "<path>")
+
+
+def test_read_file_does_not_tell_whether_a_path_outside_exists(root: Path) -> None:
+    """Pairs of probes, one existing and one not, must get the same answer."""
+    outside = root.parent
+    (outside / "dir").mkdir()
+    (outside / "locked").mkdir(mode=0o000)
+    (outside / "loop").symlink_to(outside / "loop")
+    (root / "to_secret").symlink_to(outside / "secret.txt")
+    (root / "to_nothing").symlink_to(outside / "nothing.txt")
+    (root / "up").symlink_to(outside)
+    context = ToolContext(settings=Settings().replace(file_roots=(root,)))
+    pairs = [
+        ("../secret.txt", "../nothing.txt"),
+        (str(outside / "secret.txt"), str(outside / "nothing.txt")),
+        (str(outside / "dir"), str(outside / "nodir")),
+        (str(outside / "dir" / "x"), str(outside / "nodir" / "x")),
+        (str(outside / "locked" / "x"), str(outside / "nodir" / "x")),
+        (str(outside / "loop"), str(outside / "nothing.txt")),
+        (str(outside / "secret.txt" / "x"), str(outside / "nothing.txt" / "x")),
+        ("to_secret", "to_nothing"),
+        ("up/secret.txt", "up/nothing.txt"),
+        ("a.txt/../../secret.txt", "a.txt/../../nothing.txt"),
+    ]
+    try:
+        answers = {(_probe(context, there), _probe(context, absent)) for there, absent in pairs}
+    finally:
+        (outside / "locked").chmod(0o700)
+    assert answers == {("path <path> is outside the allowed roots",) * 2}
+    assert "does not exist" in _probe(context, "missing.txt")  # inside the root it may say so
+
+
+def test_a_hard_link_to_a_file_outside_cannot_be_read(root: Path) -> None:
+    """Same inode, a name inside the root: no path check sees it, so st_nlink > 1 is refused."""
+    (root.parent / "creds").write_text("TOPSECRET-42")
+    os.link(root.parent / "creds", root / "hard.txt")
+    with pytest.raises(UnsafePath, match="hard links"):
+        read_bytes([root], "hard.txt", 100)
+    context = ToolContext(settings=Settings().replace(file_roots=(root,)))
+    for tool, arguments in (
+        ("read_file", {"path": "hard.txt"}),
+        ("write_file", {"path": "hard.txt", "content": "overwritten"}),
+    ):
+        with pytest.raises(ToolError, match="hard links") as refused:
+            get_tool(tool)(arguments, context)
+        assert "TOPSECRET" not in refused.value.message
+    assert (root.parent / "creds").read_text() == "TOPSECRET-42"
+
+
+def test_a_fifo_in_the_root_does_not_hang_the_tools(root: Path) -> None:
+    os.mkfifo(root / "pipe")
+    context = ToolContext(settings=Settings().replace(file_roots=(root,)))
+    with pytest.raises(ToolError, match="not a regular file"):
+        get_tool("read_file")({"path": "pipe"}, context)
+    with pytest.raises(ToolError, match="cannot open"):
+        get_tool("write_file")({"path": "pipe", "content": "x"}, context)
