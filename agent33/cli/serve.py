@@ -78,6 +78,16 @@ def ensure_admin_key(settings: Settings) -> str | None:
     return raw
 
 
+def prepare_sandbox(settings: Settings) -> None:
+    """As root, `run_command` children run as `agent33-sandbox`: create it now (like the
+    PostgreSQL user) and let it work in the file roots, and nowhere else of ours."""
+    from agent33.security import sandbox
+
+    identity = sandbox.ensure_user()
+    if identity is not None:
+        sandbox.grant_roots(settings.file_roots, identity)
+
+
 def child_environment(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     assert settings.database_url and settings.redis_url
@@ -150,6 +160,7 @@ def commands(
 def start_children(settings: Settings, argv: dict[str, list[str]], verbose: bool) -> list[Child]:
     log_dir = settings.var_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.chmod(0o700)  # the worker's logs are not for the sandboxed commands' user
     env = child_environment(settings)
     children = []
     for name, command in argv.items():
@@ -259,6 +270,7 @@ def serve_command(
             click.echo(f"embedded Redis:      {resolved.redis_url}")
         prepare_database(resolved)
         new_key = ensure_admin_key(resolved)
+        prepare_sandbox(resolved)
         if new_key:
             click.echo(f"local admin API key (shown once, saved to {admin_key_path(resolved)}):")
             click.echo(f"  {new_key}")

@@ -266,3 +266,20 @@ def test_cancelling_a_run_kills_its_running_command() -> None:
     flush_outbox(result.outbox_ids)
     _assert_gone(marker, timeout=5)
     assert wait_for(run_id).state == "cancelled"
+
+
+@needs_root
+def test_serve_prepares_the_sandbox_user_and_the_file_roots(tmp_path: Path) -> None:
+    from agent33.cli.serve import prepare_sandbox
+
+    root = tmp_path / "deep" / "files"
+    prepare_sandbox(Settings().replace(file_roots=(root,)))
+    identity = sandbox.ensure_user()
+    assert identity is not None and identity.uid != 0
+    info = root.stat()
+    assert info.st_gid == identity.gid and info.st_mode & 0o2070 == 0o2070
+    settings = Settings().replace(command_allowlist=("sh",), file_roots=(root,))
+    out = _run(settings, {"argv": ["sh", "-c", "echo made > out.txt && id -un"]})
+    assert (
+        out["stdout"] == f"{sandbox.SANDBOX_USER}\n" and (root / "out.txt").read_text() == "made\n"
+    )
