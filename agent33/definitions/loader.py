@@ -11,6 +11,7 @@ import yaml
 from marshmallow import Schema, ValidationError
 
 from agent33.definitions.graph import graph_problems
+from agent33.definitions.limits import size_problems
 from agent33.definitions.models import WorkflowDef
 from agent33.definitions.schemas import WorkflowSchema
 from agent33.errors import DefinitionError
@@ -57,6 +58,9 @@ def parse_workflow(document: Mapping[str, Any], *, origin: str = "<api>") -> Wor
         raise DefinitionError(
             f"{origin}: a workflow must be a mapping", fields={"_schema": ["not a mapping"]}
         )
+    too_large = size_problems(document)
+    if too_large:
+        raise DefinitionError(_describe(origin, too_large), fields={"file": origin, **too_large})
     return load_with(WorkflowSchema(), document, origin=origin, checks=graph_problems)
 
 

@@ -9,16 +9,30 @@ failure of an expression, whatever its type, is an ExpressionError naming the st
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, Undefined
+from jinja2 import StrictUndefined, TemplateError, Undefined, nodes
+from jinja2.environment import TemplateExpression
+from jinja2.parser import Parser
 
-from agent33.engine.sandbox_env import BoundedSandbox, bounded_value, deadline
+from agent33.engine.sandbox_env import (
+    BoundedSandbox,
+    ExpressionLimitExceeded,
+    bounded_value,
+    deadline,
+)
 from agent33.errors import Agent33Error, ExpressionError
 
 # Longest text holding `{{`/`{%` a definition may carry; compiling it then stays cheap.
 MAX_EXPRESSION_CHARS = 20_000
+# Validation evaluates the constant parts of expressions within this (shared) time budget.
+CONSTANT_SECONDS = 0.5
+# Globals a constant part may use (the rest of the context is only known at run time).
+_CONSTANT_NAMES = frozenset({"range", "dict"})
+# Constant parts without these are plain literals: cheap, nothing to evaluate.
+_COSTLY = (nodes.BinExpr, nodes.Filter, nodes.Call, nodes.Concat)
 
 _env = BoundedSandbox(undefined=StrictUndefined, autoescape=False)
 WHOLE = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
@@ -90,26 +104,13 @@ def _materialized(result: Any) -> Any:
 
 
 def check_syntax(value: Any) -> list[str]:
-    """Syntax errors in every expression inside `value` (for definition validation)."""
+    """Syntax errors in every expression inside `value` (for definition validation), and the
+    constant parts that exceed the sandbox's limits (`{{ 9 ** (9 ** 9) }}`)."""
     problems: list[str] = []
     if isinstance(value, str) and ("{{" in value or "{%" in value):
-        if len(value) > MAX_EXPRESSION_CHARS:
-            return [
-                f"{value[:40]!r}...: an expression of {len(value):,} characters"
-                f" (at most {MAX_EXPRESSION_CHARS:,})"
-            ]
-        try:
-            expression = _whole_expression(value)
-            if expression is not None:
-                _compiled_expression(expression)
-            else:
-                _compiled_template(value)
-        except TemplateError as exc:
-            problems.append(f"{value!r}: {exc}")
-        except RecursionError:
-            problems.append(f"{value[:40]!r}...: nested too deeply")
-        except Exception as exc:  # noqa: BLE001 - e.g. an integer literal too long to read
-            problems.append(f"{value[:200]!r}: {type(exc).__name__}: {str(exc)[:200]}")
+        problem = _check_one(value)
+        if problem is not None:
+            problems.append(problem)
     elif isinstance(value, dict):
         for item in value.values():
             problems.extend(check_syntax(item))
@@ -117,6 +118,58 @@ def check_syntax(value: Any) -> list[str]:
         for item in value:
             problems.extend(check_syntax(item))
     return problems
+
+
+def _check_one(value: str) -> str | None:
+    if len(value) > MAX_EXPRESSION_CHARS:
+        return (
+            f"{value[:40]!r}...: an expression of {len(value):,} characters"
+            f" (at most {MAX_EXPRESSION_CHARS:,})"
+        )
+    try:
+        expression = _whole_expression(value)
+        if expression is not None:
+            _compiled_expression(expression)
+            tree: nodes.Node = Parser(_env, expression, state="variable").parse_expression()
+        else:
+            _compiled_template(value)
+            tree = _env.parse(value)
+        with deadline(CONSTANT_SECONDS):
+            for part in _constant_parts(tree):
+                _evaluate_constant(part)
+    except ExpressionLimitExceeded as exc:
+        return f"{value[:200]!r}: {exc}"
+    except TemplateError as exc:
+        return f"{value!r}: {exc}"
+    except RecursionError:
+        return f"{value[:40]!r}...: nested too deeply"
+    except Exception as exc:  # noqa: BLE001 - e.g. an integer literal too long to read
+        return f"{value[:200]!r}: {type(exc).__name__}: {str(exc)[:200]}"
+    return None
+
+
+def _constant_parts(node: nodes.Node) -> Iterator[nodes.Expr]:
+    """The largest subexpressions that need nothing from the run (`9 ** 99`, `'a' * 10**9`)."""
+    if isinstance(node, nodes.Expr) and not isinstance(node, nodes.Literal | nodes.Name):
+        names = {name.name for name in node.find_all(nodes.Name)}
+        if names <= _CONSTANT_NAMES:
+            if isinstance(node, _COSTLY) or any(True for _ in node.find_all(_COSTLY)):
+                yield node
+            return
+    for child in node.iter_child_nodes():
+        yield from _constant_parts(child)
+
+
+def _evaluate_constant(node: nodes.Expr) -> None:
+    """Evaluate a constant part in the bounded sandbox: only exceeding a limit is a problem
+    (`1/0` may sit in a branch never taken)."""
+    body = [nodes.Assign(nodes.Name("result", "store"), node, lineno=node.lineno)]
+    try:
+        TemplateExpression(_env.from_string(nodes.Template(body, lineno=1)), False)()
+    except ExpressionLimitExceeded:
+        raise
+    except Exception:  # noqa: BLE001, S110 - any other failure is the run's to report
+        pass
 
 
 def _error(expression: str, exc: Exception, step_id: str) -> ExpressionError:

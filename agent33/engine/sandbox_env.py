@@ -47,9 +47,10 @@ _TICK_EVERY = 64
 class _Budget:
     """What the current evaluation may still spend: a deadline and the units it has built."""
 
-    __slots__ = ("until", "used")
+    __slots__ = ("seconds", "until", "used")
 
     def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
         self.until = time.monotonic() + seconds
         self.used = 0
 
@@ -84,7 +85,7 @@ def tick() -> None:
     """Raise once the current evaluation is past its deadline (no-op outside one)."""
     budget = _budget.get()
     if budget is not None and time.monotonic() > budget.until:
-        raise _exceeded(f"evaluation took longer than {EVAL_SECONDS:g} s")
+        raise _exceeded(f"evaluation took longer than {budget.seconds:g} s")
 
 
 def _charge(units: int) -> None:
@@ -96,7 +97,7 @@ def _charge(units: int) -> None:
     if budget.used > TOTAL_LIMIT:
         raise _exceeded(f"the expression built more than {TOTAL_LIMIT:,} units in all")
     if time.monotonic() > budget.until:
-        raise _exceeded(f"evaluation took longer than {EVAL_SECONDS:g} s")
+        raise _exceeded(f"evaluation took longer than {budget.seconds:g} s")
 
 
 def size_of(value: Any, limit: int = SIZE_LIMIT) -> int:

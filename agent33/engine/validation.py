@@ -7,7 +7,8 @@ from typing import Any
 
 from agent33.definitions.models import StepDef, WorkflowDef
 from agent33.engine.actions import known_actions
-from agent33.engine.expressions import check_syntax
+from agent33.engine.expressions import CONSTANT_SECONDS, check_syntax
+from agent33.engine.sandbox_env import deadline
 from agent33.errors import DefinitionError
 from agent33.wire import Queue, is_known_queue
 
@@ -103,6 +104,22 @@ def validate_workflow(workflow: WorkflowDef, origin: str = "<api>") -> None:
     """Raise DefinitionError naming origin, step and field for the first problems found."""
     problems: Problems = {}
     actions = known_actions()
+    with deadline(CONSTANT_SECONDS):  # one budget for the constant parts of all expressions
+        _check_steps_and_outputs(workflow, actions, problems)
+    if problems:
+        path, messages = next(iter(problems.items()))
+        parts = path.split(".")
+        where = (
+            f"step {parts[1]!r} field {'.'.join(parts[2:])!r}"
+            if parts[0] == "steps"
+            else f"field {path!r}"
+        )
+        raise DefinitionError(
+            f"{origin}: {where}: {'; '.join(messages)}", fields={"file": origin, **problems}
+        )
+
+
+def _check_steps_and_outputs(workflow: WorkflowDef, actions: list[str], problems: Problems) -> None:
     for step in workflow.steps:
         _check_step(step, workflow, actions, problems)
     for step in workflow.steps:
@@ -118,14 +135,3 @@ def validate_workflow(workflow: WorkflowDef, origin: str = "<api>") -> None:
         syntax = check_syntax(value)
         if syntax:
             problems.setdefault(f"outputs.{key}", []).extend(syntax)
-    if problems:
-        path, messages = next(iter(problems.items()))
-        parts = path.split(".")
-        where = (
-            f"step {parts[1]!r} field {'.'.join(parts[2:])!r}"
-            if parts[0] == "steps"
-            else f"field {path!r}"
-        )
-        raise DefinitionError(
-            f"{origin}: {where}: {'; '.join(messages)}", fields={"file": origin, **problems}
-        )
