@@ -20,6 +20,7 @@ from agent33.config import Settings
 from agent33.engine.actions import ActionContext, ActionFailed
 from agent33.engine.actions import http as http_action
 from agent33.security.vault import SecretValues, vault_for
+from agent33.tools import ToolContext, ToolError, get_tool
 
 pytestmark = pytest.mark.security
 
@@ -268,4 +269,19 @@ def test_memory_ingestion_fetch_uses_the_same_redirect_rules(ports: tuple[int, i
             allowlist=("127.0.0.1",),
             allow_private=True,
         )
+    assert Recorder.seen == []
+
+
+def test_the_http_get_tool_refuses_metadata_with_private_allowed(ports: tuple[int, int]) -> None:
+    """A model-chosen URL, directly or through a redirect, never reaches a metadata service."""
+    a, _ = ports
+    allow = ("127.0.0.1", "169.254.169.254")
+    context = ToolContext(
+        settings=Settings().replace(http_allowlist=allow, http_allow_private=True)
+    )
+    tool = get_tool("http_get")
+    imds = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
+    for url in (imds, _hop(f"http://127.0.0.1:{a}", imds)):
+        with pytest.raises(ToolError, match="cloud metadata"):
+            tool({"url": url}, context)
     assert Recorder.seen == []
