@@ -2,12 +2,13 @@
 
 Every URL, the first and each redirect's `Location`, is checked against AGENT33_HTTP_ALLOWLIST
 before anything is sent, so a redirect cannot lead a step outside the list. Then the host is
-resolved and every address checked (`agent33.security.network`): loopback, private, link-local,
-metadata and other non-global addresses are refused unless AGENT33_HTTP_ALLOW_PRIVATE is true
-(metadata never). The sessions connect only to the addresses they checked, at connect time, so DNS
-rebinding between the check and the connection cannot reach an internal service. The shared
-sessions keep no cookies and ignore proxy/netrc environment settings, so one run cannot leak state
-or credentials into another.
+resolved and every address checked (`agent33.security.network`): loopback, private, link-local
+and other non-global addresses are refused unless AGENT33_HTTP_ALLOW_PRIVATE is true; cloud
+metadata (all of 169.254.0.0/16 and the other providers' addresses and names) never. The
+sessions connect only to the addresses they checked, at connect time, so DNS rebinding between
+the check and the connection cannot reach an internal service. The shared sessions keep no
+cookies and ignore proxy/netrc environment settings, so one run cannot leak state or credentials
+into another.
 
 A redirect to another origin (scheme, host or port differ) drops every credential header before
 the next hop, and they stay dropped for the rest of the chain: `Authorization`,
