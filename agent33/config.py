@@ -229,6 +229,20 @@ VARIABLES: tuple[Var, ...] = (
         "10/minute",
         "`POST /api/v1/auth/token` attempts per client IP (same format; `0` disables).",
     ),
+    Var(
+        "AGENT33_AUTH_FAILURE_RATE_LIMIT",
+        "auth_failure_rate_limit",
+        "30/minute",
+        "Failed authentications (bad API key, token, refresh token or webhook signature) per "
+        "client IP before every credential from it gets 429 (same format; `0` disables).",
+    ),
+    Var(
+        "AGENT33_TOKEN_RECHECK_SECONDS",
+        "token_recheck_seconds",
+        "5",
+        "How long a web process trusts its last look at a token's user (deleted, disabled, "
+        "scopes); `0` checks on every request.",
+    ),
 )
 
 PERIODS = {"second": 1, "minute": 60, "hour": 3600}
@@ -293,6 +307,8 @@ class Settings:
     rate_limit: RateSpec | None = RateSpec(120, 60)
     rate_burst: int = 60
     login_rate_limit: RateSpec | None = RateSpec(10, 60)
+    auth_failure_rate_limit: RateSpec | None = RateSpec(30, 60)
+    token_recheck_seconds: int = 5
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -470,6 +486,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "rate_limit": _rate,
     "rate_burst": lambda n, v: _int(n, v, 1, 1_000_000),
     "login_rate_limit": _rate,
+    "auth_failure_rate_limit": _rate,
+    "token_recheck_seconds": lambda n, v: _int(n, v, 0, 3600),
 }
 
 

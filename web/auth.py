@@ -3,11 +3,17 @@
 A view declares what it needs with `require_scopes` (one or more scopes) or, for "any
 authenticated caller", the explicit `require_authenticated`; a view that declares nothing
 answers 403 to everyone, so a forgotten decorator can never open an endpoint. Every 401/403
-this hook answers is written to the audit log (`auth.denied`).
+this hook answers is written to the audit log (`auth.denied`), a few rows per source and minute
+(`audit.record_now_bounded`), so a flood of bad credentials cannot fill the table; failed
+authentications also spend a per-IP budget (`ratelimit.refuse_if_failing`). A bearer token is
+held against its user's current state (deleted, disabled, scopes narrowed), looked up at most
+every `AGENT33_TOKEN_RECHECK_SECONDS` per process.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,8 +26,9 @@ from agent33.db import session_scope
 from agent33.errors import Agent33Error, Forbidden, Unauthorized
 from agent33.security import audit
 from agent33.security.api_keys import authenticate_api_key
+from agent33.security.ratelimit import limiter_for
 from agent33.security.scopes import missing_scopes
-from agent33.security.tokens import decode_token
+from agent33.security.tokens import decode_token, narrow_scopes, user_scopes
 from web import ratelimit
 from web.extensions import get_settings
 
@@ -35,6 +42,10 @@ OPEN_ROUTES = frozenset(
     }
 )
 SCOPES_ATTR = "_agent33_required_scopes"
+USER_CACHE_MAX = 10_000
+
+_users_lock = threading.Lock()
+_users: dict[tuple[str | None, str], tuple[float, tuple[str, ...] | None]] = {}
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -100,6 +111,27 @@ def audit_action(
     )
 
 
+def _current_scopes(subject: str) -> tuple[str, ...] | None:
+    """The token subject's scopes now (None: deleted or disabled), cached a few seconds."""
+    settings = get_settings()
+    key = (settings.database_url, subject)
+    now = time.monotonic()
+    ttl = settings.token_recheck_seconds
+    with _users_lock:
+        cached = _users.get(key)
+    if cached is not None and now - cached[0] < ttl:
+        return cached[1]
+    with session_scope() as session:
+        scopes = user_scopes(session=session, subject=subject)
+    found = tuple(scopes) if scopes is not None else None
+    if ttl > 0:
+        with _users_lock:
+            if len(_users) >= USER_CACHE_MAX:
+                _users.clear()
+            _users[key] = (now, found)
+    return found
+
+
 def _authenticate(request: flask.Request) -> Principal:
     authorization = request.headers.get("Authorization", "").strip()
     raw_key = request.headers.get("X-API-Key", "").strip()
@@ -108,7 +140,11 @@ def _authenticate(request: flask.Request) -> Principal:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("Authorization header must be 'Bearer <token>'")
         claims = decode_token(get_settings(), token.strip())
-        return Principal(subject=claims["sub"], scopes=tuple(claims["scopes"]), kind="jwt")
+        current = _current_scopes(claims["sub"])
+        if current is None:
+            raise Unauthorized("access token's user no longer exists or is disabled")
+        scopes = narrow_scopes(claims["scopes"], current)
+        return Principal(subject=claims["sub"], scopes=tuple(scopes), kind="jwt")
     if raw_key:
         with session_scope() as session:
             key = authenticate_api_key(session=session, raw=raw_key)
@@ -141,11 +177,14 @@ def _bucket(principal: Principal) -> str:
 
 def _audit_denial(error: Agent33Error, principal: Principal | None, missing: list[str]) -> None:
     request = flask.request
-    audit.record_now(
+    ip = ratelimit.client_ip()
+    audit.record_now_bounded(
+        client=limiter_for(get_settings()).client,
+        source=f"principal:{principal.subject}" if principal else f"ip:{ip}",
         action="auth.denied",
         outcome="denied",
         principal=principal.subject if principal else None,
-        ip=ratelimit.client_ip(),
+        ip=ip,
         target=f"{request.method} {request.path}",
         details={
             "status": error.http_status,
@@ -175,7 +214,12 @@ def enforce_auth() -> None:
     principal: Principal | None = None
     missing: list[str] = []
     try:
-        principal = _authenticate(request)
+        ratelimit.refuse_if_failing()  # before any credential is looked at: no guessing oracle
+        try:
+            principal = _authenticate(request)
+        except Unauthorized:
+            ratelimit.count_auth_failure()
+            raise
         flask.g.principal = principal
         ratelimit.limit_principal(_bucket(principal), principal.subject)
         if request.endpoint is None or request.method == "OPTIONS":

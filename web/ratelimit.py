@@ -5,6 +5,11 @@ client cannot starve the others behind the same NAT; `POST /api/v1/auth/token` a
 open routes are metered per client IP, since there is no principal yet and password guessing
 is what a login limit exists to slow down. `/health` is outside `/api/v1` and never metered.
 
+Failed authentications (a bad API key, a forged or expired token, a bad refresh token or webhook
+signature) spend a separate per-IP budget, checked *before* any credential is looked at: once it
+is spent every request with credentials from that address gets 429, so guessing stops and a
+right guess cannot be told apart from a wrong one.
+
 Over the limit: 429 `rate_limited` with `Retry-After` (whole seconds). Redis down: 503 naming
 `redis` (fail closed; see `agent33.security.ratelimit`). Client IP is `request.remote_addr`:
 behind a reverse proxy, wrap the app in werkzeug's ProxyFix so that is the real client.
@@ -27,10 +32,12 @@ def client_ip() -> str | None:
     return flask.request.remote_addr
 
 
-def _limit(bucket: str, rate: RateSpec | None, burst: int, principal: str | None) -> None:
+def _limit(
+    bucket: str, rate: RateSpec | None, burst: int, principal: str | None, *, peek: bool = False
+) -> None:
     if rate is None:
         return
-    decision = limiter_for(get_settings()).hit(bucket, rate, burst)
+    decision = limiter_for(get_settings()).hit(bucket, rate, burst, peek=peek)
     if decision.allowed:
         return
     request = flask.request
@@ -65,6 +72,22 @@ def limit_anonymous() -> None:
         _limit(f"login:{ip}", rate, rate.count if rate else 1, None)
     else:
         _limit(f"ip:{ip}", settings.rate_limit, settings.rate_burst, None)
+
+
+def _failure_bucket() -> str:
+    return f"authfail:{client_ip() or 'unknown'}"
+
+
+def refuse_if_failing() -> None:
+    """Before checking a credential: 429 when this address has spent its failure budget."""
+    rate = get_settings().auth_failure_rate_limit
+    _limit(_failure_bucket(), rate, rate.count if rate else 1, None, peek=True)
+
+
+def count_auth_failure() -> None:
+    """After a credential failed: spend one token of this address's failure budget."""
+    rate = get_settings().auth_failure_rate_limit
+    _limit(_failure_bucket(), rate, rate.count if rate else 1, None)
 
 
 def handle_rate_limited(error: RateLimited) -> ResponseTuple:

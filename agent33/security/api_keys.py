@@ -13,13 +13,14 @@ import secrets
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from agent33.db.models import ApiKey, User
 from agent33.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from agent33.security.passwords import hash_password, needs_rehash, verify_dummy, verify_password
-from agent33.security.scopes import validate_scopes
+from agent33.security.scopes import ADMIN, validate_scopes
 
 KEY_MARKER = "a33"
 PREFIX_LENGTH = 8
@@ -120,12 +121,45 @@ def list_api_keys(
     return list(page), int(total)
 
 
-def revoke_api_key(*, session: Session, key_id: uuid.UUID) -> ApiKey:
-    """Mark the key revoked (idempotent: the first revocation time is kept); NotFound if absent."""
+class LastAdminKey(Conflict):
+    code = "last_admin_key"
+
+
+def active_admin_keys(*, session: Session, lock: bool = False) -> list[ApiKey]:
+    """Unrevoked, unexpired keys holding `admin`; `lock` holds them until the transaction ends,
+    so two concurrent revocations cannot each think the other key survives."""
+    now = _utcnow()
+    query = (
+        select(ApiKey)
+        .where(
+            ApiKey.revoked_at.is_(None),
+            or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
+            type_coerce(ApiKey.scopes, JSONB).contains([ADMIN]),
+        )
+        .order_by(ApiKey.id)
+    )
+    return list(session.scalars(query.with_for_update() if lock else query))
+
+
+def revoke_api_key(
+    *, session: Session, key_id: uuid.UUID, keep_an_admin_key: bool = True
+) -> ApiKey:
+    """Mark the key revoked (idempotent: the first revocation time is kept); NotFound if absent.
+
+    Raises LastAdminKey (409) instead of revoking the only active `admin` key, which would
+    leave the API with nobody able to manage it (unless `keep_an_admin_key` is False).
+    """
     key = session.get(ApiKey, key_id)
     if key is None:
         raise NotFound(f"API key {key_id} not found", fields={"key_id": ["not found"]})
     if key.revoked_at is None:
+        if keep_an_admin_key and ADMIN in key.scopes:
+            active = {admin.id for admin in active_admin_keys(session=session, lock=True)}
+            if active == {key.id}:
+                raise LastAdminKey(
+                    "cannot revoke the last active admin key: create another admin key first",
+                    fields={"key_id": ["last active admin key"]},
+                )
         key.revoked_at = _utcnow()
     return key
 

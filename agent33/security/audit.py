@@ -4,6 +4,8 @@
 back) together. `record_now` commits on its own: a denial's request transaction is rolled back,
 and the denial must be kept anyway. Details are scrubbed of secret-looking keys before they are
 stored, because an audit table is read by more people than the secrets it would otherwise leak.
+`record_now_bounded` keeps a flood (an unauthenticated client sending bad credentials) from
+filling the table: a few rows per source and window, the rest counted.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import redis
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -31,6 +35,9 @@ _SECRET_WORDS = ("password", "passwd", "secret", "token", "credential", "authori
 # ... or when its last `_`/`-`/`.` separated part is one of these (`key_id` stays, `raw_key` goes).
 _SECRET_TAILS = frozenset({"key", "apikey", "pwd", "hash", "cookie"})
 REDACTED_KEYS_FIELD = "redacted"
+BOUND_PREFIX = "agent33:audit-bound:"
+BOUND_WINDOW_S = 60
+BOUND_ROWS = 5
 
 
 def is_secret_name(name: str) -> bool:
@@ -115,6 +122,52 @@ def record_now(
             error,
         )
         return False
+
+
+def record_now_bounded(
+    *,
+    client: redis.Redis,
+    source: str,
+    action: str,
+    outcome: Outcome,
+    principal: str | None = None,
+    ip: str | None = None,
+    target: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    now: float | None = None,
+) -> bool:
+    """`record_now`, at most BOUND_ROWS rows per (`action`, `source`) per BOUND_WINDOW_S window.
+
+    Each row carries `repeat` (its rank in the window); the last one says later events of the
+    window go unrecorded, and the next window's first row (if any) holds how many. Redis down:
+    logged, not stored (the refusal itself stands). True when a row was written.
+    """
+    window = int((time.time() if now is None else now) // BOUND_WINDOW_S)
+    key = f"{BOUND_PREFIX}{action}:{source}:"
+    try:
+        pipe = client.pipeline()
+        pipe.incr(f"{key}{window}")
+        pipe.expire(f"{key}{window}", 2 * BOUND_WINDOW_S + 5)
+        pipe.get(f"{key}{window - 1}")
+        count, _, previous = pipe.execute()
+    except redis.RedisError as error:
+        log.error("audit event %s from %s not stored (redis: %s)", action, source, error)
+        return False
+    if int(count) > BOUND_ROWS:
+        return False
+    extra: dict[str, Any] = {"repeat": int(count), "window_s": BOUND_WINDOW_S}
+    if int(count) == BOUND_ROWS:
+        extra["later_in_window"] = "counted, not recorded"
+    if int(count) == 1 and previous is not None and int(previous) > BOUND_ROWS:
+        extra["unrecorded_last_window"] = int(previous) - BOUND_ROWS
+    return record_now(
+        action=action,
+        outcome=outcome,
+        principal=principal,
+        ip=ip,
+        target=target,
+        details={**(details or {}), **extra},
+    )
 
 
 def list_events(

@@ -25,7 +25,8 @@ from agent33.errors import Agent33Error, ServiceUnavailable
 
 KEY_PREFIX = "agent33:ratelimit:"
 
-# KEYS[1]: the bucket. ARGV: capacity, refill tokens/second, cost, now (seconds; "" = Redis TIME).
+# KEYS[1]: the bucket. ARGV: capacity, refill tokens/second, cost, now (seconds; "" = Redis TIME),
+# peek ("1": report whether `cost` tokens are there without taking them, and create nothing).
 # Returns {allowed (0/1), tokens left, seconds until `cost` tokens are back, first_denial (0/1)}.
 # `first_denial` is 1 once per refusal window, so callers can log a flood as one event.
 BUCKET_LUA = """
@@ -33,6 +34,7 @@ local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
 local now = tonumber(ARGV[4])
+local peek = ARGV[5] == '1'
 if now == nil then
   local t = redis.call('TIME')
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -50,6 +52,9 @@ local allowed = 0
 local retry = 0
 local first_denial = 0
 if tokens >= cost then
+  if peek then
+    return {1, tostring(tokens), '0', 0}
+  end
   tokens = tokens - cost
   allowed = 1
 else
@@ -111,10 +116,19 @@ class RateLimiter:
         self._script = client.register_script(BUCKET_LUA)
 
     def hit(
-        self, bucket: str, rate: RateSpec, burst: int, *, cost: int = 1, now: float | None = None
+        self,
+        bucket: str,
+        rate: RateSpec,
+        burst: int,
+        *,
+        cost: int = 1,
+        now: float | None = None,
+        peek: bool = False,
     ) -> Decision:
         """Take `cost` tokens from `bucket`; `now` overrides Redis's clock (tests only).
 
+        `peek` only asks whether `cost` tokens are there (a refusal still counts towards
+        `first_denial`): for budgets spent by failures, checked before the attempt.
         Raises RateLimitUnavailable when Redis does not answer.
         """
         args: list[str | int] = [
@@ -122,6 +136,7 @@ class RateLimiter:
             repr(rate.per_second),
             cost,
             "" if now is None else repr(now),
+            "1" if peek else "0",
         ]
         try:
             allowed, remaining, retry, first = self._script(keys=[self.prefix + bucket], args=args)

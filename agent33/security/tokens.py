@@ -6,6 +6,10 @@ signs, every listed key verifies, so a key can be rotated without logging everyo
 one is dropped from the list once its tokens have expired). Decoding pins the configured HS
 algorithm, so `alg: none` and HS/RS confusion cannot pass.
 
+A token outlives nothing about its user: `user_scopes` reads the user's current state (gone,
+disabled, scopes narrowed) and `narrow_scopes` cuts the token's scopes down to it; the web layer
+asks on every request through a cache of a few seconds, and a refresh always asks.
+
 Refresh tokens are random strings stored only as SHA-256 hashes and rotated on every use; a
 revoked one presented again is treated as stolen and revokes every refresh token of its user.
 Functions that touch the database take `session` keyword-only and never commit.
@@ -27,6 +31,7 @@ from sqlalchemy.orm import Session
 from agent33.config import Settings
 from agent33.db.models import RefreshToken, User
 from agent33.errors import Unauthorized
+from agent33.security.scopes import ADMIN, has_scopes
 
 ACCESS = "access"
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "iat", "jti"]
@@ -149,6 +154,28 @@ def decode_token(settings: Settings, token: str) -> TokenClaims:
         "jti": str(raw["jti"]),
         "typ": ACCESS,
     }
+
+
+def user_scopes(*, session: Session, subject: str) -> list[str] | None:
+    """The current scopes of the active user named `subject`; None if deleted or disabled."""
+    user = session.scalar(select(User).where(User.username == subject))
+    if user is None or not user.is_active:
+        return None
+    return list(user.scopes)
+
+
+def narrow_scopes(token_scopes: Iterable[str], current: Iterable[str]) -> list[str]:
+    """The token's scopes the user still holds: a token never grants more than its user now has.
+
+    A token carrying `admin` for a user who lost it keeps what the user still holds, since
+    `admin` in the token covered those too.
+    """
+    held = list(dict.fromkeys(current))
+    token = list(dict.fromkeys(token_scopes))
+    kept = [scope for scope in token if has_scopes(held, [scope])]
+    if ADMIN in token and ADMIN not in held:
+        kept += [scope for scope in held if scope not in kept]
+    return kept
 
 
 class RefreshTokenReused(Unauthorized):

@@ -131,6 +131,7 @@ def settings(
         # Many tests log in from 127.0.0.1: only the rate-limit tests meter them (own settings).
         login_rate_limit=RateSpec(100_000, 60),
         rate_limit=RateSpec(1_000_000, 60),
+        auth_failure_rate_limit=RateSpec(100_000, 60),
     )
     db.configure(built)
     return built

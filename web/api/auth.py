@@ -4,7 +4,9 @@ The login also returns an opaque refresh token: `POST /api/v1/auth/refresh` trad
 access token and a new refresh token (the old one is revoked; presenting it again revokes every
 refresh token of the user, since only a thief would replay it), and `POST /api/v1/auth/logout`
 revokes it. `GET /api/v1/auth/me` tells any authenticated caller who the API thinks it is.
-Every login, refresh, replay and logout is audited with the username and IP.
+Every login, refresh, replay and logout is audited with the username and IP. A refresh reads
+the user's current state (disabled or deleted: refused; scopes: today's, not the login's), and
+a failed one spends the client's failed-authentication budget like a bad API key.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from agent33.security.tokens import (
     revoke_user_refresh_tokens,
     rotate_refresh_token,
 )
+from web import ratelimit
 from web.auth import audit_action, current_principal, require_authenticated
 from web.extensions import Blueprint, get_settings
 from web.ratelimit import client_ip
@@ -125,6 +128,7 @@ class Refresh(MethodView):
         one twice also revokes every other refresh token of that user).
         """
         settings = get_settings()
+        ratelimit.refuse_if_failing()
         try:
             with session_scope() as session:
                 user, refresh = rotate_refresh_token(
@@ -150,6 +154,10 @@ class Refresh(MethodView):
                     target=f"user_id:{reused.user_id}",
                     details={"revoked": revoked},
                 )
+            ratelimit.count_auth_failure()  # after the family is revoked, whatever it answers
+            raise
+        except Unauthorized:
+            ratelimit.count_auth_failure()
             raise
         return _tokens(settings, subject, scopes, refresh)
 

@@ -10,7 +10,7 @@ from flask.views import MethodView
 from sqlalchemy import select
 
 from agent33.db import session_scope
-from agent33.db.models import User
+from agent33.db.models import ApiKey, User
 from agent33.errors import Forbidden
 from agent33.security import audit
 from agent33.security import scopes as sc
@@ -123,9 +123,18 @@ class KeyById(MethodView):
     def delete(self, key_id: uuid.UUID) -> None:
         """Revoke an API key
 
-        Takes effect on the next request made with the key; revoking twice is harmless.
+        Takes effect on the next request made with the key; revoking twice is harmless. 403 for
+        a key holding scopes the caller does not hold; 409 for the last active `admin` key.
         """
+        principal = current_principal()
         with session_scope() as session:
+            target = session.get(ApiKey, key_id)
+            beyond = sc.missing_scopes(principal.scopes, target.scopes) if target else []
+            if beyond:
+                raise Forbidden(
+                    f"cannot revoke a key holding scopes you do not hold: {', '.join(beyond)}",
+                    fields={"key_id": [f"Holds {scope!r}." for scope in beyond]},
+                )
             key = revoke_api_key(session=session, key_id=key_id)
             audit_action(
                 session,

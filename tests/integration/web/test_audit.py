@@ -95,9 +95,13 @@ def test_a_401_is_recorded_without_a_principal(
     client: FlaskClient, admin_headers: dict[str, str]
 ) -> None:
     bogus = "a33_bogus_key_that_does_not_exist"
-    assert client.get("/api/v1/runs", headers={"X-API-Key": bogus}).status_code == 401
+    ip = "10.44.0.1"  # an address of its own: denials are bounded per address and minute
+    response = client.get(
+        "/api/v1/runs", headers={"X-API-Key": bogus}, environ_base={"REMOTE_ADDR": ip}
+    )
+    assert response.status_code == 401
     [denied] = _events(client, admin_headers, "auth.denied")
-    assert (denied["principal"], denied["details"]["status"]) == (None, 401)
+    assert (denied["principal"], denied["ip"], denied["details"]["status"]) == (None, ip, 401)
     assert bogus not in json.dumps(denied)
 
 

@@ -137,3 +137,16 @@ def test_rate_settings_parse_and_name_the_variable_on_junk() -> None:
     ]:
         with pytest.raises(ConfigError, match=name):
             load_settings({name: junk}, dotenv_path=None)
+
+
+def test_peek_reports_the_budget_without_spending_or_creating_it(limiter: RateLimiter) -> None:
+    rate = RateSpec(1, 10)
+    assert limiter.hit("p", rate, 2, now=0.0, peek=True).allowed
+    assert limiter.client.exists(limiter.prefix + "p") == 0  # asking leaves nothing behind
+    assert [limiter.hit("p", rate, 2, now=0.0).allowed for _ in range(2)] == [True, True]
+    peeked = [limiter.hit("p", rate, 2, now=1.0, peek=True) for _ in range(2)]
+    assert [d.allowed for d in peeked] == [False, False]
+    assert [d.first_denial for d in peeked] == [True, False]
+    assert limiter.hit("p", rate, 2, now=10.0, peek=True).allowed  # refilled, still unspent
+    assert limiter.hit("p", rate, 2, now=10.0).allowed
+    assert not limiter.hit("p", rate, 2, now=10.0, peek=True).allowed

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from agent33.config import Settings
 from agent33.errors import Unauthorized
-from agent33.security.tokens import decode_token, issue_token, key_id, signing_key
+from agent33.security.tokens import decode_token, issue_token, key_id, narrow_scopes, signing_key
 
 pytestmark = pytest.mark.security
 
@@ -208,3 +208,25 @@ def test_token_missing_a_required_claim_is_refused() -> None:
 def test_garbage_is_refused(token: str) -> None:
     with pytest.raises(Unauthorized):
         decode_token(SETTINGS, token)
+
+
+@pytest.mark.parametrize(
+    ("token", "current", "effective"),
+    [
+        (
+            ["runs:read", "workflows:read"],
+            ["runs:read", "workflows:read"],
+            ["runs:read", "workflows:read"],
+        ),
+        (["runs:read", "workflows:read"], ["runs:read"], ["runs:read"]),
+        (["runs:read"], ["runs:read", "keys:admin"], ["runs:read"]),  # never widened
+        (["admin"], ["admin"], ["admin"]),
+        (["admin"], ["runs:read"], ["runs:read"]),  # lost admin: keeps what is still held
+        (["runs:read"], ["admin"], ["runs:read"]),
+        (["runs:read"], [], []),
+    ],
+)
+def test_a_tokens_scopes_are_narrowed_to_the_users_current_ones(
+    token: list[str], current: list[str], effective: list[str]
+) -> None:
+    assert narrow_scopes(token, current) == effective
