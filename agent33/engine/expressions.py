@@ -9,7 +9,10 @@ failure of an expression, whatever its type, is an ExpressionError naming the st
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 
@@ -31,6 +34,8 @@ MAX_EXPRESSION_CHARS = 20_000
 CONSTANT_SECONDS = 0.5
 # Globals a constant part may use (the rest of the context is only known at run time).
 _CONSTANT_NAMES = frozenset({"range", "dict"})
+_allowance: ContextVar[list[float] | None] = ContextVar("agent33_constant_allowance", default=None)
+_TEMPLATE_NAMES = _CONSTANT_NAMES | {"namespace", "cycler", "joiner", "loop", "caller"}
 # Constant parts without these are plain literals: cheap, nothing to evaluate.
 _COSTLY = (nodes.BinExpr, nodes.Filter, nodes.Call, nodes.Concat)
 
@@ -134,9 +139,15 @@ def _check_one(value: str) -> str | None:
         else:
             _compiled_template(value)
             tree = _env.parse(value)
-        with deadline(CONSTANT_SECONDS):
-            for part in _constant_parts(tree):
-                _evaluate_constant(part)
+        with _evaluating_constants():
+            if isinstance(tree, nodes.Template) and _self_contained(tree):
+                _quietly(_compiled_template(value).render)
+            else:
+                for part in _constant_parts(tree):
+                    if part is tree and expression is not None:
+                        _quietly(_compiled_expression(expression))
+                    else:
+                        _quietly(_compiled_part(part))
     except ExpressionLimitExceeded as exc:
         return f"{value[:200]!r}: {exc}"
     except TemplateError as exc:
@@ -160,16 +171,53 @@ def _constant_parts(node: nodes.Node) -> Iterator[nodes.Expr]:
         yield from _constant_parts(child)
 
 
-def _evaluate_constant(node: nodes.Expr) -> None:
+def _self_contained(tree: nodes.Template) -> bool:
+    """Whether a template reads only names it defines itself (`{% for i in range(9) %}`)."""
+    names = list(tree.find_all(nodes.Name))
+    local = {name.name for name in names if name.ctx != "load"}
+    read = {name.name for name in names if name.ctx == "load"}
+    return read <= local | _TEMPLATE_NAMES
+
+
+def _compiled_part(node: nodes.Expr) -> Any:
+    body = [nodes.Assign(nodes.Name("result", "store"), node, lineno=node.lineno)]
+    return TemplateExpression(_env.from_string(nodes.Template(body, lineno=1)), False)
+
+
+def _quietly(evaluate_constant: Callable[[], Any]) -> None:
     """Evaluate a constant part in the bounded sandbox: only exceeding a limit is a problem
     (`1/0` may sit in a branch never taken)."""
-    body = [nodes.Assign(nodes.Name("result", "store"), node, lineno=node.lineno)]
     try:
-        TemplateExpression(_env.from_string(nodes.Template(body, lineno=1)), False)()
+        evaluate_constant()
     except ExpressionLimitExceeded:
         raise
     except Exception:  # noqa: BLE001, S110 - any other failure is the run's to report
         pass
+
+
+@contextmanager
+def constant_budget(seconds: float = CONSTANT_SECONDS) -> Iterator[None]:
+    """One evaluation-time budget for all constant parts checked inside (a whole definition);
+    compiling is not counted: it is linear in the definition's (limited) size."""
+    token = _allowance.set([seconds])
+    try:
+        yield
+    finally:
+        _allowance.reset(token)
+
+
+@contextmanager
+def _evaluating_constants() -> Iterator[None]:
+    left = _allowance.get()
+    remaining = left[0] if left is not None else CONSTANT_SECONDS
+    began = time.monotonic()
+    try:
+        label = f"{CONSTANT_SECONDS:g} s for the definition's constant expressions"
+        with deadline(max(remaining, 0.0), label=label):
+            yield
+    finally:
+        if left is not None:
+            left[0] -= time.monotonic() - began
 
 
 def _error(expression: str, exc: Exception, step_id: str) -> ExpressionError:

@@ -47,10 +47,10 @@ _TICK_EVERY = 64
 class _Budget:
     """What the current evaluation may still spend: a deadline and the units it has built."""
 
-    __slots__ = ("seconds", "until", "used")
+    __slots__ = ("label", "until", "used")
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    def __init__(self, seconds: float, label: str) -> None:
+        self.label = label
         self.until = time.monotonic() + seconds
         self.used = 0
 
@@ -69,12 +69,12 @@ def _exceeded(what: str) -> ExpressionLimitExceeded:
 
 
 @contextmanager
-def deadline(seconds: float = EVAL_SECONDS) -> Iterator[None]:
+def deadline(seconds: float = EVAL_SECONDS, label: str = "") -> Iterator[None]:
     """Bound the evaluation inside; nested calls keep the outer budget."""
     if _budget.get() is not None:
         yield
         return
-    token = _budget.set(_Budget(seconds))
+    token = _budget.set(_Budget(seconds, label or f"{seconds:g} s"))
     try:
         yield
     finally:
@@ -85,7 +85,7 @@ def tick() -> None:
     """Raise once the current evaluation is past its deadline (no-op outside one)."""
     budget = _budget.get()
     if budget is not None and time.monotonic() > budget.until:
-        raise _exceeded(f"evaluation took longer than {budget.seconds:g} s")
+        raise _exceeded(f"evaluation took longer than {budget.label}")
 
 
 def _charge(units: int) -> None:
@@ -97,7 +97,7 @@ def _charge(units: int) -> None:
     if budget.used > TOTAL_LIMIT:
         raise _exceeded(f"the expression built more than {TOTAL_LIMIT:,} units in all")
     if time.monotonic() > budget.until:
-        raise _exceeded(f"evaluation took longer than {budget.seconds:g} s")
+        raise _exceeded(f"evaluation took longer than {budget.label}")
 
 
 def size_of(value: Any, limit: int = SIZE_LIMIT) -> int:

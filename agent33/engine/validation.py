@@ -7,8 +7,7 @@ from typing import Any
 
 from agent33.definitions.models import StepDef, WorkflowDef
 from agent33.engine.actions import known_actions
-from agent33.engine.expressions import CONSTANT_SECONDS, check_syntax
-from agent33.engine.sandbox_env import deadline
+from agent33.engine.expressions import check_syntax, constant_budget
 from agent33.errors import DefinitionError
 from agent33.wire import Queue, is_known_queue
 
@@ -104,7 +103,7 @@ def validate_workflow(workflow: WorkflowDef, origin: str = "<api>") -> None:
     """Raise DefinitionError naming origin, step and field for the first problems found."""
     problems: Problems = {}
     actions = known_actions()
-    with deadline(CONSTANT_SECONDS):  # one budget for the constant parts of all expressions
+    with constant_budget():  # one time budget for the constant parts of all expressions
         _check_steps_and_outputs(workflow, actions, problems)
     if problems:
         path, messages = next(iter(problems.items()))
