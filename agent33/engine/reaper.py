@@ -1,8 +1,11 @@
 """The reaper: no step stays `running` (or `queued` with its message lost) forever.
 
-A running step whose lease expired lost its worker (SIGKILL, OOM, node gone) or its message;
-it is queued again, or failed with a clear reason after too many deliveries. A queued step whose
-dependencies finished long ago lost its message (e.g. Redis restarted empty); it is re-published.
+A running step's lease is renewed by its worker's heartbeat while the action runs, so a lease
+that expired means the worker stopped (SIGKILL, OOM, node gone, cut off from the database); the
+step is queued again, or failed with a clear reason once its delivery budget is spent. A queued
+step whose dependencies finished long ago lost its message (e.g. Redis restarted empty); it is
+re-published, each time counted, waiting twice as long as before each time, and failed once the
+same budget is spent (a message no worker ever takes must not be republished forever).
 Duplicates are harmless: the runner's claim lets one delivery through.
 """
 
@@ -10,17 +13,21 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import structlog
 from sqlalchemy import select
 
 from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.base import utcnow
 from agent33.db.models import StepRun
-from agent33.engine import store
+from agent33.engine import lease, store
 from agent33.engine.progress import fail_step, step_definition, workflow_of
 from agent33.engine.states import RUN_TERMINAL, StepState
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -79,14 +86,26 @@ def reap(settings: Settings, *, now: dt.datetime | None = None) -> ReapResult:
     now = now or utcnow()
     result = ReapResult()
     for candidate in _expired_running(now):
-        _reap_running(candidate, settings, now, result)
+        _guarded(_reap_running, candidate, settings, now, result)
     for parent_id in _waiting_parents():
-        _join_parent(parent_id, result)
+        _guarded(_join_parent, parent_id, result)
     reaped = set(result.step_ids)
     for candidate in _stale_queued(now, settings.step_lease_seconds):
         if candidate.id not in reaped:
-            _republish_queued(candidate, settings, now, result)
+            _guarded(_republish_queued, candidate, settings, now, result)
     return result
+
+
+def _guarded(func: Callable[..., None], *args: object) -> None:
+    """One step the reaper cannot handle must not keep it from the others."""
+    try:
+        func(*args)
+    except Exception:  # noqa: BLE001 - logged; the next pass tries again
+        log.exception("reaper.step_failed", target=str(getattr(args[0], "id", args[0])))
+
+
+def _when(moment: dt.datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment is not None else "never"
 
 
 def _reap_running(
@@ -97,19 +116,27 @@ def _reap_running(
         if loaded is None:
             return
         step, run = loaded
-        lease = step.lease_expires_at
-        if step.state != StepState.RUNNING or lease is None or lease >= now:
+        if step.state != StepState.RUNNING:
+            return
+        session.refresh(step, with_for_update=True)  # a heartbeat in flight is waited out
+        expires = step.lease_expires_at
+        if step.state != StepState.RUNNING or expires is None or expires >= now:
             return
         workflow = workflow_of(session, run)
         definition = step_definition(session, workflow, step)
-        if step.deliveries >= settings.max_deliveries + definition.retries.max:
-            message = f"lease expired after {step.deliveries} deliveries; worker {step.worker} lost"
+        budget = lease.delivery_budget(settings, definition)
+        seen = (
+            f"lease expired at {_when(expires)}, last heartbeat {_when(step.heartbeat_at)}, "
+            f"worker {step.worker or 'unknown'} ({lease.liveness(step.worker, step.id)})"
+        )
+        if lease.deliveries_exhausted(step.deliveries, settings, definition):
+            message = f"{seen}; delivery budget spent ({step.deliveries} of {budget}): worker lost"
             outcome = fail_step(
                 session=session,
                 run=run,
                 workflow=workflow,
                 step=step,
-                error={"type": "WorkerLost", "message": message},
+                error={"type": "WorkerLost", "retryable": False, "message": message},
             )
             result.outbox_ids.extend(outcome.outbox_ids)
             result.failed += 1
@@ -118,7 +145,7 @@ def _reap_running(
             session=session,
             step=step,
             target=StepState.QUEUED,
-            message=f"lease expired (worker {step.worker}); redelivering",
+            message=f"{seen}; redelivering (delivery {step.deliveries + 1} of {budget})",
         )
         result.outbox_ids.append(
             store.enqueue_step(session=session, step=step, definition=definition)
@@ -149,17 +176,38 @@ def _republish_queued(
             )
         )
         last_ready = max([*finished, step.queued_at or now])
-        if (now - last_ready).total_seconds() < settings.step_lease_seconds:
+        patience = settings.step_lease_seconds * 2 ** min(step.republishes, 16)
+        if (now - last_ready).total_seconds() < patience:
             return
+        definition = step_definition(session, workflow, step)
+        budget = lease.delivery_budget(settings, definition)
+        waited = f"queued since {_when(last_ready)} with its dependencies done"
+        if lease.deliveries_exhausted(step.republishes, settings, definition):
+            message = (
+                f"{waited}; republished {step.republishes} times (budget {budget}) and never "
+                "taken by a worker: no worker consumes its queue, or its message keeps being lost"
+            )
+            outcome = fail_step(
+                session=session,
+                run=run,
+                workflow=workflow,
+                step=step,
+                error={"type": "MessageLost", "retryable": False, "message": message},
+            )
+            result.outbox_ids.extend(outcome.outbox_ids)
+            result.failed += 1
+            return
+        step.republishes += 1
         store.add_event(
             session=session,
             run_id=run.id,
             step_id=step.step_id,
             kind="step.republished",
-            message="queued too long with its dependencies done; message presumed lost",
+            message=f"{waited}; message presumed lost, republishing "
+            f"(republish {step.republishes} of {budget})",
+            data={"republishes": step.republishes, "queue": step.queue},
         )
         step.queued_at = now
-        definition = step_definition(session, workflow, step)
         result.outbox_ids.append(
             store.enqueue_step(session=session, step=step, definition=definition)
         )

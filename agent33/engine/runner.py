@@ -4,30 +4,34 @@ Transactions: (1) claim: the step is locked, checked and moved to `running` with
 attempt is counted, committed before any work; (2) the action runs outside any transaction;
 (3) the result, the next ready segments (outbox) and the run's completion commit together under
 the run row lock. The Celery task acks only after (3), so a lost worker means redelivery, and a
-duplicate delivery finds the step already claimed or finished and exits quietly.
+duplicate delivery finds the step already claimed or finished and exits quietly. While (2) runs a
+heartbeat renews the step's lease, so only a dead worker's step is ever taken back.
+
+Anything unexpected raised while claiming (an expression, a context, a row that does not store)
+or recording ends the step failed with the error recorded, in a transaction of its own: a step
+is never left queued to be republished forever. Database outages still propagate (the task
+retries the delivery).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
-import psutil
 import structlog
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, object_session
 
 from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.base import utcnow
 from agent33.db.models import Run, StepRun
 from agent33.definitions.models import StepDef, WorkflowDef
-from agent33.engine import children, store
+from agent33.engine import children, lease, store
 from agent33.engine.actions import ActionContext, get_action, is_inline
 from agent33.engine.context import referenced_steps, run_context
 from agent33.engine.errors import error_dict
@@ -36,16 +40,16 @@ from agent33.engine.outcomes import Outcome, Special
 from agent33.engine.progress import fail_step, finish_step, step_definition, workflow_of
 from agent33.engine.requests import record_request, schedule_retry
 from agent33.engine.states import RUN_TERMINAL, STEP_TERMINAL, RunState, StepState
-from agent33.errors import Agent33Error
+from agent33.errors import Agent33Error, ExpressionError
 from agent33.security import audit
 from agent33.security.vault import mask, secret_context
 
 log = structlog.get_logger(__name__)
 
 
-def worker_id() -> str:
-    """host:pid of this process, computed per call (prefork children differ from the parent)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+worker_id = lease.worker_id
+OUTAGES = (OperationalError, InterfaceError)  # the delivery is retried, not the step failed
+MESSAGE_CAP = 1000
 
 
 RAW_PARAMS = {"parallel_group": ("step", "branches")}
@@ -64,16 +68,6 @@ class Claim:
     context: dict[str, Any]
     previous_output: Any
     rows: tuple[StepRun, Run] | None = field(default=None, repr=False)  # same-session use only
-
-
-def _owner_alive(worker: str | None) -> bool:
-    """Whether the worker recorded on a running step still exists (known only on this host)."""
-    if not worker or ":" not in worker:
-        return False
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname():
-        return True
-    return pid.isdigit() and int(pid) != os.getpid() and psutil.pid_exists(int(pid))
 
 
 def claim(step_run_id: uuid.UUID, settings: Settings, task_id: str | None) -> Claim | Outcome:
@@ -102,10 +96,8 @@ def _claim(
         return Outcome(f"waiting:{step.waiting_for}")
     if step.state == StepState.PENDING:
         return Outcome("not-queued")
-    if step.state == StepState.RUNNING and _owner_alive(step.worker):
-        lease = step.lease_expires_at
-        if lease is not None and lease > utcnow():
-            return Outcome("duplicate:running")
+    if _held_elsewhere(step):
+        return Outcome("duplicate:running")
     workflow = workflow_of(session, run)
     if not store.deps_done(session=session, step=step, workflow=workflow):
         store.set_step_state(
@@ -116,17 +108,34 @@ def _claim(
         )
         return Outcome("waiting-for-dependencies")
     definition = step_definition(session, workflow, step)
-    step.deliveries += 1
-    if step.deliveries > settings.max_deliveries + definition.retries.max:
-        message = f"step delivered {step.deliveries - 1} times without finishing (worker lost)"
+    if lease.deliveries_exhausted(step.deliveries, settings, definition):
+        message = (
+            f"step delivered {step.deliveries} times without finishing "
+            f"(budget {lease.delivery_budget(settings, definition)}); not delivering it again"
+        )
         return fail_step(
             session=session,
             run=run,
             workflow=workflow,
             step=step,
-            error={"type": "WorkerLost", "message": message},
+            error={"type": "WorkerLost", "retryable": False, "message": message},
         )
+    step.deliveries += 1
     return _start(session, settings, run, workflow, step, definition, task_id)
+
+
+def _held_elsewhere(step: StepRun) -> bool:
+    """Whether a running step's worker still holds it: alive (or on another host) with its
+    lease renewed. The step row is locked first, so a heartbeat in flight is waited out."""
+    if step.state != StepState.RUNNING:
+        return False
+    session = object_session(step)
+    if session is not None:
+        session.refresh(step, with_for_update=True)
+    expires = step.lease_expires_at
+    if expires is None or expires <= utcnow():
+        return False
+    return lease.liveness(step.worker, step.id) != "dead"
 
 
 def _context(
@@ -156,6 +165,7 @@ def _start(
     step.attempt += 1
     step.worker = worker_id()
     step.task_id = task_id
+    step.heartbeat_at = utcnow()
     step.lease_expires_at = store.lease_deadline(
         (definition.timeout or 0) + settings.step_lease_seconds
     )
@@ -166,28 +176,32 @@ def _start(
         data={"attempt": step.attempt, "worker": worker_id()},
     )
     try:
-        if definition.when and not evaluate(definition.when, context, step_id=step.step_id):
-            return finish_step(
-                session=session,
-                run=run,
-                workflow=workflow,
-                step=step,
-                target=StepState.SKIPPED,
-                message=f"when: {definition.when!r} is false",
-            )
+        when = definition.when
+        skip = bool(when and not evaluate(when, context, step_id=step.step_id))
         raw = RAW_PARAMS.get(definition.action, ())
         params = {
             k: (v if k in raw else render(v, context, step_id=step.step_id))
-            for k, v in definition.params.items()
+            for k, v in ({} if skip else definition.params).items()
         }
-    except Agent33Error as exc:
+    except SQLAlchemyError:
+        raise  # the database (e.g. read by a lazy secret), not the expression
+    except Exception as exc:  # noqa: BLE001 - any expression failure fails the step, for good
         resolved = getattr(context.get("secrets"), "resolved", {})
         return fail_step(
             session=session,
             run=run,
             workflow=workflow,
             step=step,
-            error=mask(error_dict(exc), resolved.values()),  # an expression error may quote one
+            error=mask(_expression_error(exc, step.step_id), resolved.values()),  # may quote one
+        )
+    if skip:
+        return finish_step(
+            session=session,
+            run=run,
+            workflow=workflow,
+            step=step,
+            target=StepState.SKIPPED,
+            message=f"when: {definition.when!r} is false",
         )
     # The action gets the plaintext; the stored inputs never do (outputs are the action's duty).
     resolved_secrets = context["secrets"].resolved
@@ -218,6 +232,58 @@ def _start(
         step.output,
         (step, run),
     )
+
+
+def _expression_error(exc: Exception, step_id: str) -> dict[str, Any]:
+    """The error of a `when:` or `with:` that did not evaluate: never retryable (the same
+    inputs give the same failure), whatever the exception type."""
+    if not isinstance(exc, Agent33Error):
+        exc = ExpressionError(
+            f"step {step_id!r}: expression failed: {type(exc).__name__}: {_text(exc)}"
+        )
+    return {**error_dict(exc), "retryable": False}
+
+
+def _text(exc: BaseException) -> str:
+    """A storable, bounded message: a driver error's own text (not the SQL and its
+    parameters), no NUL (PostgreSQL text refuses it), at most MESSAGE_CAP characters."""
+    raw = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = (str(raw) or type(raw).__name__).replace("\x00", "\\x00")
+    return text if len(text) <= MESSAGE_CAP else text[:MESSAGE_CAP] + "... [truncated]"
+
+
+def fail_unexpected(
+    step_run_id: uuid.UUID, exc: Exception, *, stage: str, attempt: int | None = None
+) -> Outcome:
+    """Fail a step whose claim (`stage="start"`) or record (`stage="record"`) raised something
+    unexpected; its own transaction, as the one that raised was rolled back. `attempt`: only
+    that attempt is failed (a later delivery may have taken the step over)."""
+    log.warning("step.unexpected_error", step_run_id=str(step_run_id), stage=stage, exc_info=exc)
+    error = {
+        "type": type(exc).__name__,
+        "code": "step_error",
+        "retryable": False,
+        "message": f"step could not be {'started' if stage == 'start' else 'recorded'}: "
+        f"{type(exc).__name__}: {_text(exc)}",
+    }
+    with session_scope() as session:
+        loaded = store.lock_step(session=session, step_run_id=step_run_id)
+        if loaded is None:
+            return Outcome("missing")
+        step, run = loaded
+        if step.state in STEP_TERMINAL or run.state in RUN_TERMINAL:
+            return Outcome(f"duplicate:{step.state}")
+        if attempt is not None and (step.state != StepState.RUNNING or step.attempt != attempt):
+            return Outcome(f"stale:{step.state}")
+        if step.state not in (StepState.QUEUED, StepState.RUNNING):
+            return Outcome(f"not-queued:{step.state}")
+        if attempt is None and _held_elsewhere(step):
+            return Outcome("duplicate:running")
+        if stage == "start":
+            step.deliveries += 1
+        return fail_step(
+            session=session, run=run, workflow=workflow_of(session, run), step=step, error=error
+        )
 
 
 _timeout_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="agent33-step")
@@ -269,7 +335,17 @@ def _checked(output: Any) -> tuple[bool, Any]:
 
 
 def record(claimed: Claim, ok: bool, result: Any, settings: Settings) -> Outcome:
-    """Commit the outcome of an attempt; retries are scheduled through the outbox with a delay."""
+    """Commit the outcome of an attempt; retries are scheduled through the outbox with a delay.
+    An outcome that cannot be stored fails the step rather than leave it to the reaper."""
+    try:
+        return _record_claimed(claimed, ok, result, settings)
+    except OUTAGES:
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded on the step instead
+        return fail_unexpected(claimed.step_run_id, exc, stage="record", attempt=claimed.attempt)
+
+
+def _record_claimed(claimed: Claim, ok: bool, result: Any, settings: Settings) -> Outcome:
     with session_scope() as session:
         loaded = store.lock_step(session=session, step_run_id=claimed.step_run_id)
         if loaded is None:
@@ -321,16 +397,22 @@ def run_step(step_run_id: str, settings: Settings, task_id: str | None = None) -
         ident = uuid.UUID(step_run_id)
     except ValueError:
         return Outcome("invalid-id")
-    with session_scope() as session:
-        claimed = _claim(session, ident, settings, task_id)
-        if isinstance(claimed, Outcome):
-            return claimed
-        if is_inline(claimed.action) and claimed.timeout is None:
-            # No side effects outside this database: run it inside the claiming transaction
-            # (a crash rolls everything back and the redelivery simply runs it again).
-            ok, result = execute(claimed, settings)
-            assert claimed.rows is not None
-            step, run = claimed.rows
-            return _record(session, settings, run, step, ok, result)
-    ok, result = execute(claimed, settings)
+    try:
+        with session_scope() as session:
+            claimed = _claim(session, ident, settings, task_id)
+            if isinstance(claimed, Outcome):
+                return claimed
+            if is_inline(claimed.action) and claimed.timeout is None:
+                # No side effects outside this database: run it inside the claiming transaction
+                # (a crash rolls everything back and the redelivery simply runs it again).
+                ok, result = execute(claimed, settings)
+                assert claimed.rows is not None
+                step, run = claimed.rows
+                return _record(session, settings, run, step, ok, result)
+    except OUTAGES:
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded on the step: never parked in `queued`
+        return fail_unexpected(ident, exc, stage="start")
+    with lease.heartbeat(claimed.step_run_id, claimed.attempt, settings):
+        ok, result = execute(claimed, settings)
     return record(claimed, ok, result, settings)

@@ -54,6 +54,8 @@ class StepRun(Base):
     state: Mapped[str] = mapped_column(String(20), index=True)
     attempt: Mapped[int] = mapped_column(default=0)
     deliveries: Mapped[int] = mapped_column(default=0)
+    # Times the reaper re-published this step's message while it sat queued (message lost).
+    republishes: Mapped[int] = mapped_column(default=0, server_default="0")
     depends_on: Mapped[list[str]] = mapped_column(default=list)
     inputs: Mapped[dict[str, Any] | None]
     output: Mapped[Any | None] = mapped_column(JSONColumn)
@@ -66,6 +68,7 @@ class StepRun(Base):
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    heartbeat_at: Mapped[dt.datetime | None]  # last lease renewal by the worker running it
     parent_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("step_runs.id", ondelete="CASCADE"), index=True
     )

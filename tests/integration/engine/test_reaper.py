@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
 import uuid
 
 import pytest
@@ -11,9 +12,9 @@ from sqlalchemy import select
 from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.models import OutboxMessage, StepRun
-from agent33.engine import reaper, service, store
+from agent33.engine import lease, reaper, runner, service, store
 from agent33.engine.states import StepState
-from tests.integration.engine.helpers import save
+from tests.integration.engine.helpers import events_of, save
 
 pytestmark = pytest.mark.usefixtures("committed_db")
 LATER = dt.timedelta(hours=2)
@@ -81,3 +82,43 @@ def test_lost_message_of_a_ready_queued_step_is_republished(settings: Settings) 
         rows = session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(result.outbox_ids)))
         assert [r.payload["segments"][0][0]["step_id"] for r in rows] == ["a"]
     assert _step(run_id, "b").state == "queued"
+
+
+def test_the_reaper_says_what_it_saw(settings: Settings) -> None:
+    dead = f"{socket.gethostname()}:{2**22 + 12345}"  # above any pid_max: a dead process here
+    run_id = _run_with_first_step(StepState.RUNNING, 1, dead)
+    reaper.reap(settings, now=store.lease_deadline(0) + LATER)
+    requeued = [e for e in events_of(run_id) if e.step_id == "a" and e.to_state == "queued"][-1]
+    message = requeued.message or ""
+    assert "lease expired at " in message and "last heartbeat " in message
+    assert f"worker {dead} (dead)" in message
+    assert f"redelivering (delivery 2 of {settings.max_deliveries})" in message
+
+
+def test_runner_and_reaper_spend_the_same_delivery_budget(settings: Settings) -> None:
+    """The last delivery the reaper makes is one the runner accepts; past it, both refuse."""
+    budget = settings.max_deliveries
+    last = _run_with_first_step(StepState.RUNNING, budget - 1, "gone-host:1")
+    result = reaper.reap(settings, now=store.lease_deadline(0) + LATER)
+    assert (result.redelivered, result.failed) == (1, 0)
+    assert runner.run_step(str(_step(last, "a").id), settings).status == "succeeded"
+    assert _step(last, "a").deliveries == budget
+
+    spent = _run_with_first_step(StepState.RUNNING, budget, "gone-host:1")
+    with session_scope() as session:  # the reaper would fail it; a stray message reaches it first
+        step = session.get(StepRun, _step(spent, "a").id)
+        assert step is not None
+        step.lease_expires_at = store.lease_deadline(-1)
+    assert runner.run_step(str(_step(spent, "a").id), settings).status == "failed"
+    step = _step(spent, "a")
+    assert step.error is not None and step.error["type"] == "WorkerLost"
+    assert step.attempt == 0, "the action must not run past the budget"
+
+
+def test_a_renewed_lease_is_not_reaped(settings: Settings) -> None:
+    run_id = _run_with_first_step(StepState.RUNNING, 1, "gone-host:1")
+    step = _step(run_id, "a")
+    assert lease.renew(step.id, step.attempt, 3600)
+    result = reaper.reap(settings, now=store.lease_deadline(60))
+    assert (result.redelivered, result.failed) == (0, 0)
+    assert _step(run_id, "a").state == "running"
