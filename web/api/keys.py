@@ -131,6 +131,14 @@ class KeyById(MethodView):
             target = session.get(ApiKey, key_id)
             beyond = sc.missing_scopes(principal.scopes, target.scopes) if target else []
             if beyond:
+                audit.record_now(
+                    action="keys.revoke",
+                    outcome="denied",
+                    principal=principal.subject,
+                    ip=client_ip(),
+                    target=f"api_key:{key_id}",
+                    details={"beyond": beyond},
+                )
                 raise Forbidden(
                     f"cannot revoke a key holding scopes you do not hold: {', '.join(beyond)}",
                     fields={"key_id": [f"Holds {scope!r}." for scope in beyond]},
