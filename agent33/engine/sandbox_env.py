@@ -197,7 +197,8 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
     elif operator == "*" and (_sequence(left) or _sequence(right)):
         sequence, count = (left, right) if _sequence(left) else (right, left)
         if isinstance(count, int) and count > 0:
-            _check_total(size_of(sequence) * count, "the repeated sequence")
+            unit = len(sequence) if isinstance(sequence, str | bytes) else size_of(sequence)
+            _check_total(unit * count, "the repeated sequence")
     elif operator == "+" and _sequence(left) and _sequence(right):
         _check_total(size_of(left) + size_of(right), "the concatenation")
     elif operator == "%" and isinstance(left, str | bytes):
@@ -289,7 +290,8 @@ def _pre_method(owner: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, 
         _int(_arg(args, kwargs, 0, "width") or 0, "width")
     elif name == "expandtabs":
         size = _int(_arg(args, kwargs, 0, "tabsize") or 8, "tabsize")
-        _check_total(len(owner) + owner.count("\t" if isinstance(owner, str) else b"\t") * size, "")
+        tabs = owner.count("\t" if isinstance(owner, str) else b"\t")
+        _check_total(len(owner) + tabs * size, "the expanded string")
     elif name == "replace" and len(args) >= 2:
         _check_total(_replace_size(owner, args[0], args[1], _arg(args, kwargs, 2, "count")), name)
     elif name == "join" and args:
