@@ -94,6 +94,15 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _session_db(base: str) -> str:
+    """The DB index named in AGENT33_TEST_REDIS_URL (parallel sessions pick their own), else 9."""
+    head, _, tail = base.rstrip("/").rpartition("/")
+    if tail.isdigit() and os.environ.get("AGENT33_TEST_REDIS_URL") and "://" in head:
+        return base
+    root = head if tail.isdigit() and "://" in head else base.rstrip("/")
+    return f"{root}/{TEST_REDIS_DB}"
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Redis DB index owned by this test session, flushed before and after."""
@@ -104,7 +113,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if not _answers(base):
             server = start_redis(tmp_path_factory.mktemp("redis"), durable=False)
             base = server.url
-    url = base.rsplit("/", 1)[0] + f"/{TEST_REDIS_DB}"
+    url = _session_db(base)
     client = redis.Redis.from_url(url)
     client.flushdb()
     try:
