@@ -18,6 +18,7 @@ from typing import Literal
 import psutil
 import structlog
 from sqlalchemy import func, update
+from sqlalchemy.orm import object_session
 
 from agent33.config import Settings
 from agent33.db import session_scope
@@ -65,6 +66,20 @@ def liveness(worker: str | None, step_run_id: uuid.UUID) -> Liveness:
     return "alive" if psutil.pid_exists(int(pid)) else "dead"
 
 
+def held_elsewhere(step: StepRun) -> bool:
+    """Whether a running step's worker still holds it: alive (or on another host) with its
+    lease renewed. The step row is locked first, so a heartbeat in flight is waited out."""
+    if step.state != StepState.RUNNING:
+        return False
+    session = object_session(step)
+    if session is not None:
+        session.refresh(step, with_for_update=True)
+    expires = step.lease_expires_at
+    if expires is None or expires <= utcnow():
+        return False
+    return liveness(step.worker, step.id) != "dead"
+
+
 def renew(step_run_id: uuid.UUID, attempt: int, seconds: float) -> bool:
     """Push the lease of this attempt `seconds` ahead; False when the step is no longer ours
     (reaped, cancelled, reclaimed), so the heartbeat stops."""
@@ -76,6 +91,8 @@ def renew(step_run_id: uuid.UUID, attempt: int, seconds: float) -> bool:
                 StepRun.id == step_run_id,
                 StepRun.state == StepState.RUNNING.value,
                 StepRun.attempt == attempt,
+                StepRun.waiting_for.is_(None),  # a step waiting (children, approval) holds none
+                StepRun.lease_expires_at.is_not(None),
             )
             .values(
                 heartbeat_at=now,

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from agent33.config import Settings
 from agent33.db import session_scope
@@ -36,11 +36,11 @@ from agent33.engine.actions import ActionContext, get_action, is_inline
 from agent33.engine.context import referenced_steps, run_context
 from agent33.engine.errors import error_dict
 from agent33.engine.expressions import evaluate, render
+from agent33.engine.failures import OUTAGES, expression_error, fail_unexpected
 from agent33.engine.outcomes import Outcome, Special
 from agent33.engine.progress import fail_step, finish_step, step_definition, workflow_of
 from agent33.engine.requests import record_request, schedule_retry
 from agent33.engine.states import RUN_TERMINAL, STEP_TERMINAL, RunState, StepState
-from agent33.errors import Agent33Error, ExpressionError
 from agent33.security import audit
 from agent33.security.vault import mask, secret_context
 
@@ -48,8 +48,6 @@ log = structlog.get_logger(__name__)
 
 
 worker_id = lease.worker_id
-OUTAGES = (OperationalError, InterfaceError)  # the delivery is retried, not the step failed
-MESSAGE_CAP = 1000
 
 
 RAW_PARAMS = {"parallel_group": ("step", "branches")}
@@ -96,7 +94,7 @@ def _claim(
         return Outcome(f"waiting:{step.waiting_for}")
     if step.state == StepState.PENDING:
         return Outcome("not-queued")
-    if _held_elsewhere(step):
+    if lease.held_elsewhere(step):
         return Outcome("duplicate:running")
     workflow = workflow_of(session, run)
     if not store.deps_done(session=session, step=step, workflow=workflow):
@@ -122,20 +120,6 @@ def _claim(
         )
     step.deliveries += 1
     return _start(session, settings, run, workflow, step, definition, task_id)
-
-
-def _held_elsewhere(step: StepRun) -> bool:
-    """Whether a running step's worker still holds it: alive (or on another host) with its
-    lease renewed. The step row is locked first, so a heartbeat in flight is waited out."""
-    if step.state != StepState.RUNNING:
-        return False
-    session = object_session(step)
-    if session is not None:
-        session.refresh(step, with_for_update=True)
-    expires = step.lease_expires_at
-    if expires is None or expires <= utcnow():
-        return False
-    return lease.liveness(step.worker, step.id) != "dead"
 
 
 def _context(
@@ -192,7 +176,7 @@ def _start(
             run=run,
             workflow=workflow,
             step=step,
-            error=mask(_expression_error(exc, step.step_id), resolved.values()),  # may quote one
+            error=mask(expression_error(exc, step.step_id), resolved.values()),  # may quote one
         )
     if skip:
         return finish_step(
@@ -232,58 +216,6 @@ def _start(
         step.output,
         (step, run),
     )
-
-
-def _expression_error(exc: Exception, step_id: str) -> dict[str, Any]:
-    """The error of a `when:` or `with:` that did not evaluate: never retryable (the same
-    inputs give the same failure), whatever the exception type."""
-    if not isinstance(exc, Agent33Error):
-        exc = ExpressionError(
-            f"step {step_id!r}: expression failed: {type(exc).__name__}: {_text(exc)}"
-        )
-    return {**error_dict(exc), "retryable": False}
-
-
-def _text(exc: BaseException) -> str:
-    """A storable, bounded message: a driver error's own text (not the SQL and its
-    parameters), no NUL (PostgreSQL text refuses it), at most MESSAGE_CAP characters."""
-    raw = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    text = (str(raw) or type(raw).__name__).replace("\x00", "\\x00")
-    return text if len(text) <= MESSAGE_CAP else text[:MESSAGE_CAP] + "... [truncated]"
-
-
-def fail_unexpected(
-    step_run_id: uuid.UUID, exc: Exception, *, stage: str, attempt: int | None = None
-) -> Outcome:
-    """Fail a step whose claim (`stage="start"`) or record (`stage="record"`) raised something
-    unexpected; its own transaction, as the one that raised was rolled back. `attempt`: only
-    that attempt is failed (a later delivery may have taken the step over)."""
-    log.warning("step.unexpected_error", step_run_id=str(step_run_id), stage=stage, exc_info=exc)
-    error = {
-        "type": type(exc).__name__,
-        "code": "step_error",
-        "retryable": False,
-        "message": f"step could not be {'started' if stage == 'start' else 'recorded'}: "
-        f"{type(exc).__name__}: {_text(exc)}",
-    }
-    with session_scope() as session:
-        loaded = store.lock_step(session=session, step_run_id=step_run_id)
-        if loaded is None:
-            return Outcome("missing")
-        step, run = loaded
-        if step.state in STEP_TERMINAL or run.state in RUN_TERMINAL:
-            return Outcome(f"duplicate:{step.state}")
-        if attempt is not None and (step.state != StepState.RUNNING or step.attempt != attempt):
-            return Outcome(f"stale:{step.state}")
-        if step.state not in (StepState.QUEUED, StepState.RUNNING):
-            return Outcome(f"not-queued:{step.state}")
-        if attempt is None and _held_elsewhere(step):
-            return Outcome("duplicate:running")
-        if stage == "start":
-            step.deliveries += 1
-        return fail_step(
-            session=session, run=run, workflow=workflow_of(session, run), step=step, error=error
-        )
 
 
 _timeout_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="agent33-step")
