@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import object_session
 
 from agent33.config import Settings
 from agent33.db import session_scope
@@ -108,6 +109,41 @@ def test_a_step_running_three_times_its_lease_runs_once(short_lease: Settings) -
     assert long.heartbeat_at > long.started_at + dt.timedelta(seconds=LEASE), "no heartbeat"
     requeued = [e for e in events_of(run_id) if e.step_id == "long" and e.to_state == "queued"]
     assert len(requeued) == 1, [e.message for e in requeued]  # the first dispatch only
+
+
+@pytest.mark.security
+def test_a_second_delivery_while_the_step_runs_does_not_run_it_again(
+    short_lease: Settings,
+) -> None:
+    """As Redis does after its visibility timeout: the same step's message delivered again to
+    a worker (here the same process) while the first copy is still running, past its lease."""
+    run_id = start(
+        _wf("redelivered", [{"id": "long", "action": "test_long_effect", "with": {"seconds": 3}}])
+    )
+    deadline = time.monotonic() + 10
+    while EXECUTIONS.get(str(run_id)) != 1:
+        assert time.monotonic() < deadline, "the step never started"
+        time.sleep(0.05)
+    time.sleep(1.5 * LEASE)  # the lease first granted has passed; only the heartbeat holds it
+    step = _step_of(run_id)
+    with session_scope() as session:
+        row = session.get(StepRun, step.id)
+        assert row is not None
+        definition = _definition_of(row)
+        outbox_ids = [store.enqueue_step(session=session, step=row, definition=definition)]
+    flush_outbox(outbox_ids)
+    run = wait_for(run_id)
+    assert run.state == "succeeded", run.error
+    assert EXECUTIONS[str(run_id)] == 1 and MOST_AT_ONCE[str(run_id)] == 1
+    assert (steps_of(run)["long"].attempt, steps_of(run)["long"].deliveries) == (1, 1)
+
+
+def _definition_of(step: StepRun) -> Any:
+    from agent33.engine.progress import step_definition, workflow_of
+
+    session = object_session(step)
+    assert session is not None
+    return step_definition(session, workflow_of(session, step.run), step)
 
 
 # Python-level failures (OverflowError here) whatever the expression module maps them to, and
