@@ -418,12 +418,17 @@ def _limits(name: str, value: str) -> dict[str, int]:
     return limits
 
 
+def parse_rate(name: str, value: str) -> RateSpec | None:
+    """`N/second|minute|hour`, or `0` to switch the limit off (settings and per-key limits)."""
+    return _rate(name, value)
+
+
 def _rate(name: str, value: str) -> RateSpec | None:
     """`N/second|minute|hour`, or `0` to switch the limit off."""
     text = value.strip().lower()
     if text == "0":
         return None
-    match = re.fullmatch(r"(\d+)\s*/\s*(second|minute|hour)s?", text)
+    match = re.fullmatch(r"(\d{1,9})\s*/\s*(second|minute|hour)s?", text)
     if match is None or int(match.group(1)) < 1:
         raise ConfigError(
             f"{name} must look like N/second, N/minute or N/hour (0 disables), got {value!r}"

@@ -109,7 +109,14 @@ def api_key() -> str:
     from agent33.security.api_keys import create_api_key
 
     with session_scope() as session:
-        _, raw = create_api_key(session=session, name="bench", scopes=["agents:read"])
+        # A load client gets the limits an operator would give one (`keys create --rate-limit`).
+        _, raw = create_api_key(
+            session=session,
+            name="bench",
+            scopes=["agents:read"],
+            rate_limit="100000/minute",
+            rate_burst=10_000,
+        )
     return raw
 
 

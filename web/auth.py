@@ -58,6 +58,8 @@ class Principal:
     scopes: tuple[str, ...]
     kind: Literal["jwt", "api_key"]
     key_id: uuid.UUID | None = field(default=None)
+    rate_limit: str | None = field(default=None)  # the key's own limit; None: the settings'
+    rate_burst: int | None = field(default=None)
 
 
 def require_scopes(*scopes: str) -> Callable[[F], F]:
@@ -153,6 +155,8 @@ def _authenticate(request: flask.Request) -> Principal:
                 scopes=tuple(key.scopes),
                 kind="api_key",
                 key_id=key.id,
+                rate_limit=key.rate_limit,
+                rate_burst=key.rate_burst,
             )
     raise Unauthorized("authentication required: send 'Authorization: Bearer <token>' or X-API-Key")
 
@@ -221,7 +225,9 @@ def enforce_auth() -> None:
             ratelimit.count_auth_failure()
             raise
         flask.g.principal = principal
-        ratelimit.limit_principal(_bucket(principal), principal.subject)
+        ratelimit.limit_principal(
+            _bucket(principal), principal.subject, principal.rate_limit, principal.rate_burst
+        )
         if request.endpoint is None or request.method == "OPTIONS":
             return  # no such route/method: let routing answer 404/405 to the authenticated caller
         required = _declared_scopes(flask.current_app, request)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import flask
 
-from agent33.config import RateSpec
+from agent33.config import RateSpec, parse_rate
 from agent33.security import audit
 from agent33.security.ratelimit import RateLimited, RateLimitUnavailable, limiter_for
 from web.errors import ResponseTuple, envelope
@@ -56,10 +56,17 @@ def _limit(
     )
 
 
-def limit_principal(bucket: str, subject: str) -> None:
-    """Meter an authenticated request; `bucket` names the principal (`key:<id>`, `sub:<name>`)."""
+def limit_principal(
+    bucket: str, subject: str, own_rate: str | None = None, own_burst: int | None = None
+) -> None:
+    """Meter an authenticated request; `bucket` names the principal (`key:<id>`, `sub:<name>`).
+
+    A key created with its own `rate_limit`/`rate_burst` is metered by those instead.
+    """
     settings = get_settings()
-    _limit(bucket, settings.rate_limit, settings.rate_burst, subject)
+    rate = settings.rate_limit if own_rate is None else parse_rate("rate_limit", own_rate)
+    burst = own_burst or (settings.rate_burst if own_rate is None or rate is None else rate.count)
+    _limit(bucket, rate, burst, subject)
 
 
 def limit_anonymous() -> None:

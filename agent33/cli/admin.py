@@ -80,15 +80,29 @@ def keys_group() -> None:
 @keys_group.command("create")
 @click.argument("name")
 @click.option("--scopes", default="runs:read,runs:write,workflows:read", show_default=True)
+@click.option(
+    "--rate-limit",
+    default=None,
+    help="This key's own limit, N/second|minute|hour (0: none); default AGENT33_RATE_LIMIT.",
+)
+@click.option("--rate-burst", type=click.IntRange(1, 1_000_000), default=None)
 @click.option("--json", "as_json", is_flag=True)
-def keys_create(name: str, scopes: str, as_json: bool) -> None:
+def keys_create(
+    name: str, scopes: str, rate_limit: str | None, rate_burst: int | None, as_json: bool
+) -> None:
     """Create an API key; it is shown once and stored only as a hash."""
     from agent33.security.api_keys import create_api_key
 
     scope_list = _scopes(scopes)
     _database_url()
     with db.session_scope() as session:
-        key, raw = create_api_key(session=session, name=name, scopes=scope_list)
+        key, raw = create_api_key(
+            session=session,
+            name=name,
+            scopes=scope_list,
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
+        )
         key_id = key.id
     if as_json:
         emit_json({"id": str(key_id), "name": name, "scopes": scope_list, "key": raw})

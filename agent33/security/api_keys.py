@@ -17,6 +17,7 @@ from sqlalchemy import func, or_, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
+from agent33.config import ConfigError, parse_rate
 from agent33.db.models import ApiKey, User
 from agent33.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from agent33.security.passwords import hash_password, needs_rehash, verify_dummy, verify_password
@@ -59,14 +60,23 @@ def create_api_key(
     scopes: Iterable[str],
     user_id: uuid.UUID | None = None,
     expires_at: dt.datetime | None = None,
+    rate_limit: str | None = None,
+    rate_burst: int | None = None,
 ) -> tuple[ApiKey, str]:
     """Store a new key's hash and return (row, raw_key); the raw key cannot be recovered later.
 
-    Raises ValidationFailed for an empty name or an unknown scope.
+    `rate_limit`/`rate_burst` replace `AGENT33_RATE_LIMIT`/`AGENT33_RATE_BURST` for this key
+    (an operator's load client, a busy integration); `rate_limit="0"` leaves it unmetered.
+
+    Raises ValidationFailed for an empty name, an unknown scope or a malformed limit.
     """
     if not name.strip():
         raise ValidationFailed("API key name must not be empty", fields={"name": ["Required."]})
     granted = validate_scopes(scopes)
+    rate_limit = _normalised_rate(rate_limit)
+    if rate_burst is not None and not 1 <= rate_burst <= MAX_BURST:
+        message = f"rate_burst must be between 1 and {MAX_BURST}"
+        raise ValidationFailed(message, fields={"rate_burst": [message]})
     while True:
         prefix, raw = generate_key()
         taken = session.scalar(select(ApiKey.id).where(ApiKey.prefix == prefix))
@@ -79,10 +89,26 @@ def create_api_key(
         scopes=granted,
         user_id=user_id,
         expires_at=expires_at,
+        rate_limit=rate_limit,
+        rate_burst=rate_burst,
     )
     session.add(key)
     session.flush()
     return key, raw
+
+
+MAX_BURST = 1_000_000
+
+
+def _normalised_rate(text: str | None) -> str | None:
+    """A per-key limit in the settings' syntax, stored canonically (`0`: unmetered)."""
+    if text is None:
+        return None
+    try:
+        spec = parse_rate("rate_limit", text)
+    except ConfigError as exc:
+        raise ValidationFailed(str(exc), fields={"rate_limit": [str(exc)]}) from None
+    return "0" if spec is None else str(spec)
 
 
 def authenticate_api_key(*, session: Session, raw: str) -> ApiKey:

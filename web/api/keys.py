@@ -30,6 +30,15 @@ class KeyCreateSchema(ma.Schema):
         validate=ma.validate.Length(min=1),
     )
     expires_at = ma.fields.AwareDateTime(load_default=None, allow_none=True)
+    rate_limit = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=ma.validate.Regexp(r"^(0|[1-9][0-9]{0,8}/(second|minute|hour))$"),
+        metadata={"description": "This key's own limit (`N/second|minute|hour`, `0`: none)"},
+    )
+    rate_burst = ma.fields.Integer(
+        load_default=None, allow_none=True, validate=ma.validate.Range(min=1, max=1_000_000)
+    )
 
 
 class KeySchema(ma.Schema):
@@ -42,6 +51,8 @@ class KeySchema(ma.Schema):
     last_used_at = ma.fields.DateTime(allow_none=True)
     expires_at = ma.fields.DateTime(allow_none=True)
     revoked_at = ma.fields.DateTime(allow_none=True)
+    rate_limit = ma.fields.String(allow_none=True)
+    rate_burst = ma.fields.Integer(allow_none=True)
 
 
 class KeyCreatedSchema(KeySchema):
@@ -92,6 +103,8 @@ class Keys(MethodView):
                 scopes=body["scopes"],
                 user_id=user_id,
                 expires_at=body["expires_at"],
+                rate_limit=body["rate_limit"],
+                rate_burst=body["rate_burst"],
             )
             audit_action(
                 session,

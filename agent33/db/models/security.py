@@ -37,6 +37,9 @@ class ApiKey(Base):
     last_used_at: Mapped[dt.datetime | None]
     expires_at: Mapped[dt.datetime | None]
     revoked_at: Mapped[dt.datetime | None]
+    # The key's own limits (`N/minute`, `0` for none), e.g. for a load client; NULL: the defaults.
+    rate_limit: Mapped[str | None] = mapped_column(String(32))
+    rate_burst: Mapped[int | None]
 
 
 class Secret(Base):

@@ -124,3 +124,42 @@ def test_redis_down_is_503_naming_redis_not_500(
     assert response.headers["Retry-After"] == "5"
     login = client.post(LOGIN, json={"username": "x", "password": "y"})
     assert login.status_code == 503
+
+
+def _key(admin: FlaskClient, headers: dict[str, str], **limits: Any) -> dict[str, str]:
+    body = {"name": "load client", "scopes": ["runs:read"], **limits}
+    created = admin.post("/api/v1/keys", json=body, headers=headers)
+    assert created.status_code == 201, created.get_data(as_text=True)
+    assert created.get_json()["rate_limit"] == limits.get("rate_limit")
+    return {"X-API-Key": created.get_json()["key"]}
+
+
+def test_a_key_with_its_own_limit_is_metered_by_it(
+    limited: FlaskClient, admin_headers: dict[str, str]
+) -> None:
+    """An operator gives a load client a bigger budget; the default keys keep theirs."""
+    loader = _key(limited, admin_headers, rate_limit="1000/minute", rate_burst=50)
+    assert {limited.get(ME, headers=loader).status_code for _ in range(40)} == {200}
+    tight = _key(limited, admin_headers, rate_limit="1/minute", rate_burst=2)
+    assert [limited.get(ME, headers=tight).status_code for _ in range(2)] == [200, 200]
+    _assert_rate_limited(limited.get(ME, headers=tight))
+    unmetered = _key(limited, admin_headers, rate_limit="0")
+    assert {limited.get(ME, headers=unmetered).status_code for _ in range(20)} == {200}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"rate_limit": "lots"}, "rate_limit"),
+        ({"rate_limit": "9999999999/minute"}, "rate_limit"),
+        ({"rate_burst": 0}, "rate_burst"),
+        ({"rate_burst": 10**20}, "rate_burst"),
+    ],
+)
+def test_a_malformed_key_limit_is_400_naming_the_field(
+    client: FlaskClient, admin_headers: dict[str, str], body: dict[str, Any], field: str
+) -> None:
+    sent = {"name": "x", "scopes": ["runs:read"], **body}
+    response = client.post("/api/v1/keys", json=sent, headers=admin_headers)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert field in response.get_json()["error"]["fields"]
