@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.base import utcnow
-from agent33.db.models import StepRun
+from agent33.db.models import RunEvent, StepRun
 from agent33.engine import lease, store
 from agent33.engine.progress import fail_step, step_definition, workflow_of
 from agent33.engine.states import RUN_TERMINAL, StepState
@@ -154,6 +155,29 @@ def _reap_running(
         result.step_ids.append(step.id)
 
 
+def _due_at(session: Session, step: StepRun) -> dt.datetime | None:
+    """When a queued step's message is due: a retry is published with a countdown (recorded on
+    its `retrying` event, in the transaction that queued it), not to be taken for lost before."""
+    if step.queued_at is None or step.attempt == 0:
+        return step.queued_at
+    window = dt.timedelta(seconds=5)
+    data = session.scalar(
+        select(RunEvent.data)
+        .where(
+            RunEvent.run_id == step.run_id,
+            RunEvent.step_id == step.step_id,
+            RunEvent.to_state == StepState.RETRYING.value,
+            RunEvent.created_at.between(step.queued_at - window, step.queued_at + window),
+        )
+        .order_by(RunEvent.id.desc())
+        .limit(1)
+    )
+    delay = data.get("delay") if isinstance(data, dict) else None
+    if not isinstance(delay, int | float) or delay <= 0:
+        return step.queued_at
+    return step.queued_at + dt.timedelta(seconds=float(delay))
+
+
 def _republish_queued(
     candidate: StepRun, settings: Settings, now: dt.datetime, result: ReapResult
 ) -> None:
@@ -175,13 +199,13 @@ def _republish_queued(
                 StepRun.finished_at.is_not(None),
             )
         )
-        last_ready = max([*finished, step.queued_at or now])
+        last_ready = max([*finished, _due_at(session, step) or now])
         patience = settings.step_lease_seconds * 2 ** min(step.republishes, 16)
         if (now - last_ready).total_seconds() < patience:
             return
         definition = step_definition(session, workflow, step)
         budget = lease.delivery_budget(settings, definition)
-        waited = f"queued since {_when(last_ready)} with its dependencies done"
+        waited = f"ready since {_when(last_ready)} with its dependencies done"
         if lease.deliveries_exhausted(step.republishes, settings, definition):
             message = (
                 f"{waited}; republished {step.republishes} times (budget {budget}) and never "

@@ -122,3 +122,22 @@ def test_a_renewed_lease_is_not_reaped(settings: Settings) -> None:
     result = reaper.reap(settings, now=store.lease_deadline(60))
     assert (result.redelivered, result.failed) == (0, 0)
     assert _step(run_id, "a").state == "running"
+
+
+def test_a_retry_waiting_out_its_countdown_is_not_taken_for_lost(settings: Settings) -> None:
+    run_id = _run_with_first_step(StepState.RUNNING, 1, "gone-host:1")
+    delay = 10 * settings.step_lease_seconds
+    with session_scope() as session:  # as schedule_retry leaves it: published with a countdown
+        step = session.get(StepRun, _step(run_id, "a").id)
+        assert step is not None
+        step.attempt = 1
+        store.set_step_state(
+            session=session, step=step, target=StepState.RETRYING, data={"delay": delay}
+        )
+        store.set_step_state(session=session, step=step, target=StepState.QUEUED)
+    queued_at = _step(run_id, "a").queued_at
+    assert queued_at is not None
+    early = queued_at + dt.timedelta(seconds=settings.step_lease_seconds + 10)
+    assert reaper.reap(settings, now=early).redelivered == 0
+    due = queued_at + dt.timedelta(seconds=delay + settings.step_lease_seconds + 1)
+    assert reaper.reap(settings, now=due).redelivered == 1
