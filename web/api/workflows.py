@@ -56,7 +56,10 @@ class WorkflowDocumentSchema(ma.Schema):
         unknown = ma.INCLUDE
 
     name = ma.fields.Raw(allow_none=True, metadata={"type": "string"})
-    version = ma.fields.Raw(allow_none=True, metadata={"type": "integer", "default": 1})
+    version = ma.fields.Raw(
+        allow_none=True,
+        metadata={"type": "integer", "default": 1, "minimum": 1, "maximum": 1_000_000},
+    )
     description = ma.fields.Raw(allow_none=True, metadata={"type": "string"})
     inputs = ma.fields.Raw(allow_none=True, metadata={"type": "object"})
     steps = ma.fields.Raw(allow_none=True, metadata={"type": "array", "items": {"type": "object"}})

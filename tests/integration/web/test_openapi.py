@@ -122,3 +122,43 @@ def test_operations_have_summaries_and_security(client: FlaskClient) -> None:
     assert spec["paths"]["/health"]["get"]["security"] == []
     assert spec["paths"]["/api/v1/auth/token"]["post"]["security"] == []
     assert "security" not in spec["paths"]["/api/v1/runs"]["get"]
+
+
+def _unbounded_integers(spec: dict[str, Any], schema: dict[str, Any], where: str) -> list[str]:
+    """Integer fields of `schema` (refs followed) that publish no `maximum`."""
+    schemas = spec["components"]["schemas"]
+    found: list[str] = []
+    pending = [(schema, where, frozenset[str]())]
+    while pending:
+        node, path, seen = pending.pop()
+        if "$ref" in node:
+            name = node["$ref"].rsplit("/", 1)[-1]
+            if name not in seen:
+                pending.append((schemas[name], path, seen | {name}))
+            continue
+        if node.get("type") == "integer" and "maximum" not in node:
+            found.append(path)
+        for key, child in node.get("properties", {}).items():
+            pending.append((child, f"{path}.{key}", seen))
+        if "items" in node:
+            pending.append((node["items"], f"{path}[]", seen))
+        for child in node.get("allOf", []) + node.get("oneOf", []) + node.get("anyOf", []):
+            pending.append((child, path, seen))
+    return found
+
+
+def test_every_integer_a_client_sends_is_bounded(client: FlaskClient) -> None:
+    """An unbounded integer input is a number PostgreSQL or int() cannot take: a 500 waiting."""
+    spec = _spec(client)
+    unbounded: list[str] = []
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            for parameter in operation.get("parameters", []):
+                where = f"{method} {path} ?{parameter['name']}"
+                unbounded += _unbounded_integers(spec, parameter.get("schema", {}), where)
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if body:
+                unbounded += _unbounded_integers(spec, body["schema"], f"{method} {path} body")
+    assert unbounded == []

@@ -1,10 +1,10 @@
 """Property-based API testing from our own OpenAPI document: no 5xx, responses match the schema.
 
 Every operation, on the real app, database, Redis and a real Celery worker: first each operation
-alone (`AGENT33_FUZZ_EXAMPLES` generated requests each, default 8), then stateful scenarios that
-chain operations through the links schemathesis infers from the document (a created key, agent,
-collection or run is what the next call reads, changes or deletes). Derandomized: the same
-requests every run, so a failure is reproducible.
+alone (`AGENT33_FUZZ_EXAMPLES` generated requests each, default 15), then stateful scenarios
+(`AGENT33_FUZZ_SCENARIOS`, default 60) that chain operations through the links schemathesis
+infers from the document: a created key, agent, collection or run is what the next call reads,
+changes or deletes. Derandomized: the same requests every run, so a failure is reproducible.
 
 Two answers are upstream outcomes, not server faults, and are accepted only where documented:
 `/health` answers 503 while a dependency (no `llm` provider here) is down, and chat answers 502
@@ -32,8 +32,8 @@ from tests.plugins.web import MakeApiKey
 from web.api.chat import TIMEOUT_CONFIG_KEY
 
 pytestmark = [pytest.mark.security, pytest.mark.usefixtures("celery_worker", "stored_workflows")]
-EXAMPLES = int(os.environ.get("AGENT33_FUZZ_EXAMPLES", "8"))
-SCENARIOS = int(os.environ.get("AGENT33_FUZZ_SCENARIOS", "40"))
+EXAMPLES = int(os.environ.get("AGENT33_FUZZ_EXAMPLES", "15"))
+SCENARIOS = int(os.environ.get("AGENT33_FUZZ_SCENARIOS", "60"))
 CHECKS = [response_schema_conformance, content_type_conformance]
 UPSTREAM_OUTCOMES = {
     ("GET", "/health"): {503},
