@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.base import utcnow
-from agent33.db.models import RunEvent, StepRun
+from agent33.db.models import Run, RunEvent, StepRun
+from agent33.definitions.models import WorkflowDef
 from agent33.engine import lease, store
 from agent33.engine.progress import fail_step, step_definition, workflow_of
 from agent33.engine.states import RUN_TERMINAL, StepState
@@ -109,6 +110,27 @@ def _when(moment: dt.datetime | None) -> str:
     return moment.isoformat(timespec="seconds") if moment is not None else "never"
 
 
+def _give_up(
+    session: Session,
+    run: Run,
+    workflow: WorkflowDef,
+    step: StepRun,
+    kind: str,
+    message: str,
+    result: ReapResult,
+) -> None:
+    """Fail a step whose delivery budget is spent (not retryable: the budget already was)."""
+    outcome = fail_step(
+        session=session,
+        run=run,
+        workflow=workflow,
+        step=step,
+        error={"type": kind, "retryable": False, "message": message},
+    )
+    result.outbox_ids.extend(outcome.outbox_ids)
+    result.failed += 1
+
+
 def _reap_running(
     candidate: StepRun, settings: Settings, now: dt.datetime, result: ReapResult
 ) -> None:
@@ -132,15 +154,7 @@ def _reap_running(
         )
         if lease.deliveries_exhausted(step.deliveries, settings, definition):
             message = f"{seen}; delivery budget spent ({step.deliveries} of {budget}): worker lost"
-            outcome = fail_step(
-                session=session,
-                run=run,
-                workflow=workflow,
-                step=step,
-                error={"type": "WorkerLost", "retryable": False, "message": message},
-            )
-            result.outbox_ids.extend(outcome.outbox_ids)
-            result.failed += 1
+            _give_up(session, run, workflow, step, "WorkerLost", message, result)
             return
         store.set_step_state(
             session=session,
@@ -211,15 +225,7 @@ def _republish_queued(
                 f"{waited}; republished {step.republishes} times (budget {budget}) and never "
                 "taken by a worker: no worker consumes its queue, or its message keeps being lost"
             )
-            outcome = fail_step(
-                session=session,
-                run=run,
-                workflow=workflow,
-                step=step,
-                error={"type": "MessageLost", "retryable": False, "message": message},
-            )
-            result.outbox_ids.extend(outcome.outbox_ids)
-            result.failed += 1
+            _give_up(session, run, workflow, step, "MessageLost", message, result)
             return
         step.republishes += 1
         store.add_event(

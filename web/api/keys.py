@@ -66,6 +66,18 @@ class KeyPageSchema(ma.Schema):
     offset = ma.fields.Integer()
 
 
+def _audit_denied(action: str, target: str | None, details: dict[str, Any]) -> None:
+    """A refused key change is audited on its own (the refused transaction never commits)."""
+    audit.record_now(
+        action=action,
+        outcome="denied",
+        principal=current_principal().subject,
+        ip=client_ip(),
+        target=target,
+        details=details,
+    )
+
+
 @blp.route("")
 class Keys(MethodView):
     @require_scopes(sc.KEYS_ADMIN)
@@ -80,12 +92,10 @@ class Keys(MethodView):
         principal = current_principal()
         beyond = sc.missing_scopes(principal.scopes, body["scopes"])
         if beyond:
-            audit.record_now(
-                action="keys.create",
-                outcome="denied",
-                principal=principal.subject,
-                ip=client_ip(),
-                details={"name": body["name"], "scopes": body["scopes"], "beyond": beyond},
+            _audit_denied(
+                "keys.create",
+                None,
+                {"name": body["name"], "scopes": body["scopes"], "beyond": beyond},
             )
             raise Forbidden(
                 f"cannot grant scopes you do not hold: {', '.join(beyond)}",
@@ -144,14 +154,7 @@ class KeyById(MethodView):
             target = session.get(ApiKey, key_id)
             beyond = sc.missing_scopes(principal.scopes, target.scopes) if target else []
             if beyond:
-                audit.record_now(
-                    action="keys.revoke",
-                    outcome="denied",
-                    principal=principal.subject,
-                    ip=client_ip(),
-                    target=f"api_key:{key_id}",
-                    details={"beyond": beyond},
-                )
+                _audit_denied("keys.revoke", f"api_key:{key_id}", {"beyond": beyond})
                 raise Forbidden(
                     f"cannot revoke a key holding scopes you do not hold: {', '.join(beyond)}",
                     fields={"key_id": [f"Holds {scope!r}." for scope in beyond]},
