@@ -11,12 +11,12 @@ import structlog
 
 from agent33.db import session_scope
 from agent33.db.models.memory import MemoryCollection
-from agent33.engine.actions.http import fetch_document
 from agent33.memory import jobs, retention
 from agent33.memory.embeddings import Embedder
 from agent33.memory.extract import extract
 from agent33.memory.ingest import DocumentInput
 from agent33.memory.service import collection_embedder
+from agent33.security.outbound import fetch_document
 from agent33.wire import TaskName
 from tasks.app import app, current_settings
 

@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent33.llm.types import ToolSpec
+from agent33.security.outbound import OutboundFailed, OutboundRequest, send
 from agent33.tools.registry import Tool, ToolContext, ToolError, register_tool
 
 _OPERATORS: dict[type, Callable[..., Any]] = {
@@ -24,6 +25,7 @@ _OPERATORS: dict[type, Callable[..., Any]] = {
     ast.UAdd: operator.pos,
 }
 MAX_EXPONENT = 100
+HTTP_GET_TIMEOUT = 15.0
 
 
 def _evaluate(node: ast.AST) -> float:
@@ -65,22 +67,23 @@ def current_time(arguments: dict[str, Any], _context: ToolContext) -> dict[str, 
 
 
 def http_get(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
-    """GET a URL through the `http_request` action (host allowlist, redirects re-checked)."""
-    from agent33.engine.actions import ActionContext, ActionFailed, get_action
-
-    action = get_action("http_request")
-    call = ActionContext(
-        run_id=context.run_id or "",
-        step_id=context.step_id or "",
-        attempt=1,
-        params={"url": arguments["url"], "timeout": 15},
-        settings=context.settings,
-    )
+    """GET a URL under the outbound policy of the `http_request` action (host allowlist,
+    address checks, redirects re-checked); a status other than 2xx is an error for the model."""
+    url = str(arguments["url"])
     try:
-        result: dict[str, Any] = action(call)
-    except ActionFailed as exc:
-        raise ToolError(exc.message) from None
-    return {"status": result["status"], "body": result["body"]}
+        reply = send(
+            OutboundRequest(url=url, timeout=HTTP_GET_TIMEOUT),
+            allowlist=context.settings.http_allowlist,
+            allow_private=context.settings.http_allow_private,
+        )
+    except OutboundFailed as exc:
+        raise ToolError(f"http_get: {exc.message}") from None
+    if not 200 <= reply.status < 300:
+        raise ToolError(
+            f"http_get: unexpected status {reply.status} {reply.reason}".rstrip()
+            + f" from GET {reply.url}"
+        )
+    return {"status": reply.status, "body": reply.body}
 
 
 register_tool(

@@ -14,7 +14,8 @@ import pytest
 
 from agent33.config import Settings
 from agent33.engine.actions import ActionContext, ActionFailed
-from agent33.engine.actions.http import check_url, host_allowed, http_request
+from agent33.engine.actions.http import http_request
+from agent33.security.outbound import check_url, host_allowed
 
 ALLOW = ("127.0.0.1", "localhost")
 

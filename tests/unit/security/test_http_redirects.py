@@ -19,6 +19,7 @@ import pytest
 from agent33.config import Settings
 from agent33.engine.actions import ActionContext, ActionFailed
 from agent33.engine.actions import http as http_action
+from agent33.security import outbound
 from agent33.security.vault import SecretValues, vault_for
 from agent33.tools import ToolContext, ToolError, get_tool
 
@@ -216,7 +217,7 @@ def test_a_307_will_not_resend_a_body_holding_a_secret_elsewhere(
 
 
 def test_origins_compare_scheme_host_and_default_port() -> None:
-    origin = http_action._origin
+    origin = outbound._origin
     assert origin("http://Example.com/x") == origin("http://example.com:80/y")
     assert origin("https://example.com/") == origin("https://EXAMPLE.com.:443/")
     assert origin("http://example.com/") != origin("https://example.com/")
@@ -235,7 +236,7 @@ def test_origins_compare_scheme_host_and_default_port() -> None:
     ],
 )  # fmt: skip
 def test_credential_header_rule(name: str, value: str, dropped: bool) -> None:
-    assert http_action.is_credential_header(name, value, (PLAINTEXT,)) is dropped
+    assert outbound.is_credential_header(name, value, (PLAINTEXT,)) is dropped
 
 
 @pytest.mark.parametrize(
@@ -257,14 +258,14 @@ def test_memory_ingestion_fetch_uses_the_same_redirect_rules(ports: tuple[int, i
     """`fetch_document` shares the redirect loop: a hop to the metadata range is refused even
     with private addresses allowed, and a cross-origin hop is re-checked against the allowlist."""
     a, b = ports
-    with pytest.raises(ActionFailed, match="cloud metadata"):
-        http_action.fetch_document(
+    with pytest.raises(outbound.OutboundFailed, match="cloud metadata"):
+        outbound.fetch_document(
             f"http://127.0.0.1:{a}/to?u=http://169.254.170.2/v2/credentials",
             allowlist=("127.0.0.1", "169.254.170.2"),
             allow_private=True,
         )
-    with pytest.raises(ActionFailed, match="not in the allowlist"):
-        http_action.fetch_document(
+    with pytest.raises(outbound.OutboundFailed, match="not in the allowlist"):
+        outbound.fetch_document(
             f"http://127.0.0.1:{a}/to?u=http://localhost:{b}/collect",
             allowlist=("127.0.0.1",),
             allow_private=True,

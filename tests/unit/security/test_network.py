@@ -18,7 +18,7 @@ import pytest
 from agent33.config import ConfigError, Settings, load_settings
 from agent33.engine.actions import ActionContext, ActionFailed
 from agent33.engine.actions import http as http_action
-from agent33.security import network
+from agent33.security import network, outbound
 from agent33.security.network import BlockedAddress, blocked_reason, check_host
 
 pytestmark = pytest.mark.security
@@ -148,23 +148,23 @@ def test_the_connection_goes_to_the_checked_address(
 
 
 def test_redirect_check_refuses_a_private_target() -> None:
-    with pytest.raises(ActionFailed, match="refusing"):
-        http_action.check_destination("http://127.0.0.1/x", ("127.0.0.1",), allow_private=False)
-    with pytest.raises(ActionFailed, match="not in the allowlist"):
-        http_action.check_destination("http://evil.test/", ("127.0.0.1",), allow_private=False)
+    with pytest.raises(outbound.OutboundFailed, match="refusing"):
+        outbound.check_destination("http://127.0.0.1/x", ("127.0.0.1",), allow_private=False)
+    with pytest.raises(outbound.OutboundFailed, match="not in the allowlist"):
+        outbound.check_destination("http://evil.test/", ("127.0.0.1",), allow_private=False)
 
 
 def test_a_redirect_to_loopback_is_refused(monkeypatch: pytest.MonkeyPatch, port: int) -> None:
     """The first hop stands in for an allowed public host: only it skips the address check."""
-    real = http_action.check_destination
+    real = outbound.check_destination
     calls: list[str] = []
 
     def first_hop_public(url: str, allow: tuple[str, ...], *, allow_private: bool) -> str:
         calls.append(url)
         return real(url, allow, allow_private=allow_private or len(calls) == 1)
 
-    monkeypatch.setattr(http_action, "check_destination", first_hop_public)
-    monkeypatch.setitem(http_action.SESSIONS, False, http_action.SESSIONS[True])
+    monkeypatch.setattr(outbound, "check_destination", first_hop_public)
+    monkeypatch.setitem(outbound.SESSIONS, False, outbound.SESSIONS[True])
     with pytest.raises(ActionFailed, match="refusing 'http://127.0.0.1"):
         _call(f"http://127.0.0.1:{port}/hop", ("127.0.0.1",))
     assert Sink.hits == ["/hop"] and len(calls) == 2  # /target was never requested
@@ -245,7 +245,7 @@ def test_a_name_rebinding_to_ecs_credentials_is_caught_at_connect(
 
 def test_each_redirect_target_check_refuses_metadata_with_private_allowed() -> None:
     """`check_destination` runs on every Location: listing the address does not open it."""
-    with pytest.raises(ActionFailed, match="cloud metadata"):
-        http_action.check_destination(
+    with pytest.raises(outbound.OutboundFailed, match="cloud metadata"):
+        outbound.check_destination(
             "http://169.254.170.2/v2/credentials", ("169.254.170.2",), allow_private=True
         )
