@@ -48,9 +48,10 @@ def prepare_database(settings: Settings) -> None:
     migrate.upgrade(settings.database_url)
     db.configure(settings)
     from agent33.definitions.agents import sync_agents
+    from agent33.tools import known_tools
 
     with db.session_scope() as session:
-        sync_agents(session=session, directory=settings.definitions_dir)
+        sync_agents(session=session, directory=settings.definitions_dir, tools=known_tools())
         sync_directory(
             session=session, directory=settings.definitions_dir, validator=validate_workflow
         )

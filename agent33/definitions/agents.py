@@ -6,7 +6,7 @@ Files live in `definitions/agents/NAME.yaml|json` (auto-discovered); the API sto
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,25 +183,38 @@ class AgentSchema(Schema):
         return AgentDef(**data)
 
 
-def parse_agent(document: dict[str, Any], *, origin: str = "<api>") -> AgentDef:
-    """Validate an agent document: schema, known tools, known queue, valid JSON Schemas."""
-    return load_with(AgentSchema(), document, origin=origin, checks=_semantic_problems)
+def parse_agent(
+    document: dict[str, Any], *, origin: str = "<api>", tools: Collection[str] | None = None
+) -> AgentDef:
+    """Validate an agent document: schema, queue, valid JSON Schemas, and, when the caller
+    passes the registered tool names (`agent33.tools.known_tools()`), that every tool exists.
+
+    The names come from the caller because tools sit above definitions; whoever stores a
+    definition (the API, `serve`'s sync) passes them. A stored version is not checked again when
+    read: it was checked when stored, and the runtime refuses an unknown tool anyway.
+    """
+    return load_with(
+        AgentSchema(),
+        document,
+        origin=origin,
+        checks=lambda agent: _semantic_problems(agent, tools),
+    )
 
 
-def _semantic_problems(agent: AgentDef) -> dict[str, list[str]]:
+def _semantic_problems(agent: AgentDef, tools: Collection[str] | None) -> dict[str, list[str]]:
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
-    from agent33.tools import known_tools
     from agent33.wire import Queue, is_known_queue
 
     problems: dict[str, list[str]] = {}
-    available = known_tools()
-    for tool in agent.tools:
-        if tool not in available:
-            problems.setdefault("tools", []).append(
-                f"unknown tool {tool!r} (known: {', '.join(available)})"
-            )
+    if tools is not None:
+        available = sorted(tools)
+        for tool in agent.tools:
+            if tool not in available:
+                problems.setdefault("tools", []).append(
+                    f"unknown tool {tool!r} (known: {', '.join(available)})"
+                )
     if agent.queue is not None and (
         not is_known_queue(agent.queue) or not agent.queue.startswith("llm")
     ):
@@ -224,9 +237,11 @@ def agent_files(directory: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES and p.is_file())
 
 
-def load_agent_file(path: Path) -> tuple[AgentDef, dict[str, Any]]:
+def load_agent_file(
+    path: Path, *, tools: Collection[str] | None = None
+) -> tuple[AgentDef, dict[str, Any]]:
     document = read_document(path)
-    agent = parse_agent(document, origin=str(path))
+    agent = parse_agent(document, origin=str(path), tools=tools)
     check_file_name(agent.name, path)
     return agent, document
 
@@ -258,10 +273,13 @@ def list_agents(*, session: Session) -> list[AgentDefinition]:
     return latest_versions(session=session, model=AgentDefinition)
 
 
-def sync_agents(*, session: Session, directory: Path) -> list[tuple[AgentDefinition, bool]]:
-    """Store every shipped agent file whose version is not stored yet."""
+def sync_agents(
+    *, session: Session, directory: Path, tools: Collection[str] | None = None
+) -> list[tuple[AgentDefinition, bool]]:
+    """Store every shipped agent file whose version is not stored yet (`tools`: as in
+    `parse_agent`)."""
     return [
         save_agent(session=session, agent=agent, document=document, source=str(path))
         for path in agent_files(directory)
-        for agent, document in [load_agent_file(path)]
+        for agent, document in [load_agent_file(path, tools=tools)]
     ]

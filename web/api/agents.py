@@ -14,6 +14,7 @@ from agent33.definitions.agents import list_agents, parse_agent, save_agent
 from agent33.definitions.versions import find_version, require_newer
 from agent33.errors import NotFound, ValidationFailed
 from agent33.security import scopes as sc
+from agent33.tools import known_tools
 from web.auth import require_scopes
 from web.extensions import BIGINT_MAX, Blueprint
 
@@ -76,7 +77,7 @@ class Agents(MethodView):
         Checks the document (schema, known tools, queue, JSON Schemas): 400 naming the field;
         201 stored; 200 when this exact body is stored; 409 for a changed body, same version.
         """
-        agent = parse_agent(document, origin=f"agent {document.get('name')!r}")
+        agent = parse_agent(document, origin=f"agent {document.get('name')!r}", tools=known_tools())
         with session_scope() as session:
             row, created = save_agent(session=session, agent=agent, document=document)
         return row, 201 if created else 200
@@ -114,7 +115,7 @@ class AgentByName(MethodView):
             raise ValidationFailed(
                 f"`name` must be {name!r} (the URL's)", fields={"name": ["must equal the URL's"]}
             )
-        agent = parse_agent(document, origin=f"agent {name!r}")
+        agent = parse_agent(document, origin=f"agent {name!r}", tools=known_tools())
         with session_scope() as session:
             require_newer(
                 session=session,

@@ -104,9 +104,10 @@ def test_unparseable_file_names_the_file(tmp_path: Path) -> None:
 
 def test_every_shipped_agent_is_valid() -> None:
     from agent33.definitions.agents import agent_files, load_agent_file
+    from agent33.tools import known_tools
 
     files = agent_files(ROOT / "definitions")
     assert files, "no shipped agents found"
     for path in files:
-        agent, _ = load_agent_file(path)
+        agent, _ = load_agent_file(path, tools=known_tools())
         assert agent.name == path.stem
