@@ -1,4 +1,5 @@
-"""Publish committed outbox rows to the broker (the only place `web` touches Celery)."""
+"""Publish committed outbox rows and chat turns to the broker (the only place `web` touches
+Celery)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,17 @@ def revoke(task_ids: Sequence[str]) -> None:
         app.control.revoke(list(task_ids), terminate=True, signal="SIGTERM")
     except Exception as exc:  # noqa: BLE001 - any broker failure: the run is already cancelled
         log.warning("revoke.failed", task_ids=list(task_ids), error=str(exc))
+
+
+def publish_chat(kwargs: Mapping[str, Any], queue: str) -> None:
+    """Send one chat turn (`agent33.llm.chat`) by name to `queue`; its task id is the request
+    id. Raises on a broker outage: the API answers 503 rather than wait for a turn never sent."""
+    from agent33.wire import TaskName
+    from tasks.app import app
+
+    app.send_task(
+        TaskName.LLM_CHAT.value,
+        kwargs=dict(kwargs),
+        queue=queue,
+        task_id=str(kwargs["request_id"]),
+    )

@@ -11,7 +11,7 @@ from agent33.llm.provider import (
     ProviderUnavailable,
     RateLimited,
 )
-from agent33.llm.router import Router, default_router
+from agent33.llm.router import Router, default_router, model_queue, router_for
 from agent33.llm.types import (
     ChatChunk,
     ChatRequest,
@@ -49,5 +49,7 @@ __all__ = [
     "ToolSpec",
     "Usage",
     "default_router",
+    "model_queue",
     "normalise_base_url",
+    "router_for",
 ]

@@ -5,13 +5,14 @@ not a registered provider (`llama3.2`, `hf.co/org/model`) goes to the default pr
 
 Limits here are in-process only (a `BoundedSemaphore` per model, shared by the threads of one
 worker). Across processes and hosts the limit is the Celery queue's concurrency: the `llm` and
-`llm.gpu` workers' `-c`, chosen per queue by `queue_for`.
+`llm.gpu` workers' `-c`; `model_queue` is the one rule that picks the queue of a model call,
+for workflow steps and chat alike.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 
@@ -26,11 +27,41 @@ from agent33.wire import Queue
 
 log = structlog.get_logger(__name__)
 FALLBACK_ON = (ProviderUnavailable, RateLimited)
+DEFAULT_PROVIDERS = ("ollama", "openai")
 
 
 def _bare(name: str) -> str:
     """Ollama's tag defaults to `latest`, so `llama3.2` and `llama3.2:latest` are one model."""
     return name.removesuffix(":latest")
+
+
+def _split(model: str, providers: Sequence[str], default_provider: str) -> tuple[str, str]:
+    """(provider key, the provider's model name): a known prefix, else the default provider."""
+    prefix, slash, rest = model.partition("/")
+    if slash and rest and prefix in providers:
+        return prefix, rest
+    return default_provider, model
+
+
+def canonical_model(settings: Settings, model: str) -> str:
+    """`provider/model` as the configured router names it (`llama3.2:latest` ->
+    `ollama/llama3.2`; empty -> the default model), without building a router."""
+    key, name = _split(model or settings.ollama_default_model, DEFAULT_PROVIDERS, "ollama")
+    return f"{key}/{_bare(name)}"
+
+
+def model_queue(settings: Settings, model: str, *, queue: str | None = None) -> str:
+    """The queue of an agent's model call, for a workflow step and a chat turn alike.
+
+    The agent's own `queue` wins; else `llm.gpu` when AGENT33_LLM_GPU_MODELS names the model
+    (bare or prefixed, with or without `:latest`); else `llm`. One rule, so a model cannot run
+    on the GPU workers from a workflow but on the CPU ones from chat.
+    """
+    if queue:
+        return queue
+    wanted = canonical_model(settings, model)
+    tagged = {canonical_model(settings, m) for m in settings.llm_gpu_models}
+    return Queue.LLM_GPU.value if wanted in tagged else Queue.LLM.value
 
 
 class Router:
@@ -43,7 +74,6 @@ class Router:
         *,
         default_provider: str = "ollama",
         limits: Mapping[str, int] | None = None,
-        gpu_models: Collection[str] = (),
     ) -> None:
         self.settings = settings
         self.providers: dict[str, Provider] = dict(
@@ -54,7 +84,6 @@ class Router:
         if default_provider not in self.providers:
             default_provider = next(iter(self.providers))
         self.default_provider = default_provider
-        self.gpu_models = gpu_models
         self._limits: dict[str, threading.BoundedSemaphore] = {}
         for model, limit in (limits or {}).items():
             if limit < 1:
@@ -70,12 +99,6 @@ class Router:
         """`provider/model`, the key used for limits, GPU tags and error messages."""
         key, _, name = self._route(model)
         return f"{key}/{_bare(name)}"
-
-    def queue_for(self, model: str, gpu_models: Collection[str] | None = None) -> Queue:
-        """`llm.gpu` for a model tagged GPU (bare or prefixed name), else `llm`."""
-        tagged = self.gpu_models if gpu_models is None else gpu_models
-        wanted = self.canonical(model)
-        return Queue.LLM_GPU if any(self.canonical(t) == wanted for t in tagged) else Queue.LLM
 
     def chat(self, request: ChatRequest, fallbacks: Sequence[str] = ()) -> ChatResponse:
         """Try `request.model`, then each fallback in order, on unavailable/rate-limited only:
@@ -133,10 +156,8 @@ class Router:
 
     def _route(self, model: str) -> tuple[str, Provider, str]:
         model = model or self.settings.ollama_default_model
-        prefix, slash, rest = model.partition("/")
-        if slash and rest and prefix in self.providers:
-            return prefix, self.providers[prefix], rest
-        return self.default_provider, self.providers[self.default_provider], model
+        key, name = _split(model, tuple(self.providers), self.default_provider)
+        return key, self.providers[key], name
 
     def _slot(self, key: str, name: str) -> AbstractContextManager[object]:
         semaphore = self._limits.get(f"{key}/{_bare(name)}")
@@ -166,11 +187,25 @@ def _providers_from(settings: Settings) -> dict[str, Provider]:
     }
 
 
-def default_router(
-    settings: Settings,
-    *,
-    limits: Mapping[str, int] | None = None,
-    gpu_models: Collection[str] = (),
-) -> Router:
+def default_router(settings: Settings, *, limits: Mapping[str, int] | None = None) -> Router:
     """The Ollama + OpenAI-compatible pair configured from settings, Ollama the default."""
-    return Router(settings, None, limits=limits, gpu_models=gpu_models)
+    return Router(settings, None, limits=limits)
+
+
+_routers: dict[tuple[object, ...], Router] = {}
+_routers_lock = threading.Lock()
+
+
+def router_for(settings: Settings) -> Router:
+    """One router (its pooled HTTP sessions, its per-model limits) per process and provider
+    configuration, shared by workflow steps and chat turns."""
+    key = (
+        settings.ollama_base_url,
+        settings.openai_base_url,
+        settings.openai_api_key,
+        tuple(sorted(settings.llm_concurrency.items())),
+    )
+    with _routers_lock:
+        if key not in _routers:
+            _routers[key] = default_router(settings, limits=settings.llm_concurrency)
+        return _routers[key]

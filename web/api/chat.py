@@ -1,8 +1,9 @@
 """`/api/v1/chat`: talk to an agent, answered by the `llm` workers (JSON or Server-Sent Events).
 
-The API thread never calls a model: it publishes `agent33.llm.chat` to the agent's queue and
-waits on the result (bounded), or relays the worker's pub/sub tokens as SSE. It subscribes
-before publishing, so no token can be sent before anyone listens. What can be refused without a
+The API thread never calls a model: it publishes `agent33.llm.chat` (through `tasks.dispatch`)
+to the queue `model_queue` picks for the agent (the rule workflow steps use too) and waits on
+the result (bounded), or relays the worker's pub/sub tokens as SSE. It subscribes before
+publishing, so no token can be sent before anyone listens. What can be refused without a
 model (an unknown agent, invalid `rag` settings, an unknown collection) is refused here, before
 anything is published.
 """
@@ -17,7 +18,6 @@ from typing import Any
 
 import flask
 import marshmallow as ma
-from celery.result import AsyncResult
 from flask.views import MethodView
 
 from agent33.agents.knowledge import effective_rag
@@ -25,9 +25,10 @@ from agent33.agents.sessions import chat_channel, redis_client, transcript, wait
 from agent33.db import session_scope
 from agent33.definitions.agents import COLLECTION_NAME, TOP_K, get_agent
 from agent33.errors import Agent33Error, NotFound
+from agent33.llm.router import model_queue
 from agent33.memory import store
 from agent33.security import scopes as sc
-from agent33.wire import Queue, TaskName
+from tasks.dispatch import publish_chat
 from web.auth import current_principal, require_scopes
 from web.extensions import Blueprint, get_settings
 
@@ -117,15 +118,6 @@ def _timeout() -> float:
     return float(flask.current_app.config.get(TIMEOUT_CONFIG_KEY, DEFAULT_TIMEOUT_S))
 
 
-def _publish(kwargs: dict[str, Any], queue: str) -> AsyncResult:
-    """Send by name: the web process never imports the worker's task code."""
-    from tasks.app import app
-
-    return app.send_task(
-        TaskName.LLM_CHAT.value, kwargs=kwargs, queue=queue, task_id=kwargs["request_id"]
-    )
-
-
 def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
 
@@ -162,10 +154,10 @@ class Chat(MethodView):
             "rag": body["rag"],
             "user": current_principal().subject,
         }
-        queue = agent.queue or Queue.LLM.value
+        queue = model_queue(get_settings(), agent.model, queue=agent.queue)
         if body["stream"]:
             return _stream(kwargs, queue)
-        _publish(kwargs, queue)
+        publish_chat(kwargs, queue)
         result = wait_result(get_settings(), request_id, _timeout())
         if result is None:
             raise ChatTimeout(
@@ -189,7 +181,7 @@ def _stream(kwargs: dict[str, Any], queue: str) -> flask.Response:
     pubsub.subscribe(chat_channel(kwargs["request_id"]))
     pubsub.get_message(timeout=5)  # the subscribe confirmation: the server now delivers to us
     try:
-        _publish(kwargs, queue)
+        publish_chat(kwargs, queue)
     except Exception:
         pubsub.close()
         raise

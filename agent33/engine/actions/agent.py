@@ -1,12 +1,12 @@
 """`invoke_agent`: one agent turn (model calls + tool loop) as a workflow step.
 
-Steps with this action are routed to the `llm` queue (or the step's/agent's `llm.gpu` queue), so
-the model call runs on the workers next to the models and CPU step workers never wait on it.
+Steps with this action are routed by `agent33.llm.router.model_queue` (the rule chat uses too):
+the step's or agent's queue, else `llm.gpu` for a GPU-tagged model, else `llm`, so the model
+call runs on the workers next to the models and CPU step workers never wait on it.
 """
 
 from __future__ import annotations
 
-import threading
 import uuid
 from typing import Any
 
@@ -16,29 +16,14 @@ from sqlalchemy.orm import Session
 
 from agent33.agents.knowledge import gather
 from agent33.agents.runtime import AgentOutputError, run_agent, user_text
-from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.models import Run
 from agent33.definitions.agents import get_agent
 from agent33.engine.actions import ActionContext, ActionFailed, register
 from agent33.errors import NotFound, ValidationFailed
 from agent33.llm.provider import LLMError, ProviderUnavailable, RateLimited
-from agent33.llm.router import Router, default_router
+from agent33.llm.router import router_for
 from agent33.tools import ToolContext
-
-_routers: dict[tuple[str, str, str], Router] = {}
-_lock = threading.Lock()
-
-
-def router_for(settings: Settings) -> Router:
-    """One router (and its pooled HTTP sessions) per process and provider configuration."""
-    key = (settings.ollama_base_url, settings.openai_base_url, settings.openai_api_key)
-    with _lock:
-        if key not in _routers:
-            _routers[key] = default_router(
-                settings, limits=settings.llm_concurrency, gpu_models=settings.llm_gpu_models
-            )
-        return _routers[key]
 
 
 def _user(session: Session, context: ActionContext) -> str | None:

@@ -25,6 +25,8 @@ from agent33.llm import (
     Router,
     Usage,
     default_router,
+    model_queue,
+    router_for,
 )
 from agent33.wire import Queue
 from tests.plugins.fakes import FakeOllama
@@ -133,14 +135,30 @@ def test_stream_falls_back_before_the_first_chunk() -> None:
     assert chunks[-1].response is not None and chunks[-1].response.provider == "openai"
 
 
-def test_queue_for_tags_gpu_models_by_bare_or_prefixed_name() -> None:
-    r = Router(SETTINGS, {"ollama": Stub("ollama"), "openai": Stub("openai")})
-    gpu = {"llama3.2", "ollama/qwen2.5:7b"}
-    assert r.queue_for("ollama/llama3.2:latest", gpu) == "llm.gpu"
-    assert r.queue_for("qwen2.5:7b", gpu) == Queue.LLM_GPU
-    assert r.queue_for("openai/gpt-4o-mini", gpu) == "llm"
-    assert r.queue_for("mistral", gpu) == Queue.LLM
-    assert Router(SETTINGS, {"ollama": Stub("ollama")}, gpu_models=gpu).queue_for("") == "llm.gpu"
+def test_model_queue_tags_gpu_models_by_bare_or_prefixed_name() -> None:
+    gpu = SETTINGS.replace(llm_gpu_models=("llama3.2", "ollama/qwen2.5:7b"))
+    assert model_queue(gpu, "ollama/llama3.2:latest") == "llm.gpu"
+    assert model_queue(gpu, "qwen2.5:7b") == Queue.LLM_GPU
+    assert model_queue(gpu, "openai/gpt-4o-mini") == "llm"
+    assert model_queue(gpu, "openai/llama3.2") == "llm"  # same name, another provider
+    assert model_queue(gpu, "mistral") == Queue.LLM
+    assert model_queue(gpu, "") == "llm.gpu"  # the default model, llama3.2
+    assert model_queue(SETTINGS, "llama3.2") == "llm"  # nothing tagged
+
+
+def test_model_queue_an_agents_own_queue_wins() -> None:
+    gpu = SETTINGS.replace(llm_gpu_models=("llama3.2",))
+    assert model_queue(gpu, "llama3.2", queue="llm") == "llm"
+    assert model_queue(SETTINGS, "mistral", queue="llm.gpu") == "llm.gpu"
+    assert model_queue(gpu, "llama3.2", queue=None) == "llm.gpu"
+
+
+def test_router_for_is_one_router_per_provider_configuration() -> None:
+    first = router_for(SETTINGS.replace(ollama_base_url="http://one:11434"))
+    assert router_for(SETTINGS.replace(ollama_base_url="http://one:11434")) is first
+    assert router_for(SETTINGS.replace(ollama_base_url="http://two:11434")) is not first
+    limited = SETTINGS.replace(ollama_base_url="http://one:11434", llm_concurrency={"x": 1})
+    assert router_for(limited) is not first
 
 
 def _run_parallel(router: Router, calls: int) -> float:
