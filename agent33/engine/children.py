@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from agent33.db.models import Run, StepRun
 from agent33.definitions.models import RetryPolicy, StepDef, WorkflowDef
 from agent33.engine import planner, store
-from agent33.engine.outcomes import FanOut
+from agent33.engine.action_requests import FanOut
 from agent33.engine.states import STEP_TERMINAL, StepState
 
 

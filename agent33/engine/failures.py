@@ -15,10 +15,11 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from agent33.db import session_scope
 from agent33.engine import lease, store
+from agent33.engine.completion import fail_step
 from agent33.engine.errors import error_dict
-from agent33.engine.outcomes import Outcome
-from agent33.engine.progress import fail_step, workflow_of
+from agent33.engine.outcome import Outcome
 from agent33.engine.states import RUN_TERMINAL, STEP_TERMINAL, StepState
+from agent33.engine.workflows import workflow_of
 from agent33.errors import Agent33Error, ExpressionError
 
 log = structlog.get_logger(__name__)

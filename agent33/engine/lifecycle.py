@@ -1,20 +1,40 @@
-"""Cancel, resume and approve: operator actions, each under the run row lock."""
+"""Operator actions on a run: cancel, resume from checkpoints, approve a waiting step.
+
+Each runs under the run row lock, takes `session=` and never commits; the caller publishes the
+returned outbox ids (and revokes the returned task ids) after its commit.
+"""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
 from agent33.db.models import StepRun
-from agent33.engine import store
-from agent33.engine.control import ControlResult
-from agent33.engine.progress import after_terminal, cancel_unfinished, workflow_of
+from agent33.engine import readiness, store
+from agent33.engine.completion import after_terminal, cancel_unfinished
 from agent33.engine.states import RUN_TERMINAL, RunState, StepState
+from agent33.engine.workflows import workflow_of
 from agent33.errors import Conflict, NotFound
 
 
-def cancel(*, session: Session, run_id: uuid.UUID, by: str | None) -> ControlResult:
+@dataclass
+class ControlResult:
+    """What to do after the commit: publish `outbox_ids`, revoke `revoke_task_ids`."""
+
+    state: str
+    outbox_ids: list[int] = field(default_factory=list)
+    revoke_task_ids: list[str] = field(default_factory=list)
+
+
+def cancel_run(*, session: Session, run_id: uuid.UUID, by: str | None = None) -> ControlResult:
+    """Cancel a run that is not finished: unfinished steps become `cancelled`.
+
+    Running steps' Celery task ids are returned so the caller revokes (terminates) them; queued
+    messages are dropped by the runner when they arrive (their step is already cancelled).
+    Raises NotFound, or Conflict when the run already finished.
+    """
     run = store.lock_run(session=session, run_id=run_id)
     if run.state in RUN_TERMINAL:
         raise Conflict(f"run {run_id} is already {run.state}", fields={"state": [run.state]})
@@ -29,7 +49,11 @@ def cancel(*, session: Session, run_id: uuid.UUID, by: str | None) -> ControlRes
     return ControlResult(state=run.state, revoke_task_ids=running)
 
 
-def resume(*, session: Session, run_id: uuid.UUID, by: str | None) -> ControlResult:
+def resume_run(*, session: Session, run_id: uuid.UUID, by: str | None = None) -> ControlResult:
+    """Re-plan a failed or cancelled run from its checkpoints: only what did not succeed runs.
+
+    Raises NotFound, or Conflict when the run is not failed/cancelled.
+    """
     run = store.lock_run(session=session, run_id=run_id)
     if run.state not in (RunState.FAILED, RunState.CANCELLED):
         raise Conflict(
@@ -66,19 +90,25 @@ def resume(*, session: Session, run_id: uuid.UUID, by: str | None) -> ControlRes
     workflow = workflow_of(session, run)
     return ControlResult(
         state=run.state,
-        outbox_ids=store.dispatch_ready(session=session, run=run, workflow=workflow),
+        outbox_ids=readiness.dispatch_ready(session=session, run=run, workflow=workflow),
     )
 
 
-def approve(
+def approve_step(
     *,
     session: Session,
     run_id: uuid.UUID,
     step_id: str,
-    approved: bool,
-    comment: str | None,
-    by: str | None,
+    approved: bool = True,
+    comment: str | None = None,
+    by: str | None = None,
 ) -> ControlResult:
+    """Answer a `wait` step awaiting approval (also inside parallel branches and maps).
+
+    approved=True: the step succeeds with output {approved, by, comment}; False: it fails
+    ("rejected by <by>: <comment>"). Raises NotFound (no such step), or Conflict when the step
+    is not awaiting an approval.
+    """
     run = store.lock_run(session=session, run_id=run_id)
     step: StepRun | None = next((s for s in run.steps if s.step_id == step_id), None)
     if step is None:

@@ -25,9 +25,10 @@ from agent33.db import session_scope
 from agent33.db.base import utcnow
 from agent33.db.models import Run, RunEvent, StepRun
 from agent33.definitions.models import WorkflowDef
-from agent33.engine import lease, store
-from agent33.engine.progress import fail_step, step_definition, workflow_of
+from agent33.engine import lease, readiness, store
+from agent33.engine.completion import fail_step
 from agent33.engine.states import RUN_TERMINAL, StepState
+from agent33.engine.workflows import step_definition, workflow_of
 
 log = structlog.get_logger(__name__)
 
@@ -203,7 +204,7 @@ def _republish_queued(
         if step.state != StepState.QUEUED or run.state in RUN_TERMINAL:
             return
         workflow = workflow_of(session, run)
-        if not store.deps_done(session=session, step=step, workflow=workflow):
+        if not readiness.deps_done(session=session, step=step, workflow=workflow):
             return
         finished = session.scalars(
             select(StepRun.finished_at).where(

@@ -16,6 +16,7 @@ retries the delivery).
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -31,16 +32,18 @@ from agent33.db import session_scope
 from agent33.db.base import utcnow
 from agent33.db.models import Run, StepRun
 from agent33.definitions.models import StepDef, WorkflowDef
-from agent33.engine import children, lease, store
+from agent33.engine import children, lease, readiness, store
+from agent33.engine.action_requests import Special
 from agent33.engine.actions import ActionContext, get_action, is_inline
+from agent33.engine.completion import fail_step, finish_step
 from agent33.engine.context import referenced_steps, run_context
 from agent33.engine.errors import error_dict
 from agent33.engine.expressions import evaluate, render
 from agent33.engine.failures import OUTAGES, expression_error, fail_unexpected
-from agent33.engine.outcomes import Outcome, Special
-from agent33.engine.progress import fail_step, finish_step, step_definition, workflow_of
-from agent33.engine.requests import record_request, schedule_retry
+from agent33.engine.outcome import Outcome
+from agent33.engine.request_handlers import record_request
 from agent33.engine.states import RUN_TERMINAL, STEP_TERMINAL, RunState, StepState
+from agent33.engine.workflows import step_definition, workflow_of
 from agent33.security import audit
 from agent33.security.vault import mask, secret_context
 
@@ -97,7 +100,7 @@ def _claim(
     if lease.held_elsewhere(step):
         return Outcome("duplicate:running")
     workflow = workflow_of(session, run)
-    if not store.deps_done(session=session, step=step, workflow=workflow):
+    if not readiness.deps_done(session=session, step=step, workflow=workflow):
         store.set_step_state(
             session=session,
             step=step,
@@ -306,6 +309,26 @@ def _record(
     if step.attempt <= definition.retries.max and result.get("retryable", True):
         return schedule_retry(session, settings, step, definition)
     return fail_step(session=session, run=run, workflow=workflow, step=step, error=result)
+
+
+def schedule_retry(
+    session: Session, settings: Settings, step: StepRun, definition: StepDef
+) -> Outcome:
+    policy = definition.retries
+    ceiling = min(policy.max_delay, settings.visibility_timeout / 2)
+    delay = min(ceiling, policy.backoff ** (step.attempt - 1)) * random.uniform(0.8, 1.2)  # noqa: S311
+    store.set_step_state(
+        session=session,
+        step=step,
+        target=StepState.RETRYING,
+        message=f"retry {step.attempt}/{policy.max} in {delay:.1f}s: {step.error}",
+        data={"delay": delay},
+    )
+    store.set_step_state(session=session, step=step, target=StepState.QUEUED)
+    return Outcome(
+        "retrying",
+        [store.enqueue_step(session=session, step=step, definition=definition, countdown=delay)],
+    )
 
 
 def _record_screening(session: Session, run: Run, step: StepRun, output: Any) -> None:

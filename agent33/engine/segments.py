@@ -9,11 +9,12 @@ from typing import Any
 from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.models import Run
-from agent33.engine import children, store
-from agent33.engine.outcomes import Outcome
-from agent33.engine.progress import after_terminal, workflow_of
+from agent33.engine import children, readiness, store
+from agent33.engine.completion import after_terminal
+from agent33.engine.outcome import Outcome
 from agent33.engine.runner import run_step
 from agent33.engine.states import RUN_TERMINAL, StepState
+from agent33.engine.workflows import workflow_of
 
 
 def run_segment(
@@ -56,7 +57,9 @@ def release(step_run_ids: list[str]) -> list[int]:
                 )
         if run is None or run.state in RUN_TERMINAL:
             return []
-        return store.dispatch_ready(session=session, run=run, workflow=workflow_of(session, run))
+        return readiness.dispatch_ready(
+            session=session, run=run, workflow=workflow_of(session, run)
+        )
 
 
 def finalize_parent(step_run_id: str) -> Outcome:

@@ -1,42 +1,143 @@
-"""Run-level operations used by the API and the CLI (each takes `session=`, never commits)."""
+"""Starting and reading runs: the entry points of the API, the CLI and sub-workflow steps.
+
+Each takes `session=` and never commits; the caller publishes the returned outbox ids after its
+commit.
+"""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
+from jsonschema import Draft202012Validator
+from referencing import Registry
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from agent33.db.models import Run, RunEvent
-from agent33.engine import store
-from agent33.errors import NotFound
+from agent33.config import Settings
+from agent33.db.models import AgentDefinition, Run, RunEvent, StepRun
+from agent33.definitions.models import WorkflowDef
+from agent33.definitions.registry import definition_of, get_workflow
+from agent33.engine import readiness, store
+from agent33.engine.states import RunState, StepState
+from agent33.errors import NotFound, ValidationFailed
+from agent33.wire import Queue
 
 
 def start_run(
     *,
     session: Session,
+    settings: Settings,
     workflow_name: str,
     inputs: dict[str, Any],
     version: int | None = None,
     idempotency_key: str | None = None,
     created_by: str | None = None,
+    parent_step_run_id: uuid.UUID | None = None,
 ) -> tuple[Run, list[int], bool]:
-    """Create a run, its steps and the outbox rows for the first ready segment.
+    """Create a run, its steps (pending) and the outbox row for the first ready segment.
 
     Returns (run, outbox_ids_to_flush_after_commit, created). With a repeated idempotency key
-    returns the existing run, no outbox ids and created=False.
+    returns the existing run, no outbox ids and created=False. `parent_step_run_id`: the
+    `sub_workflow` step this run finishes.
     Raises NotFound (unknown workflow) or ValidationFailed (inputs do not match the schema;
     `fields` maps `inputs.<path>` to messages).
     """
-    return store.create_run(
-        session=session,
-        workflow_name=workflow_name,
+    if idempotency_key:
+        existing = session.scalar(select(Run).where(Run.idempotency_key == idempotency_key))
+        if existing is not None:
+            return existing, [], False
+    row = get_workflow(session=session, name=workflow_name, version=version)
+    workflow = definition_of(row)
+    validate_inputs(workflow, inputs)
+    run = Run(
+        workflow_id=row.id,
+        workflow_name=row.name,
+        workflow_version=row.version,
+        state=RunState.PENDING.value,
         inputs=inputs,
-        version=version,
         idempotency_key=idempotency_key,
         created_by=created_by,
+        parent_step_run_id=parent_step_run_id,
     )
+    for position, step in enumerate(workflow.steps):
+        run.steps.append(
+            StepRun(
+                step_id=step.id,
+                position=position,
+                action=step.action,
+                state=StepState.PENDING.value,
+                depends_on=list(step.depends_on),
+                queue=step_queue(session, settings, workflow, step.id),
+            )
+        )
+    try:
+        with session.begin_nested():
+            session.add(run)
+            session.flush()
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        existing = session.scalar(select(Run).where(Run.idempotency_key == idempotency_key))
+        assert existing is not None
+        return existing, [], False
+    store.add_event(
+        session=session,
+        run_id=run.id,
+        kind="run.created",
+        to_state=run.state,
+        data={"workflow": row.name, "version": row.version},
+    )
+    outbox_ids = readiness.dispatch_ready(session=session, run=run, workflow=workflow)
+    return run, outbox_ids, True
+
+
+def validate_inputs(workflow: WorkflowDef, inputs: dict[str, Any]) -> None:
+    """Inputs against the workflow's JSON Schema; errors keyed `inputs.<path>`."""
+    # An empty registry: a `$ref` to a remote URL must not make the engine fetch it.
+    validator = Draft202012Validator(workflow.inputs, registry=Registry())
+    errors = sorted(validator.iter_errors(inputs), key=str)
+    if errors:
+        fields: dict[str, list[str]] = {}
+        for error in errors:
+            path = ".".join(str(p) for p in error.absolute_path)
+            fields.setdefault(f"inputs.{path}" if path else "inputs", []).append(error.message)
+        first = next(iter(fields))
+        raise ValidationFailed(f"{first}: {fields[first][0]}", fields=fields)
+
+
+def step_queue(session: Session, settings: Settings, workflow: WorkflowDef, step_id: str) -> str:
+    """The step's own queue; a model call goes to its agent's queue (`llm` or `llm.gpu`),
+    everything else to `steps`."""
+    step = workflow.step(step_id)
+    if step.queue:
+        return step.queue
+    if step.action != "invoke_agent":
+        return Queue.STEPS.value
+    agent = step.params.get("agent")
+    if isinstance(agent, str) and "{" not in agent:
+        spec = session.scalar(
+            select(AgentDefinition.spec)
+            .where(AgentDefinition.name == agent)
+            .order_by(AgentDefinition.version.desc())
+            .limit(1)
+        )
+        if isinstance(spec, dict) and spec.get("queue"):
+            return str(spec["queue"])
+        if isinstance(spec, dict) and _on_gpu(settings, str(spec.get("model", ""))):
+            return Queue.LLM_GPU.value
+    return Queue.LLM.value
+
+
+def _on_gpu(settings: Settings, model: str) -> bool:
+    """Whether AGENT33_LLM_GPU_MODELS names this model (with or without `ollama/`, `:latest`)."""
+
+    def bare(name: str) -> str:
+        name = name.removeprefix("ollama/")
+        return name.removesuffix(":latest")
+
+    return bare(model) in {bare(m) for m in settings.llm_gpu_models}
 
 
 def get_run(*, session: Session, run_id: uuid.UUID) -> Run:

@@ -115,7 +115,9 @@ def test_sigkilled_child_mid_step_is_redelivered_and_the_run_succeeds(
     from agent33.engine import service
 
     with session_scope() as session:
-        run, outbox_ids, _ = service.start_run(session=session, workflow_name="killable", inputs={})
+        run, outbox_ids, _ = service.start_run(
+            session=session, settings=settings, workflow_name="killable", inputs={}
+        )
         run_id = run.id
     publish_pending(outbox_ids=outbox_ids, publisher=_publisher(settings, isolated_redis))
     child = _running_child(worker, run_id, "slow")

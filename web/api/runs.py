@@ -9,7 +9,7 @@ import marshmallow as ma
 from flask.views import MethodView
 
 from agent33.db import session_scope
-from agent33.engine.control import ControlResult, approve_step, cancel_run, resume_run
+from agent33.engine.lifecycle import ControlResult, approve_step, cancel_run, resume_run
 from agent33.engine.service import get_run, list_events, list_runs
 from agent33.engine.states import RunState
 from agent33.security import scopes as sc

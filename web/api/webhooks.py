@@ -116,6 +116,7 @@ class Webhook(MethodView):
         with session_scope() as session:
             run, outbox, created = start_run(
                 session=session,
+                settings=get_settings(),
                 workflow_name=workflow,
                 inputs=_inputs(body),
                 idempotency_key=f"webhook:{scope}:{signed.webhook_id}",

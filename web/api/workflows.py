@@ -20,7 +20,7 @@ from agent33.engine.validation import validate_workflow
 from agent33.errors import Conflict, DefinitionError, ValidationFailed
 from agent33.security import scopes as sc
 from web.auth import current_principal, require_scopes
-from web.extensions import BIGINT_MAX, Blueprint
+from web.extensions import BIGINT_MAX, Blueprint, get_settings
 from web.outbox import publish
 
 IDEMPOTENCY_KEY_MAX = 200
@@ -229,6 +229,7 @@ class WorkflowRuns(MethodView):
         with session_scope() as session:
             run, outbox_ids, created = start_run(
                 session=session,
+                settings=get_settings(),
                 workflow_name=name,
                 inputs=body["inputs"],
                 version=body["version"],

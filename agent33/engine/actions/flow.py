@@ -1,7 +1,7 @@
 """Control-flow actions: `wait`, `parallel_group`, `conditional`, `sub_workflow`.
 
-They return requests (`agent33.engine.outcomes`) that the runner records durably, so no worker
-is held while a run waits for time, an approval, children or a sub-run.
+They return requests (`agent33.engine.action_requests`) that the runner carries out durably, so no
+worker is held while a run waits for time, an approval, children or a sub-run.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import datetime as dt
 import time
 from typing import Any
 
+from agent33.engine.action_requests import AwaitApproval, Defer, FanOut, StartSubRun
 from agent33.engine.actions import ActionContext, ActionFailed, register
 from agent33.engine.expressions import evaluate
-from agent33.engine.outcomes import AwaitApproval, Defer, FanOut, StartSubRun
 
 INLINE_WAIT_SECONDS = 2.0
 MAX_FAN_OUT = 5000

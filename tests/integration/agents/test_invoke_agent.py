@@ -40,7 +40,10 @@ def _start(settings: Settings, question: str) -> uuid.UUID:
             session=session, directory=settings.definitions_dir, validator=validate_workflow
         )
         run, outbox, _ = service.start_run(
-            session=session, workflow_name="example_agent", inputs={"question": question}
+            session=session,
+            settings=settings,
+            workflow_name="example_agent",
+            inputs={"question": question},
         )
         run_id = run.id
     flush_outbox(outbox)

@@ -14,6 +14,7 @@ from agent33.definitions.loader import parse_workflow
 from agent33.definitions.registry import save_workflow, sync_directory
 from agent33.engine import service
 from agent33.engine.validation import validate_workflow
+from tasks.app import current_settings
 from tasks.dispatch import flush_outbox
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -45,7 +46,11 @@ def start_shipped(
 def _start_run(name: str, inputs: dict[str, Any], **options: Any) -> uuid.UUID:
     with session_scope() as session:
         run, outbox_ids, _ = service.start_run(
-            session=session, workflow_name=name, inputs=inputs, **options
+            session=session,
+            settings=current_settings(),
+            workflow_name=name,
+            inputs=inputs,
+            **options,
         )
         run_id = run.id
     flush_outbox(outbox_ids)

@@ -27,7 +27,7 @@ from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.engine.actions import ActionContext, ActionFailed
 from agent33.engine.actions.command import run_command
-from agent33.engine.control import cancel_run
+from agent33.engine.lifecycle import cancel_run
 from agent33.security import sandbox
 from tasks.dispatch import flush_outbox
 from tests.integration.engine.helpers import start, wait_for

@@ -6,7 +6,7 @@ import pytest
 
 from agent33.config import Settings
 from agent33.db import session_scope
-from agent33.engine.control import approve_step
+from agent33.engine.lifecycle import approve_step
 from tasks.dispatch import flush_outbox
 from tests.integration.engine.helpers import start_shipped, steps_of, wait_for
 

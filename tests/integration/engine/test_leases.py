@@ -139,7 +139,7 @@ def test_a_second_delivery_while_the_step_runs_does_not_run_it_again(
 
 
 def _definition_of(step: StepRun) -> Any:
-    from agent33.engine.progress import step_definition, workflow_of
+    from agent33.engine.workflows import step_definition, workflow_of
 
     session = object_session(step)
     assert session is not None
@@ -193,7 +193,9 @@ def test_a_queued_step_whose_message_keeps_getting_lost_fails_after_the_budget(
 ) -> None:
     save(_wf("lost", [{"id": "a", "action": "transform", "with": {"v": 1}}]))
     with session_scope() as session:  # the outbox row is never published: the message is lost
-        run, _, _ = service.start_run(session=session, workflow_name="lost", inputs={})
+        run, _, _ = service.start_run(
+            session=session, settings=settings, workflow_name="lost", inputs={}
+        )
         run_id = run.id
     budget = settings.max_deliveries
     now = store.lease_deadline(0)
@@ -214,7 +216,9 @@ def test_a_queued_step_whose_message_keeps_getting_lost_fails_after_the_budget(
 def test_a_republish_too_soon_after_the_last_is_not_made(settings: Settings) -> None:
     save(_wf("lost_soon", [{"id": "a", "action": "transform", "with": {"v": 1}}]))
     with session_scope() as session:
-        run, _, _ = service.start_run(session=session, workflow_name="lost_soon", inputs={})
+        run, _, _ = service.start_run(
+            session=session, settings=settings, workflow_name="lost_soon", inputs={}
+        )
         run_id = run.id
     first = store.lease_deadline(settings.step_lease_seconds + 1)
     assert reaper.reap(settings, now=first).redelivered == 1
@@ -227,7 +231,9 @@ def test_a_republish_too_soon_after_the_last_is_not_made(settings: Settings) -> 
 def test_the_heartbeat_stops_renewing_a_step_it_no_longer_holds(short_lease: Settings) -> None:
     save(_wf("held", [{"id": "a", "action": "transform", "with": {"v": 1}}]))
     with session_scope() as session:
-        run, _, _ = service.start_run(session=session, workflow_name="held", inputs={})
+        run, _, _ = service.start_run(
+            session=session, settings=short_lease, workflow_name="held", inputs={}
+        )
         step = run.steps[0]
         store.set_step_state(session=session, step=step, target=StepState.RUNNING)
         step.attempt = 2

@@ -59,7 +59,7 @@ def test_idempotency_key_returns_the_same_run(settings: Any) -> None:
 
 
 def test_a_chain_longer_than_the_lookahead_runs_in_pieces() -> None:
-    from agent33.engine.store import SEGMENT_LOOKAHEAD
+    from agent33.engine.readiness import SEGMENT_LOOKAHEAD
 
     length = 2 * SEGMENT_LOOKAHEAD + 10
     steps: list[dict[str, Any]] = [{"id": "gate", "action": "wait", "with": {"seconds": 0}}]

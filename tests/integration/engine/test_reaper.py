@@ -14,6 +14,7 @@ from agent33.db import session_scope
 from agent33.db.models import OutboxMessage, StepRun
 from agent33.engine import lease, reaper, runner, service, store
 from agent33.engine.states import StepState
+from tasks.app import current_settings
 from tests.integration.engine.helpers import events_of, save
 
 pytestmark = pytest.mark.usefixtures("committed_db")
@@ -32,7 +33,9 @@ def _run_with_first_step(state: StepState, deliveries: int, worker: str) -> uuid
         }
     )
     with session_scope() as session:
-        run, _, _ = service.start_run(session=session, workflow_name="reapable", inputs={})
+        run, _, _ = service.start_run(
+            session=session, settings=current_settings(), workflow_name="reapable", inputs={}
+        )
         first = run.steps[0]
         if state == StepState.RUNNING:
             store.set_step_state(session=session, step=first, target=StepState.RUNNING)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from agent33.db import session_scope
-from agent33.engine.control import ControlResult, approve_step, cancel_run, resume_run
+from agent33.engine.lifecycle import ControlResult, approve_step, cancel_run, resume_run
 from agent33.errors import Conflict, NotFound
 from tasks.dispatch import flush_outbox
 from tests.integration.engine.helpers import events_of, start, steps_of, wait_for

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from agent33.db import session_scope
 from agent33.db.models import WorkflowDefinition
 from agent33.engine.service import start_run
+from tasks.app import current_settings
 from tests.plugins.web import MakeApiKey
 
 URL = "/api/v1/workflows"
@@ -39,7 +40,13 @@ def stored_count() -> int:
 def start_a_run(name: str, version: int) -> None:
     """A run referencing that version (not published: no worker is needed here)."""
     with session_scope() as session:
-        start_run(session=session, workflow_name=name, inputs={}, version=version)
+        start_run(
+            session=session,
+            settings=current_settings(),
+            workflow_name=name,
+            inputs={},
+            version=version,
+        )
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from celery.canvas import _chain, group
 
 from agent33.definitions.loader import parse_workflow
 from agent33.engine.planner import build_canvas, ready_segments
+from agent33.engine.readiness import SEGMENT_LOOKAHEAD, neighbourhood
 from agent33.engine.states import StepState
-from agent33.engine.store import SEGMENT_LOOKAHEAD, neighbourhood
 
 P, S, F = StepState.PENDING, StepState.SUCCEEDED, StepState.FAILED
 

@@ -1,4 +1,5 @@
-"""What an action may return besides a plain output: requests the runner carries out durably."""
+"""Requests an action may return instead of a plain output; the runner carries them out durably
+(`request_handlers`)."""
 
 from __future__ import annotations
 
@@ -39,11 +40,3 @@ class StartSubRun:
 
 
 Special = AwaitApproval | Defer | FanOut | StartSubRun
-
-
-@dataclass
-class Outcome:
-    """What the task does next: publish these outbox rows; `status` is for logs and tests."""
-
-    status: str
-    outbox_ids: list[int] = field(default_factory=list)

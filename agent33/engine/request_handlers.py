@@ -1,9 +1,8 @@
-"""Recording what an action asked for instead of an output: park for an approval, defer a
-durable wait, fan out children, start a sub-run, or schedule a retry through the outbox."""
+"""Carrying out what an action asked for instead of an output (`action_requests`): park for an
+approval, defer a durable wait, fan out children, or start a sub-run."""
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -12,10 +11,11 @@ from agent33.config import Settings
 from agent33.db.base import utcnow
 from agent33.db.models import Run, StepRun
 from agent33.definitions.models import StepDef, WorkflowDef
-from agent33.engine import children, store
+from agent33.engine import children, service, store
+from agent33.engine.action_requests import AwaitApproval, Defer, FanOut, Special, StartSubRun
+from agent33.engine.completion import after_terminal, fail_step
 from agent33.engine.errors import error_dict
-from agent33.engine.outcomes import AwaitApproval, Defer, FanOut, Outcome, Special, StartSubRun
-from agent33.engine.progress import after_terminal, fail_step
+from agent33.engine.outcome import Outcome
 from agent33.engine.states import RunState, StepState
 from agent33.errors import Agent33Error
 
@@ -66,16 +66,22 @@ def record_request(
                 "succeeded", after_terminal(session=session, run=run, workflow=workflow, step=step)
             )
         return Outcome("fanned-out", outbox)
-    return _start_sub_run(session, run, workflow, step, request)
+    return _start_sub_run(session, settings, run, workflow, step, request)
 
 
 def _start_sub_run(
-    session: Session, run: Run, workflow: WorkflowDef, step: StepRun, request: StartSubRun
+    session: Session,
+    settings: Settings,
+    run: Run,
+    workflow: WorkflowDef,
+    step: StepRun,
+    request: StartSubRun,
 ) -> Outcome:
     try:
         with session.begin_nested():
-            child, outbox, _ = store.create_run(
+            child, outbox, _ = service.start_run(
                 session=session,
+                settings=settings,
                 workflow_name=request.workflow,
                 inputs=request.inputs,
                 version=request.version,
@@ -114,24 +120,4 @@ def _park(
         kind="step.waiting",
         message=message,
         data=data,
-    )
-
-
-def schedule_retry(
-    session: Session, settings: Settings, step: StepRun, definition: StepDef
-) -> Outcome:
-    policy = definition.retries
-    ceiling = min(policy.max_delay, settings.visibility_timeout / 2)
-    delay = min(ceiling, policy.backoff ** (step.attempt - 1)) * random.uniform(0.8, 1.2)  # noqa: S311
-    store.set_step_state(
-        session=session,
-        step=step,
-        target=StepState.RETRYING,
-        message=f"retry {step.attempt}/{policy.max} in {delay:.1f}s: {step.error}",
-        data={"delay": delay},
-    )
-    store.set_step_state(session=session, step=step, target=StepState.QUEUED)
-    return Outcome(
-        "retrying",
-        [store.enqueue_step(session=session, step=step, definition=definition, countdown=delay)],
     )

@@ -1,4 +1,5 @@
-"""What happens after a step ends: fallbacks, branch skipping, joins, the run's completion.
+"""Completion: what happens when a step ends (fallbacks, branch skipping, joins, the next ready
+segments) and when its run ends (outputs, the parent step of a sub-run).
 
 Always called inside the transaction that recorded the step's end, with the run row locked, so
 concurrent finishers of one run are serialised and exactly one of them queues a join.
@@ -13,25 +14,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from agent33.db.models import Run, StepRun
-from agent33.definitions.models import StepDef, WorkflowDef
-from agent33.definitions.registry import definition_by_id
-from agent33.engine import children, store
-from agent33.engine.outcomes import Outcome
+from agent33.definitions.models import WorkflowDef
+from agent33.engine import children, readiness, store
+from agent33.engine.context import render_outputs
+from agent33.engine.outcome import Outcome
 from agent33.engine.states import RUN_TERMINAL, STEP_TERMINAL, RunState, StepState
-
-
-def workflow_of(session: Session, run: Run) -> WorkflowDef:
-    """The run's parsed definition (cached by stored row id: no query on the hot path)."""
-    return definition_by_id(session=session, workflow_id=run.workflow_id)
-
-
-def step_definition(session: Session, workflow: WorkflowDef, step: StepRun) -> StepDef:
-    """A top-level step's definition, or a child's derived from its parent."""
-    if step.parent_id is None:
-        return workflow.step(step.step_id)
-    parent = session.get(StepRun, step.parent_id)
-    assert parent is not None
-    return children.definition(step_definition(session, workflow, parent), step)
+from agent33.engine.workflows import workflow_of
 
 
 def finish_step(
@@ -110,7 +98,7 @@ def after_terminal(
         and step.action != "conditional"
         and step.step_id not in workflow.fallbacks
     )
-    outbox_ids = store.dispatch_ready(
+    outbox_ids = readiness.dispatch_ready(
         session=session, run=run, workflow=workflow, after=step.step_id if plain else None
     )
     if plain and workflow.dependents[step.step_id]:
@@ -261,8 +249,6 @@ def finish_if_done(*, session: Session, run: Run, workflow: WorkflowDef) -> list
 
 
 def _complete(session: Session, run: Run, workflow: WorkflowDef) -> None:
-    from agent33.engine.context import render_outputs
-
     try:
         run.outputs = render_outputs(session, workflow, run)
     except Exception as exc:  # noqa: BLE001 - an output expression error fails the run, named
