@@ -1,6 +1,9 @@
 """The wire contract between publishers and workers: task names and queues.
 
 Task names travel inside messages, so renaming one needs a new name plus a deprecation window.
+Only tasks that exist are listed (tests/unit/test_wire.py checks it): outbound webhooks, chat
+channels, schedules and embedding jobs add their names, routes and queues with the issues that
+implement them.
 """
 
 from __future__ import annotations
@@ -11,14 +14,9 @@ from enum import StrEnum
 class TaskName(StrEnum):
     STEP_RUN = "agent33.step.run"
     RUN_FINALIZE = "agent33.run.finalize"
-    RUN_FAIL = "agent33.run.fail"
     LLM_CHAT = "agent33.llm.chat"
-    LLM_EMBED = "agent33.llm.embed"
-    WEBHOOK_DELIVER = "agent33.webhook.deliver"
-    CHANNEL_SEND = "agent33.channel.send"
     REAP_STALE = "agent33.maintenance.reap_stale"
     RELAY_OUTBOX = "agent33.maintenance.relay_outbox"
-    FIRE_SCHEDULES = "agent33.maintenance.fire_schedules"
     RETENTION = "agent33.maintenance.retention"
     MEMORY_INGEST = "agent33.memory.ingest"
 
