@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
 
-from agent33.config import ConfigError, load_settings, masked, settings_table
+from agent33.config import (
+    VARIABLES,
+    ConfigError,
+    RateSpec,
+    Settings,
+    load_settings,
+    masked,
+    settings_table,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,3 +113,90 @@ def test_llm_limits_and_gpu_models() -> None:
     assert settings.llm_gpu_models == ("a", "b")
     with pytest.raises(ConfigError, match="AGENT33_LLM_CONCURRENCY"):
         load_settings({"AGENT33_LLM_CONCURRENCY": "llama=lots"}, dotenv_path=None)
+
+
+def test_each_variable_is_declared_once_and_its_default_is_the_field_default() -> None:
+    """One declaration per variable: loading nothing gives exactly `Settings()`."""
+    names = [var.name for var in VARIABLES]
+    assert len(names) == len(set(names))
+    assert {var.attr for var in VARIABLES} == {f.name for f in fields(Settings)}
+    assert load_settings({}, dotenv_path=None) == Settings()
+    for var in VARIABLES:
+        expected = None if var.default is None else var.value(var.default)
+        assert getattr(Settings(), var.attr) == expected, var.name
+
+
+def test_an_empty_value_keeps_the_default() -> None:
+    settings = load_settings({"API_PORT": "", "AGENT33_RATE_LIMIT": ""}, dotenv_path=None)
+    assert settings.api_port == 8033
+    assert settings.rate_limit == RateSpec(120, 60)
+
+
+def test_parsed_values_are_typed() -> None:
+    settings = load_settings(
+        {
+            "API_LOG_LEVEL": "debug",
+            "OLLAMA_BASE_URL": "http://o:11434/",
+            "AGENT33_HTTP_ALLOWLIST": "Example.COM, ,localhost",
+            "AGENT33_FILE_ROOTS": "/a, /b",
+            "AGENT33_COMMAND_NETWORK": "yes",
+            "AGENT33_RATE_LIMIT": "0",
+            "AGENT33_LOGIN_RATE_LIMIT": "5/second",
+            "AGENT33_HEALTH_TIMEOUT": "0.25",
+        },
+        dotenv_path=None,
+    )
+    assert settings.log_level == "DEBUG"
+    assert settings.ollama_base_url == "http://o:11434"
+    assert settings.http_allowlist == ("example.com", "localhost")
+    assert settings.file_roots == (Path("/a"), Path("/b"))
+    assert settings.command_network is True
+    assert settings.rate_limit is None
+    assert settings.login_rate_limit == RateSpec(5, 1)
+    assert settings.health_timeout == 0.25
+
+
+def test_celery_extra_is_a_json_object_kept_out_of_the_table() -> None:
+    settings = load_settings(
+        {"AGENT33_CELERY_EXTRA": '{"worker_prefetch_multiplier": 4}'}, dotenv_path=None
+    )
+    assert settings.extra == {"worker_prefetch_multiplier": 4}
+    assert "AGENT33_CELERY_EXTRA" not in settings_table()
+    assert "extra" not in masked(settings)
+    for bad in ("[1]", "{oops"):
+        with pytest.raises(ConfigError, match="^AGENT33_CELERY_EXTRA must be a JSON object$"):
+            load_settings({"AGENT33_CELERY_EXTRA": bad}, dotenv_path=None)
+
+
+def test_dict_defaults_are_not_shared_between_instances() -> None:
+    assert Settings().llm_concurrency is not Settings().llm_concurrency
+
+
+def test_masked_hides_a_password_in_any_url() -> None:
+    settings = load_settings(
+        {"OLLAMA_BASE_URL": "https://user:s3cret@ollama.example", "OPENAI_API_KEY": "sk-1"},
+        dotenv_path=None,
+    )
+    shown = masked(settings)
+    assert "s3cret" not in str(shown)
+    assert shown["openai_api_key"] == "****"
+    assert shown["api_key"] == "None"
+
+
+def test_production_refuses_a_short_or_blank_key() -> None:
+    base = {
+        "AGENT33_ENV": "production",
+        "DATABASE_URL": "postgresql://u@h/db",
+        "REDIS_URL": "redis://h:6379/0",
+        "ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "API_SECRET_KEY": "s" * 40,
+        "JWT_SECRET": "j" * 40 + ",short",
+    }
+    with pytest.raises(ConfigError, match="^every key in JWT_SECRET"):
+        load_settings(base, dotenv_path=None)
+    with pytest.raises(ConfigError, match="^JWT_SECRET must be a comma-separated"):
+        load_settings({**base, "JWT_SECRET": "j" * 40 + ",,"}, dotenv_path=None)
+    with pytest.raises(ConfigError, match="^API_SECRET_KEY must be set"):
+        load_settings({**base, "API_SECRET_KEY": "short"}, dotenv_path=None)
+    with pytest.raises(ConfigError, match="^DATABASE_URL and REDIS_URL"):
+        load_settings({**base, "JWT_SECRET": "j" * 40, "REDIS_URL": ""}, dotenv_path=None)

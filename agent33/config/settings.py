@@ -1,0 +1,317 @@
+"""`Settings`: every environment variable, declared once (name, parser, default, meaning).
+
+Field order is the README table's order. Build with `load_settings`; derive variants with
+`replace`; `Settings()` holds the same defaults as `load_settings({})`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from agent33.config import parsers as p
+from agent33.config.declare import setting
+from agent33.config.parsers import ConfigError, RateSpec
+
+DEV_SECRET = "dev-insecure-change-me"  # noqa: S105 - the sentinel production refuses
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed, validated settings. Build with `load_settings`; derive variants with `replace`."""
+
+    env: p.Environment = setting(
+        "AGENT33_ENV",
+        default="development",
+        parse=p.environment,
+        meaning="`development` or `production`; production refuses default secrets.",
+    )
+    api_port: int = setting(
+        "API_PORT",
+        default="8033",
+        parse=p.integer(1, 65535),
+        meaning="Port the API listens on (`agent33 serve`, gunicorn).",
+    )
+    log_level: str = setting(
+        "API_LOG_LEVEL",
+        default="INFO",
+        parse=p.choice(*p.LOG_LEVELS, upper=True),
+        meaning="Log level: DEBUG, INFO, WARNING, ERROR or CRITICAL.",
+    )
+    secret_key: str = setting(
+        "API_SECRET_KEY", default=DEV_SECRET, meaning="Flask secret key.", secret=True
+    )
+    database_url: str | None = setting(
+        "DATABASE_URL",
+        default=None,
+        parse=p.url(*p.PG),
+        meaning="PostgreSQL URL; unset: an embedded PostgreSQL 18 + pgvector under `var/pg`.",
+    )
+    redis_url: str | None = setting(
+        "REDIS_URL",
+        default=None,
+        parse=p.url(*p.REDIS),
+        meaning="Redis URL; unset: an embedded Redis under `var/redis`.",
+    )
+    broker_url: str | None = setting(
+        "CELERY_BROKER_URL",
+        default=None,
+        parse=p.url(*p.BROKERS),
+        meaning="Celery broker; defaults to REDIS_URL.",
+    )
+    result_backend: str | None = setting(
+        "CELERY_RESULT_BACKEND",
+        default=None,
+        parse=p.url(*p.RESULT_BACKENDS),
+        meaning="Celery result backend; defaults to REDIS_URL.",
+    )
+    ollama_base_url: str = setting(
+        "OLLAMA_BASE_URL",
+        default="http://127.0.0.1:11434",
+        parse=p.url(*p.HTTP, strip_slash=True),
+        meaning="Ollama server.",
+    )
+    ollama_default_model: str = setting(
+        "OLLAMA_DEFAULT_MODEL", default="llama3.2", meaning="Model used when an agent names none."
+    )
+    openai_base_url: str = setting(
+        "OPENAI_BASE_URL",
+        default="https://api.openai.com/v1",
+        parse=p.url(*p.HTTP, strip_slash=True),
+        meaning="OpenAI-compatible server.",
+    )
+    openai_api_key: str = setting(
+        "OPENAI_API_KEY",
+        default="",
+        meaning="Key for the OpenAI-compatible server.",
+        secret=True,
+    )
+    jwt_secret: str = setting(
+        "JWT_SECRET",
+        default=DEV_SECRET,
+        parse=p.jwt_secrets,
+        meaning="HMAC keys for access tokens, comma-separated: the first signs, all verify "
+        "(rotation); each 32+ characters in production.",
+        secret=True,
+    )
+    jwt_algorithm: str = setting(
+        "JWT_ALGORITHM",
+        default="HS256",
+        parse=p.choice("HS256", "HS384", "HS512"),
+        meaning="HS256, HS384 or HS512.",
+    )
+    jwt_expire_minutes: int = setting(
+        "JWT_EXPIRE_MINUTES",
+        default="60",
+        parse=p.integer(1, 60 * 24 * 365),
+        meaning="Access-token lifetime in minutes.",
+    )
+    jwt_issuer: str = setting(
+        "JWT_ISSUER",
+        default="agent33",
+        parse=p.nonblank,
+        meaning="`iss` claim issued and required on access tokens.",
+    )
+    jwt_audience: str = setting(
+        "JWT_AUDIENCE",
+        default="agent33-api",
+        parse=p.nonblank,
+        meaning="`aud` claim issued and required on tokens.",
+    )
+    jwt_refresh_expire_days: int = setting(
+        "JWT_REFRESH_EXPIRE_DAYS",
+        default="14",
+        parse=p.integer(1, 3650),
+        meaning="Refresh-token lifetime in days (rotated on every use).",
+    )
+    encryption_key: str = setting(
+        "ENCRYPTION_KEY",
+        default="",
+        parse=p.fernet_keys,
+        meaning="Fernet key for secrets at rest (32 url-safe base64 bytes); required in "
+        "production.",
+        secret=True,
+    )
+    var_dir: Path = setting(
+        "AGENT33_VAR_DIR",
+        default="var",
+        parse=p.path,
+        meaning="Runtime data: embedded servers, admin key, beat schedule.",
+    )
+    definitions_dir: Path = setting(
+        "AGENT33_DEFINITIONS_DIR",
+        default="definitions",
+        parse=p.path,
+        meaning="Shipped agent/workflow definitions.",
+    )
+    api_url: str | None = setting(
+        "AGENT33_API_URL",
+        default=None,
+        parse=p.url(*p.HTTP),
+        meaning="Where the CLI reaches the API; defaults to http://127.0.0.1:API_PORT.",
+    )
+    api_key: str | None = setting(
+        "AGENT33_API_KEY",
+        default=None,
+        meaning="API key the CLI sends; defaults to the local admin key in `var/`.",
+        secret=True,
+    )
+    health_timeout: float = setting(
+        "AGENT33_HEALTH_TIMEOUT",
+        default="1.5",
+        parse=p.positive_number,
+        meaning="Seconds `/health` waits for all checks together.",
+    )
+    health_optional: tuple[str, ...] = setting(
+        "AGENT33_HEALTH_OPTIONAL",
+        default="ollama",
+        parse=p.names,
+        meaning="Comma list of services reported by `/health` but not failing it.",
+    )
+    step_lease_seconds: int = setting(
+        "AGENT33_STEP_LEASE_SECONDS",
+        default="300",
+        parse=p.integer(5),
+        meaning="A running step whose lease is older than this is reaped.",
+    )
+    max_deliveries: int = setting(
+        "AGENT33_MAX_DELIVERIES",
+        default="3",
+        parse=p.integer(1, 100),
+        meaning="Deliveries of one step attempt before the reaper fails it.",
+    )
+    command_allowlist: tuple[str, ...] = setting(
+        "AGENT33_COMMAND_ALLOWLIST",
+        default="echo,true,false,date,uname,sleep",
+        parse=p.names,
+        meaning="Executables `run_command` steps may start (names or absolute paths, comma list).",
+    )
+    command_network: bool = setting(
+        "AGENT33_COMMAND_NETWORK",
+        default="false",
+        parse=p.boolean,
+        meaning="`true` lets a `run_command` step with `network: true` use the network "
+        "(sandboxed).",
+    )
+    http_allowlist: tuple[str, ...] = setting(
+        "AGENT33_HTTP_ALLOWLIST",
+        default="127.0.0.1,localhost",
+        parse=p.hosts,
+        meaning="Hosts `http_request` steps may call (`example.com` also allows its subdomains).",
+    )
+    http_allow_private: bool = setting(
+        "AGENT33_HTTP_ALLOW_PRIVATE",
+        default="false",
+        parse=p.boolean,
+        meaning="`true` lets HTTP steps/tools reach loopback/private addresses (never cloud "
+        "metadata).",
+    )
+    file_roots: tuple[Path, ...] = setting(
+        "AGENT33_FILE_ROOTS",
+        default="var/files",
+        parse=p.paths,
+        meaning="Directories the `read_file`/`write_file` tools may use (comma list; first is "
+        "default).",
+    )
+    llm_concurrency: Mapping[str, int] = setting(
+        "AGENT33_LLM_CONCURRENCY",
+        default="",
+        parse=p.model_limits,
+        meaning="Per-model in-process call limits, e.g. `ollama/llama3.2=2,openai/gpt-4o-mini=8`.",
+    )
+    llm_gpu_models: tuple[str, ...] = setting(
+        "AGENT33_LLM_GPU_MODELS",
+        default="",
+        parse=p.names,
+        meaning="Models served next to a GPU (comma list): their agents' steps default to "
+        "`llm.gpu`.",
+    )
+    embedding_model: str = setting(
+        "AGENT33_EMBEDDING_MODEL",
+        default="local/all-minilm-l6-v2",
+        meaning="Embedding model of new memory collections: `local/all-minilm-l6-v2` (offline, "
+        "CPU), `ollama/<model>` or `openai/<model>`.",
+    )
+    visibility_timeout: int = setting(
+        "AGENT33_VISIBILITY_TIMEOUT",
+        default="3600",
+        parse=p.integer(10),
+        meaning="Redis visibility timeout (seconds); must exceed every step time limit.",
+    )
+    rate_limit: RateSpec | None = setting(
+        "AGENT33_RATE_LIMIT",
+        default="120/minute",
+        parse=p.parse_rate,
+        meaning="Sustained API rate per API key / user (`N/second`, `N/minute`, `N/hour`; `0` "
+        "disables).",
+    )
+    rate_burst: int = setting(
+        "AGENT33_RATE_BURST",
+        default="60",
+        parse=p.integer(1, 1_000_000),
+        meaning="Requests a caller may send at once before `AGENT33_RATE_LIMIT` paces it.",
+    )
+    login_rate_limit: RateSpec | None = setting(
+        "AGENT33_LOGIN_RATE_LIMIT",
+        default="10/minute",
+        parse=p.parse_rate,
+        meaning="`POST /api/v1/auth/token` attempts per client IP (same format; `0` disables).",
+    )
+    auth_failure_rate_limit: RateSpec | None = setting(
+        "AGENT33_AUTH_FAILURE_RATE_LIMIT",
+        default="30/minute",
+        parse=p.parse_rate,
+        meaning="Failed authentications (bad API key, token, refresh token or webhook "
+        "signature) per client IP before every credential from it gets 429 (same format; `0` "
+        "disables).",
+    )
+    token_recheck_seconds: int = setting(
+        "AGENT33_TOKEN_RECHECK_SECONDS",
+        default="5",
+        parse=p.integer(0, 3600),
+        meaning="How long a web process trusts its last look at a token's user (deleted, "
+        "disabled, scopes); `0` checks on every request.",
+    )
+    extra: Mapping[str, Any] = setting(
+        "AGENT33_CELERY_EXTRA",
+        default="",
+        parse=p.json_object,
+        meaning="Extra Celery settings merged last (a JSON object).",
+        listed=False,
+    )
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def embedded(self) -> bool:
+        """True when a service URL is missing, so the entry points start embedded servers."""
+        return self.database_url is None or self.redis_url is None
+
+    @property
+    def effective_broker_url(self) -> str:
+        url = self.broker_url or self.redis_url
+        if url is None:
+            raise ConfigError(
+                "REDIS_URL (or CELERY_BROKER_URL) is not set and no embedded Redis runs"
+            )
+        return url
+
+    @property
+    def effective_result_backend(self) -> str:
+        url = self.result_backend or self.redis_url
+        if url is None:
+            raise ConfigError(
+                "REDIS_URL (or CELERY_RESULT_BACKEND) is not set and no embedded Redis runs"
+            )
+        return url
+
+    @property
+    def effective_api_url(self) -> str:
+        return (self.api_url or f"http://127.0.0.1:{self.api_port}").rstrip("/")
+
+    def replace(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
