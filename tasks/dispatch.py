@@ -3,6 +3,7 @@ Celery)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -55,3 +56,23 @@ def publish_chat(kwargs: Mapping[str, Any], queue: str) -> None:
         queue=queue,
         task_id=str(kwargs["request_id"]),
     )
+
+
+def publish_ingest(job_id: uuid.UUID) -> None:
+    """Send a memory ingest job (`agent33.memory.ingest`) by name, after its row committed.
+    Raises on a broker outage: the API fails the job and answers 503."""
+    from agent33.wire import TaskName
+    from tasks.app import app
+
+    app.send_task(TaskName.MEMORY_INGEST.value, args=[str(job_id)])
+
+
+def ping_workers(broker_url: str, timeout: float) -> int:
+    """How many workers answer a ping within `timeout`, over a connection that fails fast, so a
+    broker outage raises instead of hanging (the health check reports it)."""
+    from tasks.app import app
+
+    with app.connection_for_write(url=broker_url, connect_timeout=timeout) as connection:
+        connection.ensure_connection(max_retries=0, timeout=timeout)
+        replies = app.control.ping(timeout=timeout, limit=1, connection=connection)
+    return len(replies or [])

@@ -65,8 +65,3 @@ def enforce_retention() -> dict[str, Any]:
             evicted=result.evicted,
         )
     return {"collections": [r.__dict__ for r in results]}
-
-
-def publish_ingest(job_id: uuid.UUID) -> None:
-    """Publish after the job row committed (the API's and CLI's path)."""
-    app.send_task(TaskName.MEMORY_INGEST.value, args=[str(job_id)])

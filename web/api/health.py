@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from agent33.config import Settings
 from agent33.db.engine import normalise_url
+from tasks import dispatch
 from web.extensions import Blueprint, get_settings
 
 CHECK_TIMEOUT_S = 1.0
@@ -112,16 +113,10 @@ def check_ollama(settings: Settings) -> dict[str, Any]:
 
 def check_workers(settings: Settings) -> dict[str, Any]:
     """Ping over an explicit connection that fails fast, so a broker outage cannot hang it."""
-    from tasks.app import app as celery_app
-
-    with celery_app.connection_for_write(
-        url=settings.effective_broker_url, connect_timeout=CHECK_TIMEOUT_S
-    ) as conn:
-        conn.ensure_connection(max_retries=0, timeout=CHECK_TIMEOUT_S)
-        replies = celery_app.control.ping(timeout=CHECK_TIMEOUT_S, limit=1, connection=conn)
-    if not replies:
+    count = dispatch.ping_workers(settings.effective_broker_url, CHECK_TIMEOUT_S)
+    if not count:
         raise RuntimeError(f"no worker answered a ping within {CHECK_TIMEOUT_S:g}s")
-    return {"count": len(replies)}
+    return {"count": count}
 
 
 CHECKS: dict[str, Check] = {

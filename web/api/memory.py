@@ -22,6 +22,7 @@ from agent33.memory import jobs, service, store
 from agent33.memory.chunking import content_hash
 from agent33.memory.ingest import DocumentInput
 from agent33.security import scopes as sc
+from tasks import dispatch
 from web.api import memory_schemas as ms
 from web.auth import current_principal, require_scopes
 from web.extensions import Blueprint, PageQuerySchema, get_settings
@@ -273,10 +274,8 @@ def _document_input(item: dict[str, Any]) -> DocumentInput | dict[str, Any]:
 def _publish(job_id: uuid.UUID) -> None:
     """After the commit. A broker outage fails the job (nothing would ever run it) and answers
     503, so the client sends it again instead of polling a job that stays pending."""
-    from tasks.memory import publish_ingest  # lazily, like tasks.dispatch: no Celery at import
-
     try:
-        publish_ingest(job_id)
+        dispatch.publish_ingest(job_id)
     except Exception as exc:
         log.exception("publishing ingest job %s failed", job_id)
         message = "the broker is unavailable: the ingest job was not queued; send it again"

@@ -108,7 +108,7 @@ def test_a_job_stores_good_documents_and_records_bad_ones(settings: Settings) ->
 
 @pytest.mark.usefixtures("committed_db", "celery_worker")
 def test_the_worker_runs_a_published_job(settings: Settings) -> None:
-    from tasks.memory import publish_ingest
+    from tasks.dispatch import publish_ingest
 
     with session_scope() as session:
         collection = service.create_collection(session, settings, "async")
