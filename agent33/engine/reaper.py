@@ -27,6 +27,7 @@ from agent33.db.models import Run, RunEvent, StepRun
 from agent33.definitions.models import WorkflowDef
 from agent33.engine import lease, readiness, store
 from agent33.engine.completion import fail_step
+from agent33.engine.segments import finalize_parent
 from agent33.engine.states import RUN_TERMINAL, StepState
 from agent33.engine.workflows import step_definition, workflow_of
 
@@ -77,8 +78,6 @@ def _waiting_parents() -> list[uuid.UUID]:
 
 def _join_parent(parent_id: uuid.UUID, result: ReapResult) -> None:
     """A lost chord body must not leave a parallel group open: the barrier is re-checked here."""
-    from agent33.engine.segments import finalize_parent
-
     outcome = finalize_parent(str(parent_id))
     if outcome.status == "joined":
         result.redelivered += 1
