@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar, cast
 
 import flask
@@ -75,6 +75,33 @@ class PageQuerySchema(ma.Schema):
 
     limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=PAGE_MAX))
     offset = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=BIGINT_MAX))
+
+
+def list_schema(item: type[ma.Schema], name: str) -> type[ma.Schema]:
+    """`{items, total}`: a whole listing of `item`s, published in OpenAPI as `<name>List`."""
+    fields: dict[str, ma.fields.Field[Any]] = {
+        "items": ma.fields.List(ma.fields.Nested(item)),
+        "total": ma.fields.Integer(),
+    }
+    return ma.Schema.from_dict(fields, name=f"{name}ListSchema")
+
+
+def page_schema(item: type[ma.Schema], name: str) -> type[ma.Schema]:
+    """`{items, total, limit, offset}`: one page of `item`s for a `PageQuerySchema` listing,
+    published in OpenAPI as `<name>Page`; `page()` builds the matching body."""
+    fields: dict[str, ma.fields.Field[Any]] = {
+        "items": ma.fields.List(ma.fields.Nested(item)),
+        "total": ma.fields.Integer(metadata={"description": "Items matching, on every page"}),
+        "limit": ma.fields.Integer(),
+        "offset": ma.fields.Integer(),
+    }
+    return ma.Schema.from_dict(fields, name=f"{name}PageSchema")
+
+
+def page(items: Iterable[Any], total: int, query: Mapping[str, Any]) -> dict[str, Any]:
+    """The body of a `page_schema` response: these items, the total, the query's paging."""
+    limit, offset = query["limit"], query["offset"]
+    return {"items": list(items), "total": total, "limit": limit, "offset": offset}
 
 
 def get_settings(app: flask.Flask | None = None) -> Settings:

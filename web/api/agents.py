@@ -16,7 +16,7 @@ from agent33.errors import NotFound, ValidationFailed
 from agent33.security import scopes as sc
 from agent33.tools import known_tools
 from web.auth import require_scopes
-from web.extensions import BIGINT_MAX, Blueprint
+from web.extensions import BIGINT_MAX, Blueprint, list_schema
 
 blp = Blueprint("agents", __name__, url_prefix="/api/v1/agents", description="Agent definitions")
 
@@ -33,9 +33,7 @@ class AgentSchema(AgentSummarySchema):
     spec = ma.fields.Dict(metadata={"description": "The validated agent document"})
 
 
-class AgentListSchema(ma.Schema):
-    items = ma.fields.List(ma.fields.Nested(AgentSummarySchema))
-    total = ma.fields.Integer()
+AgentListSchema = list_schema(AgentSummarySchema, "Agent")
 
 
 class AgentDocumentSchema(ma.Schema):

@@ -11,7 +11,7 @@ from agent33.db import session_scope
 from agent33.security import scopes as sc
 from agent33.security.audit import list_events
 from web.auth import require_scopes
-from web.extensions import Blueprint, PageQuerySchema
+from web.extensions import Blueprint, PageQuerySchema, page, page_schema
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit", description="Audit trail")
 
@@ -35,11 +35,7 @@ class AuditEventSchema(ma.Schema):
     details = ma.fields.Dict(allow_none=True)
 
 
-class AuditPageSchema(ma.Schema):
-    items = ma.fields.List(ma.fields.Nested(AuditEventSchema))
-    total = ma.fields.Integer()
-    limit = ma.fields.Integer()
-    offset = ma.fields.Integer()
+AuditPageSchema = page_schema(AuditEventSchema, "Audit")
 
 
 @blp.route("")
@@ -59,4 +55,4 @@ class AuditEvents(MethodView):
                 limit=query["limit"],
                 offset=query["offset"],
             )
-        return {"items": events, "total": total, **query}
+        return page(events, total, query)

@@ -16,7 +16,7 @@ from agent33.security import audit
 from agent33.security import scopes as sc
 from agent33.security.api_keys import create_api_key, list_api_keys, revoke_api_key
 from web.auth import audit_action, current_principal, require_scopes
-from web.extensions import Blueprint, PageQuerySchema
+from web.extensions import Blueprint, PageQuerySchema, page, page_schema
 from web.ratelimit import client_ip
 
 blp = Blueprint("keys", __name__, url_prefix="/api/v1/keys", description="API keys")
@@ -59,11 +59,7 @@ class KeyCreatedSchema(KeySchema):
     key = ma.fields.String(metadata={"description": "The raw key; shown only in this response"})
 
 
-class KeyPageSchema(ma.Schema):
-    items = ma.fields.List(ma.fields.Nested(KeySchema))
-    total = ma.fields.Integer()
-    limit = ma.fields.Integer()
-    offset = ma.fields.Integer()
+KeyPageSchema = page_schema(KeySchema, "Key")
 
 
 def _audit_denied(action: str, target: str | None, details: dict[str, Any]) -> None:
@@ -136,7 +132,7 @@ class Keys(MethodView):
             keys, total = list_api_keys(
                 session=session, limit=query["limit"], offset=query["offset"]
             )
-        return {"items": keys, "total": total, **query}
+        return page(keys, total, query)
 
 
 @blp.route("/<uuid:key_id>")

@@ -23,7 +23,7 @@ from agent33.memory import memories
 from agent33.security import scopes as sc
 from web.api.memory_schemas import not_blank
 from web.auth import current_principal, require_scopes
-from web.extensions import Blueprint, PageQuerySchema, get_settings
+from web.extensions import Blueprint, PageQuerySchema, get_settings, page, page_schema
 
 PREFIX = "/api/v1/memory/memories"
 
@@ -60,11 +60,7 @@ class MemoryItemSchema(ma.Schema):
     updated_at = ma.fields.DateTime()
 
 
-class MemoryPageSchema(ma.Schema):
-    items = ma.fields.List(ma.fields.Nested(MemoryItemSchema))
-    total = ma.fields.Integer()
-    limit = ma.fields.Integer()
-    offset = ma.fields.Integer()
+MemoryPageSchema = page_schema(MemoryItemSchema, "Memory")
 
 
 def _owner() -> str:
@@ -106,7 +102,7 @@ class Memories(MethodView):
                 session, agent=agent, user=_owner(), collection=name, limit=limit, offset=offset
             )
             items = [_view(document, name) for document in documents]
-        return {"items": items, "total": total, "limit": limit, "offset": offset}
+        return page(items, total, query)
 
     @require_scopes(sc.MEMORY_WRITE)
     @blp.arguments(MemoryCreateSchema)

@@ -25,7 +25,7 @@ from agent33.security import scopes as sc
 from tasks import dispatch
 from web.api import memory_schemas as ms
 from web.auth import current_principal, require_scopes
-from web.extensions import Blueprint, PageQuerySchema, get_settings
+from web.extensions import Blueprint, PageQuerySchema, get_settings, page
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class CollectionDocuments(MethodView):
             rows = store.list_documents(session, collection, limit=limit, offset=offset)
             total, _ = store.collection_counts(session, [collection])[collection.id]
             items = [_document_view(row, collection.name) for row in rows]
-        return {"items": items, "total": total, "limit": limit, "offset": offset}
+        return page(items, total, query)
 
     @require_scopes(sc.MEMORY_WRITE)
     @blp.arguments(ms.IngestSchema)

@@ -15,6 +15,7 @@ import marshmallow as ma
 from agent33.memory.chunking import MIN_CHUNK_TOKENS
 from agent33.memory.ingest import unstorable
 from agent33.memory.service import COLLECTION_NAME_PATTERN, MAX_CHUNK_TOKENS
+from web.extensions import list_schema, page_schema
 
 MAX_BATCH = 1000
 MAX_INT = 2**31 - 1  # the retention columns are INTEGER
@@ -139,9 +140,7 @@ class CollectionSchema(ma.Schema):
     updated_at = ma.fields.DateTime()
 
 
-class CollectionListSchema(ma.Schema):
-    items = ma.fields.List(ma.fields.Nested(CollectionSchema))
-    total = ma.fields.Integer()
+CollectionListSchema = list_schema(CollectionSchema, "Collection")
 
 
 # --- documents ---------------------------------------------------------------------------------
@@ -248,11 +247,7 @@ class DocumentSchema(ma.Schema):
     updated_at = ma.fields.DateTime()
 
 
-class DocumentPageSchema(ma.Schema):
-    items = ma.fields.List(ma.fields.Nested(DocumentSchema))
-    total = ma.fields.Integer()
-    limit = ma.fields.Integer()
-    offset = ma.fields.Integer()
+DocumentPageSchema = page_schema(DocumentSchema, "Document")
 
 
 # --- search ------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from agent33.engine.states import RunState
 from agent33.security import scopes as sc
 from tasks.dispatch import revoke
 from web.auth import current_principal, require_scopes
-from web.extensions import Blueprint, PageQuerySchema
+from web.extensions import Blueprint, PageQuerySchema, page, page_schema
 from web.outbox import publish
 
 COMMENT_MAX = 2000
@@ -81,11 +81,7 @@ class RunDetailSchema(RunSummarySchema):
     usage = ma.fields.Nested(UsageSchema, metadata={"description": "Model usage of all steps"})
 
 
-class RunPageSchema(ma.Schema):
-    items = ma.fields.List(ma.fields.Nested(RunSummarySchema))
-    total = ma.fields.Integer()
-    limit = ma.fields.Integer()
-    offset = ma.fields.Integer()
+RunPageSchema = page_schema(RunSummarySchema, "Run")
 
 
 class RunControlledSchema(ma.Schema):
@@ -134,7 +130,7 @@ class Runs(MethodView):
                 limit=query["limit"],
                 offset=query["offset"],
             )
-        return {"items": runs, "total": total, "limit": query["limit"], "offset": query["offset"]}
+        return page(runs, total, query)
 
 
 @blp.route("/<uuid:run_id>")

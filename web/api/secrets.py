@@ -15,7 +15,7 @@ from agent33.db import session_scope
 from agent33.security import scopes as sc
 from agent33.security.vault import delete_secret, list_secrets, set_secret, vault_for
 from web.auth import audit_action, require_scopes
-from web.extensions import Blueprint, get_settings
+from web.extensions import Blueprint, get_settings, list_schema
 
 blp = Blueprint("secrets", __name__, url_prefix="/api/v1/secrets", description="Vault secrets")
 
@@ -38,9 +38,7 @@ class SecretSchema(ma.Schema):
     rotated_at = ma.fields.DateTime(allow_none=True)
 
 
-class SecretListSchema(ma.Schema):
-    items = ma.fields.List(ma.fields.Nested(SecretSchema))
-    total = ma.fields.Integer()
+SecretListSchema = list_schema(SecretSchema, "Secret")
 
 
 @blp.route("")

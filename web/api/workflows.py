@@ -20,7 +20,7 @@ from agent33.engine.validation import validate_workflow
 from agent33.errors import Conflict, DefinitionError, ValidationFailed
 from agent33.security import scopes as sc
 from web.auth import current_principal, require_scopes
-from web.extensions import BIGINT_MAX, Blueprint, get_settings
+from web.extensions import BIGINT_MAX, Blueprint, get_settings, list_schema
 from web.outbox import publish
 
 IDEMPOTENCY_KEY_MAX = 200
@@ -44,9 +44,7 @@ class WorkflowSchema(WorkflowSummarySchema):
     spec = ma.fields.Dict(metadata={"description": "The validated definition document"})
 
 
-class WorkflowListSchema(ma.Schema):
-    items = ma.fields.List(ma.fields.Nested(WorkflowSummarySchema))
-    total = ma.fields.Integer()
+WorkflowListSchema = list_schema(WorkflowSummarySchema, "Workflow")
 
 
 class WorkflowDocumentSchema(ma.Schema):
