@@ -46,7 +46,11 @@ def revoke(task_ids: Sequence[str]) -> None:
 
 def publish_chat(kwargs: Mapping[str, Any], queue: str) -> None:
     """Send one chat turn (`agent33.llm.chat`) by name to `queue`; its task id is the request
-    id. Raises on a broker outage: the API answers 503 rather than wait for a turn never sent."""
+    id. Raises on a broker outage: the API answers 503 rather than wait for a turn never sent.
+
+    `ignore_result`: the answer comes back on the request's own Redis list, so the publisher
+    does not subscribe to a Celery result (a SUBSCRIBE and an UNSUBSCRIBE per chat, serialised
+    on the process's one pub/sub connection)."""
     from agent33.wire import TaskName
     from tasks.app import app
 
@@ -55,6 +59,7 @@ def publish_chat(kwargs: Mapping[str, Any], queue: str) -> None:
         kwargs=dict(kwargs),
         queue=queue,
         task_id=str(kwargs["request_id"]),
+        ignore_result=True,
     )
 
 

@@ -1,7 +1,12 @@
 """One chat turn of an agent: history and knowledge in, answer out, both messages recorded.
 
 The `agent33.llm.chat` task (tasks/llm.py) only calls `chat_turn`, so the turn can be read and
-tested without Celery. Failures the caller must see (unknown agent, provider down, invalid
+tested without Celery. The API resolves the agent (`resolve_agent`) and says whether the
+session is new, so a turn of a known agent in a new session reads nothing before the model
+call: the parsed definition comes from this process's cache by its stored row id, and a new
+session has no history to load. What a turn writes is one transaction (both messages) and one
+Redis round trip (the short-term buffer, the result for the waiting API thread and, streamed,
+the `done` event). Failures the caller must see (unknown agent, provider down, invalid
 output) come back as an `{"error": ...}` result rather than a raised exception: Celery's JSON
 result backend loses an exception's attributes (which provider failed, the HTTP status to
 answer), and a streaming subscriber must hear about every failure or it would wait until its
@@ -16,35 +21,44 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from sqlalchemy.orm import Session
 
 from agent33.agents.knowledge import Knowledge, gather
 from agent33.agents.runtime import AgentOutputError, prompt_messages, run_agent
 from agent33.agents.sessions import (
     Entry,
-    buffer_messages,
     chat_channel,
     deliver_result,
+    finish_turn,
     load_history,
     record_messages,
     redis_client,
 )
 from agent33.config import Settings
 from agent33.db import session_scope
-from agent33.definitions.agents import AgentDef, get_agent
-from agent33.errors import Agent33Error
+from agent33.db.models import AgentDefinition
+from agent33.definitions.agents import AgentDef, get_agent, parse_agent
+from agent33.definitions.versions import ParsedCache, find_version, origin_of
+from agent33.errors import Agent33Error, NotFound
 from agent33.llm.provider import LLMError
 from agent33.llm.router import router_for
 from agent33.llm.types import ChatRequest, ChatResponse, Message, Options
 from agent33.tools import ToolContext
 
-__all__ = ["ChatTurn", "chat_turn"]
+__all__ = ["ChatTurn", "chat_turn", "resolve_agent"]
 
 log = structlog.get_logger(__name__)
+
+# Parsed agents by stored row id (a stored version never changes; a re-created one gets a new id).
+_agents: ParsedCache[AgentDef] = ParsedCache()
 
 
 @dataclass(frozen=True)
 class ChatTurn:
-    """What the API asked for: the task's keyword arguments, as published."""
+    """What the API asked for: the task's keyword arguments, as published.
+
+    `agent_id` (the stored version the API resolved) and `new_session` (the API created the
+    session id) are hints: a message without them (from an older API) costs the lookups."""
 
     agent: str
     message: str
@@ -53,6 +67,30 @@ class ChatTurn:
     stream: bool = False
     rag: dict[str, Any] | None = None
     user: str | None = None
+    agent_id: str | None = None
+    new_session: bool = False
+
+
+def resolve_agent(*, session: Session, name: str) -> tuple[AgentDef, uuid.UUID]:
+    """The latest version of agent `name` and its stored row id, which the API publishes so the
+    worker runs exactly the version the API checked (NotFound when there is none)."""
+    row = find_version(session=session, model=AgentDefinition, kind="agent", name=name)
+    return _agents.get(row.id, lambda: parse_agent(row.spec, origin=origin_of(row))), row.id
+
+
+def _agent(session: Session, turn: ChatTurn) -> AgentDef:
+    """The turn's agent: by the API's row id (cached, else one primary-key read), else the
+    latest version of its name."""
+    if turn.agent_id is None:
+        return get_agent(session=session, name=turn.agent)
+    key = uuid.UUID(turn.agent_id)
+    cached = _agents.peek(key)
+    if cached is not None:
+        return cached
+    row = session.get(AgentDefinition, key)
+    if row is None:
+        raise NotFound(f"agent {turn.agent!r} was deleted", fields={"agent": ["not found"]})
+    return _agents.get(row.id, lambda: parse_agent(row.spec, origin=origin_of(row)))
 
 
 class _Publisher:
@@ -169,14 +207,19 @@ def chat_turn(settings: Settings, turn: ChatTurn) -> dict[str, Any]:
     caller) selects whose long-term memories are recalled (and the `remember` tool stores).
     The messages are committed before they are buffered in Redis and before the result is
     delivered, so an answer the user saw is always in the transcript. Unexpected exceptions are
-    delivered as `internal_error` and re-raised for the worker's log.
+    delivered as `internal_error` and re-raised for the worker's log. (A session that reads
+    nothing opens no database connection: SQLAlchemy connects on the first statement.)
     """
     sid = uuid.UUID(turn.session_id)
     publish = _Publisher(settings, turn.request_id, turn.stream)
     try:
         with session_scope() as session:
-            agent = get_agent(session=session, name=turn.agent)
-            history = load_history(session=session, settings=settings, session_id=sid)
+            agent = _agent(session, turn)
+            history = (
+                []
+                if turn.new_session
+                else load_history(session=session, settings=settings, session_id=sid)
+            )
             knowledge = gather(
                 agent,
                 turn.message,
@@ -192,7 +235,15 @@ def chat_turn(settings: Settings, turn: ChatTurn) -> dict[str, Any]:
         ]
         with session_scope() as session:
             record_messages(session=session, session_id=sid, agent=turn.agent, entries=entries)
-        buffer_messages(settings=settings, session_id=sid, entries=entries)
+        result = {**result, "session_id": turn.session_id}
+        finish_turn(
+            settings,
+            session_id=sid,
+            entries=entries,
+            request_id=turn.request_id,
+            result=result,
+            channel=publish.channel if turn.stream else None,
+        )
     except Agent33Error as exc:
         log.warning("chat.failed", agent=turn.agent, session_id=turn.session_id, error=exc.message)
         failure = _error(exc)
@@ -206,7 +257,4 @@ def chat_turn(settings: Settings, turn: ChatTurn) -> dict[str, Any]:
         publish.send(crash)
         deliver_result(settings, turn.request_id, crash)
         raise
-    result = {**result, "session_id": turn.session_id}
-    publish.send({"done": True, "result": result})
-    deliver_result(settings, turn.request_id, result)
     return result

@@ -135,18 +135,40 @@ def record_messages(
     session.flush()
 
 
-def buffer_messages(*, settings: Settings, session_id: uuid.UUID, entries: Sequence[Entry]) -> None:
-    """The short-term half, pushed only after the commit so the buffer never holds a turn the
-    database lost; `load_history` already rebuilt an expired buffer, so this only appends."""
-    _push(redis_client(settings), buffer_key(session_id), entries)
+def finish_turn(
+    settings: Settings,
+    *,
+    session_id: uuid.UUID,
+    entries: Sequence[Entry],
+    request_id: str,
+    result: dict[str, Any],
+    channel: str | None = None,
+) -> None:
+    """After the turn's commit, in one round trip: append the turn to the buffer, hand the
+    result to the waiting API thread (as `deliver_result`) and, when streamed, publish `done`
+    on `channel`. One MULTI, so the buffer holds the turn before anyone is told it finished;
+    after the commit, so the buffer never holds a turn the database lost (`load_history`
+    already rebuilt an expired buffer, so this only appends)."""
+    pipe = redis_client(settings).pipeline(transaction=True)
+    _queue_push(pipe, buffer_key(session_id), entries)
+    data = json.dumps(result, default=str)
+    if channel is not None:
+        pipe.publish(channel, json.dumps({"done": True, "result": result}, default=str))
+    pipe.lpush(result_key(request_id), data)
+    pipe.expire(result_key(request_id), RESULT_TTL_S)
+    pipe.execute()
 
 
 def _push(client: redis.Redis, key: str, entries: Sequence[Entry]) -> None:
     pipe = client.pipeline(transaction=True)
+    _queue_push(pipe, key, entries)
+    pipe.execute()
+
+
+def _queue_push(pipe: Any, key: str, entries: Sequence[Entry]) -> None:
     pipe.rpush(key, *(json.dumps({"role": e.role, "content": e.content}) for e in entries))
     pipe.ltrim(key, -BUFFER_SIZE, -1)
     pipe.expire(key, BUFFER_TTL_S)
-    pipe.execute()
 
 
 def transcript(*, session: Session, session_id: uuid.UUID) -> list[ChatMessage]:

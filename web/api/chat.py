@@ -20,10 +20,11 @@ import flask
 import marshmallow as ma
 from flask.views import MethodView
 
+from agent33.agents.chat import resolve_agent
 from agent33.agents.knowledge import effective_rag
 from agent33.agents.sessions import chat_channel, redis_client, transcript, wait_result
 from agent33.db import session_scope
-from agent33.definitions.agents import COLLECTION_NAME, TOP_K, get_agent
+from agent33.definitions.agents import COLLECTION_NAME, TOP_K
 from agent33.errors import Agent33Error, NotFound
 from agent33.llm.router import model_queue
 from agent33.memory import store
@@ -137,7 +138,7 @@ class Chat(MethodView):
         collection, 502 when the model provider failed, 504 when no answer came in time.
         """
         with session_scope() as session:
-            agent = get_agent(session=session, name=body["agent"])
+            agent, agent_id = resolve_agent(session=session, name=body["agent"])
             rag = effective_rag(agent, body["rag"])
             if rag is not None and store.get_collection_or_none(session, rag.collection) is None:
                 raise NotFound(
@@ -153,6 +154,8 @@ class Chat(MethodView):
             "stream": body["stream"],
             "rag": body["rag"],
             "user": current_principal().subject,
+            "agent_id": str(agent_id),
+            "new_session": body["session_id"] is None,
         }
         queue = model_queue(get_settings(), agent.model, queue=agent.queue)
         if body["stream"]:
