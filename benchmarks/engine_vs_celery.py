@@ -2,15 +2,19 @@
 
 Run:  .venv/bin/python benchmarks/engine_vs_celery.py
 
-Shapes: a chain of 200 no-op steps; a 500-wide fan-out with one fan-in; a 100-layer x 4-wide
-diamond (each step depends on every step of the previous layer). Each shape runs as an Agent33
-workflow of `transform` steps and as raw Celery variants of `bench.noop` on the one worker
-process (queue `steps`); the baseline of a shape is its fastest raw variant. The last line is
-`worst ratio agent33/raw-celery: X.XX`, the worst over shapes of agent33 time / fastest raw time.
+Shapes: a chain of 200 no-op steps (`transform`, which the engine fuses); the same chain of a
+no-op action that is not inline (`bench_noop`: every step its own message); a 500-wide and a
+2,000-wide fan-out, each with one fan-in; a 100-layer x 4-wide diamond (each step depends on
+every step of the previous layer). Each shape runs as an Agent33 workflow and as raw Celery
+variants of `bench.noop` on the one worker process (queue `steps`); the baseline of a shape is
+its fastest raw variant. Servers run with `agent33 serve`'s default durability (PostgreSQL
+fsync on). The last line is `worst ratio agent33/raw-celery: X.XX`, the worst over shapes of
+agent33 time / fastest raw time.
 
 Environment:
   BENCH_SCALE        sizes x this (default 1.0; e.g. 0.1 for a quick run)
-  BENCH_REPEAT       measurements per variant, the best is kept (default 1)
+  BENCH_REPEAT       measurements per variant, the best is kept (default 3: one noisy run
+                     does not decide)
   BENCH_TIMEOUT      seconds one measurement may take before it is reported as a lower bound
                      (default 300)
   BENCH_CONCURRENCY  worker processes (prefork, default 2)
@@ -228,7 +232,7 @@ def _run_all(scale: float, repeat: int, timeout: float, concurrency: int) -> flo
 
 def main() -> int:
     scale = _env_float("BENCH_SCALE", 1.0)
-    repeat = int(_env_float("BENCH_REPEAT", 1))
+    repeat = int(_env_float("BENCH_REPEAT", 3))
     timeout = _env_float("BENCH_TIMEOUT", 300.0)
     concurrency = int(_env_float("BENCH_CONCURRENCY", 2))
     try:

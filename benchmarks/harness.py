@@ -50,6 +50,8 @@ def services() -> Iterator[Any]:
     """Resolved settings: DATABASE_URL/REDIS_URL from the environment, else private embedded ones.
 
     The database is migrated and this process (SQLAlchemy and the Celery app) is bound to it.
+    Embedded servers run with the durability `agent33 serve` gives them (PostgreSQL fsyncs its
+    commits, Redis appends to its AOF): the figures are the ones users get.
     """
     from agent33 import db
     from agent33.config import load_settings
@@ -60,7 +62,7 @@ def services() -> Iterator[Any]:
     var_dir = Path(tempfile.mkdtemp(prefix="agent33-bench-"))
     try:
         settings = load_settings().replace(var_dir=var_dir)
-        with embedded_services(settings, durable=False) as resolved:
+        with embedded_services(settings) as resolved:
             assert resolved.database_url is not None
             migrate.upgrade(resolved.database_url)
             db.configure(resolved)
@@ -307,12 +309,18 @@ def run_agent33(workflow_name: str, *, timeout: float, poll: float = 0.01) -> Ag
     """
     from agent33.db import session_scope
     from agent33.engine.service import start_run
+    from tasks.app import current_settings
     from tasks.dispatch import flush_outbox
 
     with _poll_connection() as conn:
         started = time.perf_counter()
         with session_scope() as session:
-            run, outbox_ids, _ = start_run(session=session, workflow_name=workflow_name, inputs={})
+            run, outbox_ids, _ = start_run(
+                session=session,
+                settings=current_settings(),
+                workflow_name=workflow_name,
+                inputs={},
+            )
             run_id = run.id
         flush_outbox(outbox_ids)
         query = text("SELECT state, error FROM runs WHERE id = :id")

@@ -14,7 +14,7 @@ from typing import Any
 from celery import chain, chord, group
 from celery.canvas import Signature
 
-from benchmarks.bench_app import noop
+from benchmarks.bench_app import NOOP_ACTION, noop
 
 RawVariant = Callable[[float], None]
 
@@ -25,6 +25,7 @@ RESULT_INTERVAL = 0.001
 
 FULL_CHAIN = 200
 FULL_FANOUT = 500
+FULL_WIDE_FANOUT = 2000
 FULL_LAYERS = 100
 DIAMOND_WIDTH = 4
 
@@ -56,17 +57,20 @@ def _left(deadline: float) -> float:
     return left
 
 
-def _step(step_id: str, depends_on: list[str]) -> dict[str, Any]:
-    return {"id": step_id, "action": "transform", "with": {}, "depends_on": depends_on}
+def _step(step_id: str, depends_on: list[str], action: str = "transform") -> dict[str, Any]:
+    return {"id": step_id, "action": action, "with": {}, "depends_on": depends_on}
 
 
 def _workflow(name: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
     return {"name": name, "version": 1, "description": "benchmark shape", "steps": steps}
 
 
-def chain_shape(length: int) -> Shape:
-    """`length` no-op steps, each depending on the previous one."""
-    steps = [_step(f"s{i}", [f"s{i - 1}"] if i else []) for i in range(length)]
+def chain_shape(length: int, *, fused: bool = True) -> Shape:
+    """`length` no-op steps, each depending on the previous one. `fused`: `transform` steps (pure
+    database work, which the engine runs several to a message); else a no-op action that is not
+    inline, so every step is its own message, claimed and recorded in commits of its own."""
+    action = "transform" if fused else NOOP_ACTION
+    steps = [_step(f"s{i}", [f"s{i - 1}"] if i else [], action) for i in range(length)]
 
     def canvas(timeout: float) -> None:
         _await(chain(*_noops(length)), timeout)
@@ -77,10 +81,10 @@ def chain_shape(length: int) -> Shape:
             _await(noop.si(), _left(deadline))
 
     return Shape(
-        key="chain",
-        label=f"chain x{length}",
+        key="chain" if fused else "chain_unfused",
+        label=f"chain x{length}" + ("" if fused else " not fused"),
         steps=length,
-        document=_workflow(f"bench_chain_{length}", steps),
+        document=_workflow(f"bench_chain_{length}" + ("" if fused else "_unfused"), steps),
         raw={"raw: chain(si, si, ...)": canvas, "raw: driver, one task at a time": driver},
     )
 
@@ -99,7 +103,7 @@ def fanout_shape(width: int) -> Shape:
         _await(noop.si(), _left(deadline))
 
     return Shape(
-        key="fanout",
+        key=f"fanout_{width}",
         label=f"fan-out x{width} + fan-in",
         steps=width + 1,
         document=_workflow(f"bench_fanout_{width}", [*branches, join]),
@@ -134,13 +138,15 @@ def diamond_shape(layers: int, width: int = DIAMOND_WIDTH) -> Shape:
 
 
 def all_shapes(scale: float) -> list[Shape]:
-    """The three shapes at `scale` x the full sizes (at least one step per dimension)."""
+    """The five shapes at `scale` x the full sizes (at least one step per dimension)."""
 
     def scaled(full: int) -> int:
         return max(1, round(full * scale))
 
     return [
         chain_shape(scaled(FULL_CHAIN)),
+        chain_shape(scaled(FULL_CHAIN), fused=False),
         fanout_shape(scaled(FULL_FANOUT)),
+        fanout_shape(scaled(FULL_WIDE_FANOUT)),
         diamond_shape(scaled(FULL_LAYERS)),
     ]
