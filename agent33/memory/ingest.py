@@ -5,14 +5,17 @@ Deduplication works at two levels, both by content hash:
   already in the collection is not stored twice (`duplicate`, pointing at the first copy);
 - when a changed document is re-ingested, chunks whose text is already in the collection reuse
   the stored embedding, so only new text is embedded.
-A batch of documents is embedded in one call (the model's throughput is best with full batches)
-and written in the caller's transaction.
+A batch of documents is written in the caller's transaction as a pipeline: its documents are
+taken in groups of about `GROUP_CHUNKS` new chunks, and one thread embeds group k+1 while the
+database writes group k (onnxruntime and the database driver both release the GIL), so the
+embedding model is rarely idle while chunks are stored. A batch of one group runs inline.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +25,9 @@ from agent33.db.models.memory import MemoryCollection
 from agent33.errors import ValidationFailed
 from agent33.memory import store
 from agent33.memory.chunking import Chunk, chunk_text, content_hash
-from agent33.memory.embeddings import Embedder
+from agent33.memory.embeddings import Embedder, Vectors
+
+GROUP_CHUNKS = 64  # new chunks per pipeline group: two of the local model's batches
 
 
 @dataclass(frozen=True)
@@ -129,9 +134,7 @@ def ingest_documents(
     check_embedder(collection, embedder)
     _check_documents(documents)
     plan = _plan(session, collection, documents, deduplicate=deduplicate)
-    known, fresh = _embeddings(session, collection, plan, embedder)
-    for write in plan.writes:
-        plan.results[write.index] = _write(session, collection, write, known, fresh)
+    _write_groups(session, collection, plan, _known(session, collection, plan), embedder)
     for index, document in enumerate(documents):
         if index not in plan.results:  # a second copy of a text first seen in this batch
             first = plan.results[plan.first_of_hash[_document_hash(document)]]
@@ -177,20 +180,71 @@ def _plan(
     return plan
 
 
-def _embeddings(
-    session: Session, collection: MemoryCollection, plan: _Plan, embedder: Embedder
-) -> tuple[dict[str, Any], set[str]]:
-    """Every chunk's vector by hash: stored ones reused, the rest embedded in one call."""
-    texts_by_hash: dict[str, str] = {}
+def _known(session: Session, collection: MemoryCollection, plan: _Plan) -> dict[str, Any]:
+    """Vectors already stored in the collection for the batch's chunk texts, by hash."""
+    hashes = {content_hash(piece.text) for write in plan.writes for piece in write.pieces}
+    return store.known_embeddings(session, collection, list(hashes))
+
+
+def _groups(plan: _Plan, known: Mapping[str, Any]) -> list[tuple[list[_Write], dict[str, str]]]:
+    """The writes in order, cut into groups of about GROUP_CHUNKS chunks to embed; each group
+    carries the texts (by hash) that no stored chunk and no earlier group has."""
+    groups: list[tuple[list[_Write], dict[str, str]]] = []
+    writes: list[_Write] = []
+    texts: dict[str, str] = {}
+    assigned: set[str] = set(known)
     for write in plan.writes:
+        writes.append(write)
         for piece in write.pieces:
-            texts_by_hash.setdefault(content_hash(piece.text), piece.text)
-    known = store.known_embeddings(session, collection, list(texts_by_hash))
-    missing = [h for h in texts_by_hash if h not in known]
-    if missing:
-        vectors = embedder.embed([texts_by_hash[h] for h in missing])
-        known.update(zip(missing, vectors, strict=True))
-    return known, set(missing)
+            digest = content_hash(piece.text)
+            if digest not in assigned:
+                assigned.add(digest)
+                texts[digest] = piece.text
+        if len(texts) >= GROUP_CHUNKS:
+            groups.append((writes, texts))
+            writes, texts = [], {}
+    if writes:
+        groups.append((writes, texts))
+    return groups
+
+
+def _embed(embedder: Embedder, texts_by_hash: Mapping[str, str]) -> dict[str, Vectors]:
+    if not texts_by_hash:
+        return {}
+    vectors = embedder.embed(list(texts_by_hash.values()))
+    return dict(zip(texts_by_hash, vectors, strict=True))
+
+
+def _write_groups(
+    session: Session,
+    collection: MemoryCollection,
+    plan: _Plan,
+    known: dict[str, Any],
+    embedder: Embedder,
+) -> None:
+    """Embed and write each group in order; while group k is written, a thread embeds group
+    k+1. When a write fails, the thread's group is awaited before the error propagates, so
+    nothing is left running."""
+    groups = _groups(plan, known)
+    fresh: set[str] = set()
+
+    def write(group: list[_Write], vectors: dict[str, Vectors]) -> None:
+        known.update(vectors)
+        fresh.update(vectors)
+        for item in group:
+            plan.results[item.index] = _write(session, collection, item, known, fresh)
+
+    if len(groups) <= 1:  # one group: nothing to overlap
+        for group, texts in groups:
+            write(group, _embed(embedder, texts))
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent33-embed") as pool:
+        pending: Future[dict[str, Vectors]] = pool.submit(_embed, embedder, groups[0][1])
+        for n, (group, _) in enumerate(groups):
+            vectors = pending.result()
+            if n + 1 < len(groups):
+                pending = pool.submit(_embed, embedder, groups[n + 1][1])
+            write(group, vectors)
 
 
 def _write(
