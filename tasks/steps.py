@@ -22,14 +22,18 @@ from tasks.dispatch import flush_outbox
     retry_backoff_max=30,
     max_retries=10,
 )
-def run(self: Task, step_run_id: str, then: list[str] | None = None) -> dict[str, Any]:
-    """Execute one step delivery (and a fused segment's following steps); database outages
-    retry the delivery, and steps already recorded are then skipped as duplicates."""
+def run(
+    self: Task, step_run_id: str, then: list[str] | None = None, batch: list[str] | None = None
+) -> dict[str, Any]:
+    """Execute one step delivery, a fused segment (`then`: the steps following in line) or a
+    batch of ready siblings (`batch`: the others); database outages retry the delivery, and
+    steps already recorded are then skipped as duplicates."""
+    settings = current_settings()
     if then:
-        outcome = segments.run_segment(
-            step_run_id, then, current_settings(), self.request.id, flush_outbox
-        )
-        return {"status": outcome.status}
-    outcome = runner.run_step(step_run_id, current_settings(), task_id=self.request.id)
-    flush_outbox(outcome.outbox_ids)
+        outcome = segments.run_segment(step_run_id, then, settings, self.request.id, flush_outbox)
+    elif batch:
+        outcome = segments.run_batch([step_run_id, *batch], settings, self.request.id, flush_outbox)
+    else:
+        outcome = runner.run_step(step_run_id, settings, task_id=self.request.id)
+        flush_outbox(outcome.outbox_ids)
     return {"status": outcome.status}

@@ -35,6 +35,7 @@ from agent33.engine.states import STEP_DONE_OK, StepState
 from agent33.wire import Queue, TaskName
 
 HARD_LIMIT_MARGIN = 5.0
+BATCH_SIZE = 64  # lone inline steps per message (ready siblings of a fan-out, a layer)
 
 
 def ready_segments(
@@ -96,7 +97,12 @@ def entry(step: StepRun, definition: StepDef) -> dict[str, Any]:
     return item
 
 
-def _signature(app: Celery, item: Mapping[str, Any], then: list[str] | None = None) -> Signature:
+def _signature(
+    app: Celery,
+    item: Mapping[str, Any],
+    then: list[str] | None = None,
+    batch: list[str] | None = None,
+) -> Signature:
     options: dict[str, Any] = {"queue": item["queue"]}
     for key in ("soft_time_limit", "time_limit"):
         if key in item:
@@ -104,6 +110,8 @@ def _signature(app: Celery, item: Mapping[str, Any], then: list[str] | None = No
     kwargs: dict[str, Any] = {"step_run_id": item["step_run_id"]}
     if then:
         kwargs["then"] = then
+    if batch:
+        kwargs["batch"] = batch
     return app.signature(TaskName.STEP_RUN.value, kwargs=kwargs, immutable=True, **options)
 
 
@@ -121,10 +129,35 @@ def _segment_canvas(app: Celery, segment: list[Mapping[str, Any]]) -> Signature:
     return signatures[0] if len(signatures) == 1 else chain(*signatures)
 
 
+def _batches(
+    segments: list[list[Mapping[str, Any]]],
+) -> tuple[list[list[Mapping[str, Any]]], list[list[Mapping[str, Any]]]]:
+    """Lone inline steps, grouped by queue into batches of BATCH_SIZE (one message and one
+    transaction runs each batch); and the other segments, as they were."""
+    lone: dict[str, list[Mapping[str, Any]]] = {}
+    others = []
+    for segment in segments:
+        if len(segment) == 1 and segment[0].get("inline"):
+            lone.setdefault(segment[0]["queue"], []).append(segment[0])
+        else:
+            others.append(segment)
+    batches = [
+        items[i : i + BATCH_SIZE]
+        for items in lone.values()
+        for i in range(0, len(items), BATCH_SIZE)
+    ]
+    return batches, others
+
+
 def build_canvas(payload: Mapping[str, Any], app: Celery) -> Signature:
-    """Outbox payload -> chain per segment, group when several segments are ready at once."""
-    parts = []
-    for segment in payload["segments"]:
+    """Outbox payload -> chain per segment, batches of lone inline steps, and a group when
+    several messages go out at once."""
+    batches, segments = _batches(payload["segments"])
+    parts = [
+        _signature(app, batch[0], batch=[item["step_run_id"] for item in batch[1:]])
+        for batch in batches
+    ]
+    for segment in segments:
         parts.append(_segment_canvas(app, segment))
     body = payload.get("chord_body")
     if body:

@@ -6,8 +6,9 @@ when the runner checks a delivered step's dependencies. Takes `session=`, never 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Set
+from collections.abc import Iterable, Iterator, Set
 
 from sqlalchemy import String, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -28,15 +29,19 @@ UNFINISHED = (
 
 
 def _blocked_joins(
-    session: Session, run_id: uuid.UUID, workflow: WorkflowDef, finished: str
+    session: Session, run_id: uuid.UUID, workflow: WorkflowDef, finished: Iterable[str]
 ) -> set[str]:
-    """Wide joins of `finished` that still wait for some dependency, found with one COUNT each
-    instead of reading every dependency's row on every branch's completion."""
+    """Wide joins of the `finished` steps that still wait for some dependency, found with one
+    query each instead of reading every dependency's row on every branch's completion."""
     blocked = set()
-    for dependent in workflow.dependents[finished]:
+    wide = {
+        dependent
+        for step_id in finished
+        for dependent in workflow.dependents[step_id]
+        if len(workflow.step(dependent).depends_on) > WIDE_FAN_IN
+    }
+    for dependent in sorted(wide):
         deps = workflow.step(dependent).depends_on
-        if len(deps) <= WIDE_FAN_IN:
-            continue
         waiting = session.scalar(
             select(StepRun.id)
             .where(
@@ -94,17 +99,51 @@ def satisfied(states: dict[str, str], workflow: WorkflowDef) -> set[str]:
     return ok
 
 
+_DEFERRED = "agent33.readiness.deferred"
+
+
+@contextlib.contextmanager
+def deferred(session: Session) -> Iterator[list[int]]:
+    """Within: `dispatch_ready(after=...)` only notes the step that ended; on a normal exit the
+    neighbourhoods of all of them are planned at once, per run, and the outbox ids appended to
+    the yielded list. A batch of siblings then reads the wide joins and the step states once,
+    and queues what became ready as one outbox row, instead of once per step."""
+    noted: dict[uuid.UUID, tuple[Run, WorkflowDef, set[str]]] = {}
+    session.info[_DEFERRED] = noted
+    outbox_ids: list[int] = []
+    try:
+        yield outbox_ids
+    finally:
+        session.info.pop(_DEFERRED, None)
+    for run, workflow, finished in noted.values():
+        outbox_ids.extend(_dispatch(session, run, workflow, finished))
+
+
 def dispatch_ready(
     *, session: Session, run: Run, workflow: WorkflowDef, after: str | None = None
 ) -> list[int]:
     """Queue every pending step whose dependencies are done, as chains of linear segments.
 
     With `after` (a step that just ended) only its neighbourhood is read, so finishing a step
-    costs the same in a run of 5 steps or 5,000.
+    costs the same in a run of 5 steps or 5,000; inside `deferred` that read waits for the
+    batch's end.
     """
-    only = None
-    if after is not None:
-        only = neighbourhood(workflow, after, _blocked_joins(session, run.id, workflow, after))
+    noted = session.info.get(_DEFERRED)
+    if after is not None and noted is not None:
+        noted.setdefault(run.id, (run, workflow, set()))[2].add(after)
+        return []
+    return _dispatch(session, run, workflow, None if after is None else {after})
+
+
+def _dispatch(
+    session: Session, run: Run, workflow: WorkflowDef, finished: Set[str] | None
+) -> list[int]:
+    only: set[str] | None = None
+    if finished is not None:
+        blocked = _blocked_joins(session, run.id, workflow, finished)
+        only = set()
+        for step_id in finished:
+            only |= neighbourhood(workflow, step_id, blocked)
     states = store.step_states(session=session, run_id=run.id, only=only)
     segments = planner.ready_segments(
         workflow,

@@ -346,6 +346,26 @@ def _record_screening(session: Session, run: Run, step: StepRun, output: Any) ->
             )
 
 
+class NotInline(Exception):  # noqa: N818 - a signal to the batch runner, not an error
+    """The step needs its own delivery (an action with side effects, or a timeout)."""
+
+
+def run_inline(
+    session: Session, step_run_id: uuid.UUID, settings: Settings, task_id: str | None
+) -> Outcome:
+    """Claim, run and record one inline step in the caller's transaction (a batch of them
+    commits once). Raises NotInline, after which the caller rolls back what this did."""
+    claimed = _claim(session, step_run_id, settings, task_id)
+    if isinstance(claimed, Outcome):
+        return claimed
+    if not is_inline(claimed.action) or claimed.timeout is not None:
+        raise NotInline(claimed.action)
+    ok, result = execute(claimed, settings)
+    assert claimed.rows is not None
+    step, run = claimed.rows
+    return _record(session, settings, run, step, ok, result)
+
+
 def run_step(step_run_id: str, settings: Settings, task_id: str | None = None) -> Outcome:
     """One delivery, end to end (the task body)."""
     try:

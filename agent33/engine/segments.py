@@ -1,41 +1,109 @@
-"""Fused segments (pure steps run one after the other by one message) and the chord body
-that closes a parallel group; both build on the single-step runner."""
+"""Several steps per message: fused segments (a line of pure steps) and batches (ready
+siblings), each committed in transactions of up to BATCH_STEPS steps; and the chord body that
+closes a parallel group. Both build on the single-step runner.
+
+A message is acked only after its steps committed, so durability is the single step's: a lost
+worker means redelivery, and steps already recorded are then skipped as duplicates. What one
+transaction cannot do inline (an action with side effects, a step whose claim or record raises)
+goes on one step per transaction, as `run_step` does it.
+"""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.models import Run
 from agent33.engine import children, readiness, store
 from agent33.engine.completion import after_terminal
+from agent33.engine.failures import OUTAGES
 from agent33.engine.outcome import Outcome
-from agent33.engine.runner import run_step
+from agent33.engine.runner import run_inline, run_step
 from agent33.engine.states import RUN_TERMINAL, StepState
 from agent33.engine.workflows import workflow_of
 
+Publish = Callable[[Sequence[int]], object]
+BATCH_STEPS = 64  # steps per transaction: bounds how long one holds its run's row lock
+CONTINUES = ("succeeded", "skipped", "duplicate:succeeded", "duplicate:skipped")
+
+
+def _transaction(
+    step_run_ids: list[str], settings: Settings, task_id: str | None, *, line: bool
+) -> tuple[list[Outcome], list[int], int]:
+    """Run steps inline in one transaction, each under a savepoint, readiness deferred to the
+    end. Stops at the first step that is not inline or raises (its savepoint rolled back) and,
+    in a `line`, after the first that does not succeed. Returns the outcomes, the outbox ids to
+    publish after the commit, and how many steps it consumed."""
+    outcomes: list[Outcome] = []
+    with session_scope() as session, readiness.deferred(session) as outbox_ids:
+        for raw in step_run_ids:
+            try:
+                ident = uuid.UUID(raw)
+            except ValueError:
+                outcomes.append(Outcome("invalid-id"))
+                continue
+            try:
+                with session.begin_nested():
+                    outcome = run_inline(session, ident, settings, task_id)
+            except OUTAGES:
+                raise
+            except Exception:  # noqa: BLE001 - not inline, or failing: run_step's path decides
+                break
+            outcomes.append(outcome)
+            outbox_ids.extend(outcome.outbox_ids)
+            if line and outcome.status not in CONTINUES:
+                break
+    return outcomes, outbox_ids, len(outcomes)
+
 
 def run_segment(
-    step_run_id: str, then: list[str], settings: Settings, task_id: str | None, publish: Any
+    step_run_id: str, then: list[str], settings: Settings, task_id: str | None, publish: Publish
 ) -> Outcome:
-    """A fused segment: each step in turn, each committed on its own; stop at the first that
-    does not succeed and hand the rest back to normal dispatch (`pending`)."""
-    outcome = run_step(step_run_id, settings, task_id)
-    publish(outcome.outbox_ids)
-    for index, next_id in enumerate(then):
-        if outcome.status not in (
-            "succeeded",
-            "skipped",
-            "duplicate:succeeded",
-            "duplicate:skipped",
-        ):
-            publish(release(then[index:]))
+    """A fused segment: its steps in order, in transactions of up to BATCH_STEPS; stop at the
+    first that does not succeed and hand the rest back to normal dispatch (`pending`)."""
+    remaining = [step_run_id, *then]
+    outcome = Outcome("empty")
+    while remaining:
+        outcomes, outbox_ids, done = _transaction(
+            remaining[:BATCH_STEPS], settings, task_id, line=True
+        )
+        publish(outbox_ids)
+        if done:
+            outcome = outcomes[-1]
+        else:  # the first step needs a transaction of its own
+            outcome = run_step(remaining[0], settings, task_id)
+            publish(outcome.outbox_ids)
+            done = 1
+        remaining = remaining[done:]
+        if remaining and outcome.status not in CONTINUES:
+            publish(release(remaining))
             break
-        outcome = run_step(next_id, settings, task_id)
-        publish(outcome.outbox_ids)
     return Outcome(outcome.status)
+
+
+def run_batch(
+    step_run_ids: list[str], settings: Settings, task_id: str | None, publish: Publish
+) -> Outcome:
+    """Ready siblings sent as one message: each runs whatever the others do, inline ones
+    committed together in transactions of up to BATCH_STEPS steps."""
+    remaining = list(step_run_ids)
+    statuses: list[str] = []
+    while remaining:
+        outcomes, outbox_ids, done = _transaction(
+            remaining[:BATCH_STEPS], settings, task_id, line=False
+        )
+        publish(outbox_ids)
+        statuses.extend(o.status for o in outcomes)
+        if not done:
+            outcome = run_step(remaining[0], settings, task_id)
+            publish(outcome.outbox_ids)
+            statuses.append(outcome.status)
+            done = 1
+        remaining = remaining[done:]
+    failed = [s for s in statuses if s not in CONTINUES]
+    return Outcome(failed[0] if failed else (statuses[-1] if statuses else "empty"))
 
 
 def release(step_run_ids: list[str]) -> list[int]:
