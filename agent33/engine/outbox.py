@@ -12,6 +12,7 @@ from sqlalchemy import select
 from agent33.db import session_scope
 from agent33.db.base import utcnow
 from agent33.db.models import OutboxMessage
+from agent33.engine import store
 
 log = structlog.get_logger(__name__)
 Publisher = Callable[[Mapping[str, Any]], None]
@@ -30,6 +31,7 @@ def publish_pending(*, outbox_ids: Sequence[int], publisher: Publisher) -> int:
             if message is None:
                 continue
             message.attempts += 1
+            store.relax_commit(session=session)  # lost in a crash: published again, harmless
             try:
                 publisher(message.payload)
             except Exception as exc:  # noqa: BLE001 - any broker failure: leave it for the relay

@@ -384,6 +384,7 @@ def run_step(step_run_id: str, settings: Settings, task_id: str | None = None) -
                 assert claimed.rows is not None
                 step, run = claimed.rows
                 return _record(session, settings, run, step, ok, result)
+            store.relax_commit(session=session)  # the result commits synchronously, below
     except OUTAGES:
         raise
     except Exception as exc:  # noqa: BLE001 - recorded on the step: never parked in `queued`

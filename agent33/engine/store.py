@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from agent33.db.base import utcnow
@@ -161,3 +161,14 @@ def lock_step(*, session: Session, step_run_id: uuid.UUID) -> tuple[StepRun, Run
 
 def lease_deadline(seconds: float) -> dt.datetime:
     return utcnow() + dt.timedelta(seconds=seconds)
+
+
+def relax_commit(*, session: Session) -> None:
+    """This transaction's commit returns before its WAL is flushed to disk (for it alone).
+
+    Only for writes whose loss in a database crash is harmless because the message that made
+    them is not acked yet, or is published again: a claim (the redelivery claims again) and an
+    outbox row's `published_at` (the relay publishes it again; the runner drops duplicates).
+    Other sessions see the commit at once; a step's result always commits synchronously.
+    """
+    session.execute(text("SET LOCAL synchronous_commit = off"))
