@@ -12,10 +12,13 @@ finish, the runner asks `ready_segments` for the pending steps whose dependencie
 3. each segment is published as a `chain` of immutable `agent33.step.run` signatures (one step
    alone as a plain signature); a segment of pure database steps (`transform`, `validate`, ...)
    goes as one message that runs them one after the other, each in its own transaction
-   ("fused": no broker hop between them); several segments ready at once go out as one
-   `group`, so independent branches run concurrently;
+   ("fused": no broker hop between them, up to 64 steps per transaction); lone pure steps
+   ready at once (the siblings of a fan-out, a diamond's layer) go out in batches of
+   BATCH_SIZE per message, each batch run in one transaction; several messages ready at once
+   go out as one `group`, so independent branches run concurrently;
 4. fan-in needs no chord: a join step becomes ready when the last of its dependencies commits,
-   and the run row lock (`SELECT ... FOR UPDATE`) makes exactly one finisher queue it.
+   and the run row lock (`SELECT ... FOR UPDATE`) makes exactly one finisher queue it; a batch
+   takes that lock once for all its steps.
 
 Signatures carry only the step row id; steps read their inputs from the database.
 """

@@ -1,0 +1,57 @@
+"""Ready pure steps go out in batches (one message, one transaction each); every step still
+ends on its own: a sibling that fails fails alone, and the join sees every output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agent33.engine.planner import BATCH_SIZE
+from tests.integration.engine.helpers import start, steps_of, wait_for
+
+pytestmark = pytest.mark.usefixtures("committed_db", "celery_worker")
+
+WIDTH = BATCH_SIZE * 2 + 3  # three messages: two full batches and a short one
+
+
+def _fan_out(name: str, failing: int | None = None) -> dict[str, Any]:
+    branches: list[dict[str, Any]] = []
+    for i in range(WIDTH):
+        value = "{{ [1][5] }}" if i == failing else f"{{{{ {i} * 2 }}}}"
+        branches.append(
+            {"id": f"b{i}", "action": "transform", "with": {"value": value}, "on_error": "continue"}
+        )
+    join = {
+        "id": "join",
+        "action": "transform",
+        "with": {"value": "{{ steps | length }}"},
+        "depends_on": [b["id"] for b in branches],
+    }
+    return {"name": name, "steps": [*branches, join]}
+
+
+def test_a_wide_fan_out_runs_in_batches_and_joins_once() -> None:
+    run = wait_for(start(_fan_out("batch_fan_out")), timeout=60)
+    assert run.state == "succeeded", run.error
+    steps = steps_of(run)
+    assert all(steps[f"b{i}"].output == i * 2 for i in range(WIDTH))
+    assert steps["join"].state == "succeeded" and steps["join"].attempt == 1
+    per_message: dict[str, int] = {}
+    for i in range(WIDTH):
+        task_id = steps[f"b{i}"].task_id
+        assert task_id
+        per_message[task_id] = per_message.get(task_id, 0) + 1
+    assert sorted(per_message.values()) == [3, BATCH_SIZE, BATCH_SIZE]
+
+
+def test_a_failing_step_in_a_batch_fails_alone() -> None:
+    failing = BATCH_SIZE // 2
+    run = wait_for(start(_fan_out("batch_one_fails", failing=failing)), timeout=60)
+    assert run.state == "succeeded", run.error  # on_error: continue
+    steps = steps_of(run)
+    assert steps[f"b{failing}"].state == "failed"
+    assert "no element 5" in steps[f"b{failing}"].error["message"]
+    others = [steps[f"b{i}"] for i in range(WIDTH) if i != failing]
+    assert all(s.state == "succeeded" and s.attempt == 1 for s in others)
+    assert steps["join"].state == "succeeded"
