@@ -25,15 +25,20 @@ that the partial HNSW index is used. If recall@10 is short of 0.95 at the defaul
 Ingestion. 300 Markdown documents (headings, multi-sentence paragraphs) from the same generator,
 chunked with the collection's settings. Raw: one `embedder.embed(chunk texts)` call per slice
 (below) of the same texts `ingest_documents` embeds. Ingest: the full
-`ingest_documents` path (chunk, hash, embed, store, commit) in transactions of 16 documents into
-a fresh collection each round. Raw and ingest alternate slice by slice (64 documents, ~700
-chunks, so a burst of load from other processes hits both alike); over two rounds each slice
+`ingest_documents` path (chunk, hash, embed, store, commit; the next group's embedding overlaps
+the previous group's writes) in transactions of 16 documents into a fresh collection each round.
+Raw and ingest alternate slice by slice (64 documents, ~700 chunks, so a burst of load from
+other processes hits both alike); over two rounds each slice
 keeps its best raw and its best ingest time, and the rates are chunks / the sums. The
 database already holds the 100k vectors then, so each insert also updates that HNSW graph, as
 in a populated deployment. Last, the held-out queries search the last ingested collection
 (~3% of the vectors in the shared 384 index) against its own brute-force top-10: the planner
 may pick the partial HNSW index with the collection filter applied to its output (iterative
 scan) or an exact scan of the collection; the line shows which.
+
+Parts (benchmarks/vectors/): `vocabulary` (the sentence and Markdown generator), `synthetic`
+(the vector data set and exact top-k), `scratch` (the scratch database and the bulk load),
+`search` and `ingest` (the two runners); this file prints the report.
 
 Environment: DATABASE_URL (a server with pgvector: a scratch database is created in it and
 dropped at the end); unset: a private embedded PostgreSQL in a temp dir, removed at the end.

@@ -65,7 +65,7 @@ def small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
 def first_chunk_insert(db_session: Session) -> Iterator[tuple[threading.Event, list[bool]]]:
     """(gate, opened): the first INSERT into memory_chunks waits up to 10 s for `gate` and
     records in `opened` whether it opened."""
-    gate, opened = threading.Event(), []
+    gate, opened = threading.Event(), list[bool]()
     engine = db_session.get_bind().engine
 
     def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
