@@ -3,9 +3,10 @@
 Run:  .venv/bin/python benchmarks/engine_vs_celery.py
 
 Shapes: a chain of 200 no-op steps (`transform`, which the engine fuses); the same chain of a
-no-op action that is not inline (`bench_noop`: every step its own message); a 500-wide and a
-2,000-wide fan-out, each with one fan-in; a 100-layer x 4-wide diamond (each step depends on
-every step of the previous layer). Each shape runs as an Agent33 workflow and as raw Celery
+no-op action that is not inline (`bench_noop`: every step its own message); a 500-wide fan-out
+of top-level steps and a 2,000-wide one (a `parallel_group` map: a workflow holds at most
+1,000 steps), each with one fan-in; a 100-layer x 4-wide diamond (each step depends on every
+step of the previous layer). Each shape runs as an Agent33 workflow and as raw Celery
 variants of `bench.noop` on the one worker process (queue `steps`); the baseline of a shape is
 its fastest raw variant. Servers run with `agent33 serve`'s default durability (PostgreSQL
 fsync on). The last line is `worst ratio agent33/raw-celery: X.XX`, the worst over shapes of

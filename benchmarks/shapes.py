@@ -89,10 +89,23 @@ def chain_shape(length: int, *, fused: bool = True) -> Shape:
     )
 
 
-def fanout_shape(width: int) -> Shape:
-    """`width` independent no-op steps and one join step depending on all of them."""
-    branches = [_step(f"f{i}", []) for i in range(width)]
-    join = _step("join", [b["id"] for b in branches])
+def fanout_shape(width: int, *, mapped: bool = False) -> Shape:
+    """`width` independent no-op steps and one join step depending on all of them. `mapped`: the
+    branches are the children of one `parallel_group` over `width` items (a workflow holds at
+    most 1,000 steps; a map fans out to 5,000), joined by the group's database barrier."""
+    if mapped:
+        fan = {
+            "id": "fan",
+            "action": "parallel_group",
+            "with": {
+                "items": f"{{{{ range({width}) | list }}}}",
+                "step": {"action": "transform", "with": {}},
+            },
+        }
+        document_steps = [fan, _step("join", ["fan"])]
+    else:
+        branches = [_step(f"f{i}", []) for i in range(width)]
+        document_steps = [*branches, _step("join", [b["id"] for b in branches])]
 
     def canvas(timeout: float) -> None:
         _await(chord(group(_noops(width)), noop.si()), timeout)
@@ -106,7 +119,7 @@ def fanout_shape(width: int) -> Shape:
         key=f"fanout_{width}",
         label=f"fan-out x{width} + fan-in",
         steps=width + 1,
-        document=_workflow(f"bench_fanout_{width}", [*branches, join]),
+        document=_workflow(f"bench_fanout_{width}", document_steps),
         raw={"raw: chord(group, noop)": canvas, "raw: driver, group.get() then join": driver},
     )
 
@@ -147,6 +160,6 @@ def all_shapes(scale: float) -> list[Shape]:
         chain_shape(scaled(FULL_CHAIN)),
         chain_shape(scaled(FULL_CHAIN), fused=False),
         fanout_shape(scaled(FULL_FANOUT)),
-        fanout_shape(scaled(FULL_WIDE_FANOUT)),
+        fanout_shape(scaled(FULL_WIDE_FANOUT), mapped=True),
         diamond_shape(scaled(FULL_LAYERS)),
     ]

@@ -7,7 +7,9 @@ concurrent finishers of one run are serialised and exactly one of them queues a 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import func, select
@@ -61,10 +63,40 @@ def fail_step(
     )
 
 
+_PARENTS = "agent33.completion.parents"
+
+
+@contextlib.contextmanager
+def batched(session: Session) -> Iterator[list[int]]:
+    """Several steps ending in one transaction: what each end sets off is decided once, at the
+    end of the block: readiness (see `readiness.deferred`) and whether the parallel groups of
+    the children that ended are complete (one read of a group's children per batch, not per
+    child). The yielded list receives the outbox ids to publish after the commit."""
+    parents: dict[uuid.UUID, tuple[Run, WorkflowDef]] = {}
+    with readiness.deferred(session) as outbox_ids:
+        session.info[_PARENTS] = parents
+        try:
+            yield outbox_ids
+        finally:
+            session.info.pop(_PARENTS, None)
+        for parent_id, (run, workflow) in parents.items():
+            parent = session.get(StepRun, parent_id)
+            if parent is not None and children.close_parent_if_done(
+                session=session, run=run, parent=parent, workflow=workflow
+            ):
+                outbox_ids.extend(
+                    after_terminal(session=session, run=run, workflow=workflow, step=parent)
+                )
+
+
 def after_terminal(
     *, session: Session, run: Run, workflow: WorkflowDef, step: StepRun
 ) -> list[int]:
     """React to `step` having ended; returns outbox ids to publish after the commit."""
+    noted = session.info.get(_PARENTS)
+    if step.parent_id is not None and noted is not None:
+        noted[step.parent_id] = (run, workflow)  # closed (or not) once, at the batch's end
+        return []
     if step.parent_id is not None:
         parent = session.get(StepRun, step.parent_id)
         assert parent is not None

@@ -17,7 +17,7 @@ from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.models import Run
 from agent33.engine import children, readiness, store
-from agent33.engine.completion import after_terminal
+from agent33.engine.completion import after_terminal, batched
 from agent33.engine.failures import OUTAGES
 from agent33.engine.outcome import Outcome
 from agent33.engine.runner import run_inline, run_step
@@ -37,7 +37,7 @@ def _transaction(
     in a `line`, after the first that does not succeed. Returns the outcomes, the outbox ids to
     publish after the commit, and how many steps it consumed."""
     outcomes: list[Outcome] = []
-    with session_scope() as session, readiness.deferred(session) as outbox_ids:
+    with session_scope() as session, batched(session) as outbox_ids:
         for raw in step_run_ids:
             try:
                 ident = uuid.UUID(raw)

@@ -55,3 +55,34 @@ def test_a_failing_step_in_a_batch_fails_alone() -> None:
     others = [steps[f"b{i}"] for i in range(WIDTH) if i != failing]
     assert all(s.state == "succeeded" and s.attempt == 1 for s in others)
     assert steps["join"].state == "succeeded"
+
+
+def test_a_wide_parallel_group_closes_once_after_its_batches() -> None:
+    document = {
+        "name": "batch_map",
+        "steps": [
+            {
+                "id": "fan",
+                "action": "parallel_group",
+                "with": {
+                    "items": f"{{{{ range({WIDTH}) | list }}}}",
+                    "step": {"action": "transform", "with": {"value": "{{ item * 3 }}"}},
+                },
+            },
+            {
+                "id": "total",
+                "action": "transform",
+                "with": {"value": "{{ steps.fan.output | sum }}"},
+                "depends_on": ["fan"],
+            },
+        ],
+    }
+    run = wait_for(start(document), timeout=60)
+    assert run.state == "succeeded", run.error
+    steps = steps_of(run)
+    assert steps["fan"].output == [3 * i for i in range(WIDTH)]
+    assert steps["total"].output == 3 * sum(range(WIDTH))
+    assert steps["total"].attempt == 1
+    children = [s for s in run.steps if s.parent_id is not None]
+    assert len(children) == WIDTH and all(c.state == "succeeded" for c in children)
+    assert len({c.task_id for c in children}) == 3  # two full batches and a short one
