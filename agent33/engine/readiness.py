@@ -141,6 +141,12 @@ def _dispatch(
     only: set[str] | None = None
     if finished is not None:
         blocked = _blocked_joins(session, run.id, workflow, finished)
+        dependents = {d for f in finished for d in workflow.dependents[f] if d not in blocked}
+        # Only a pending dependent can start a segment: when none is (a line already queued as
+        # one chain, say), the neighbourhood and its lookahead are not read at all.
+        near = store.step_states(session=session, run_id=run.id, only=dependents)
+        if StepState.PENDING.value not in near.values():
+            return []
         only = set()
         for step_id in finished:
             only |= neighbourhood(workflow, step_id, blocked)
