@@ -150,9 +150,16 @@ def _plan(
     deduplicate: bool,
 ) -> _Plan:
     plan = _Plan()
+    digests = [_document_hash(document) for document in documents]
+    stored = store.documents_by_key(session, collection, [d.key for d in documents])
+    twins = (
+        store.documents_by_hash(session, collection, digests)
+        if deduplicate and len(stored) < len(documents)
+        else {}
+    )
     for index, document in enumerate(documents):
-        digest = _document_hash(document)
-        existing = store.find_document(session, collection, document.key)
+        digest = digests[index]
+        existing = stored.get(document.key)
         if existing is not None and (
             existing.content_hash,
             existing.title,
@@ -163,7 +170,7 @@ def _plan(
             )
             continue
         if existing is None and deduplicate:
-            twin = store.document_with_hash(session, collection, digest)
+            twin = twins.get(digest)
             if twin is not None:
                 plan.results[index] = IngestResult(document.key, twin.id, "duplicate", 0, 0)
                 continue

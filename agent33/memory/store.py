@@ -155,17 +155,37 @@ def list_documents(
     return list(session.scalars(query))
 
 
-def document_with_hash(
-    session: Session, collection: MemoryCollection, content_hash: str
-) -> MemoryDocument | None:
-    return session.scalar(
+def documents_by_key(
+    session: Session, collection: MemoryCollection, keys: Sequence[str]
+) -> dict[str, MemoryDocument]:
+    """The stored documents among `keys`, in one query (a batch plans with two queries, not
+    two per document)."""
+    if not keys:
+        return {}
+    rows = session.scalars(
+        select(MemoryDocument).where(
+            MemoryDocument.collection_id == collection.id, MemoryDocument.key.in_(set(keys))
+        )
+    )
+    return {document.key: document for document in rows}
+
+
+def documents_by_hash(
+    session: Session, collection: MemoryCollection, content_hashes: Sequence[str]
+) -> dict[str, MemoryDocument]:
+    """One stored document per text hash among `content_hashes`, in one query."""
+    if not content_hashes:
+        return {}
+    rows = session.scalars(
         select(MemoryDocument)
         .where(
             MemoryDocument.collection_id == collection.id,
-            MemoryDocument.content_hash == content_hash,
+            MemoryDocument.content_hash.in_(set(content_hashes)),
         )
-        .limit(1)
+        .order_by(MemoryDocument.content_hash, MemoryDocument.created_at, MemoryDocument.id)
+        .ext(distinct_on(MemoryDocument.content_hash))
     )
+    return {document.content_hash: document for document in rows}
 
 
 def known_embeddings(
