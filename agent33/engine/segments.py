@@ -29,32 +29,53 @@ BATCH_STEPS = 64  # steps per transaction: bounds how long one holds its run's r
 CONTINUES = ("succeeded", "skipped", "duplicate:succeeded", "duplicate:skipped")
 
 
+class _Stopped(Exception):  # noqa: N818 - control flow inside this module
+    """Step `index` of a transaction is not inline or raised: the transaction rolls back."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
+
+
 def _transaction(
     step_run_ids: list[str], settings: Settings, task_id: str | None, *, line: bool
 ) -> tuple[list[Outcome], list[int], int]:
-    """Run steps inline in one transaction, each under a savepoint, readiness deferred to the
-    end. Stops at the first step that is not inline or raises (its savepoint rolled back) and,
-    in a `line`, after the first that does not succeed. Returns the outcomes, the outbox ids to
-    publish after the commit, and how many steps it consumed."""
+    """Run steps inline in one transaction, readiness deferred to its end; in a `line`, stop
+    after the first step that does not succeed. Returns the outcomes, the outbox ids to publish
+    after the commit, and how many steps it consumed.
+
+    No savepoint per step (two round trips each): a step that is not inline or raises rolls the
+    whole transaction back, the steps before it run again in a transaction of their own, and
+    the caller gives that step `run_step`'s path (0 consumed when it is the first).
+    """
     outcomes: list[Outcome] = []
-    with session_scope() as session, batched(session) as outbox_ids:
-        for raw in step_run_ids:
-            try:
-                ident = uuid.UUID(raw)
-            except ValueError:
-                outcomes.append(Outcome("invalid-id"))
-                continue
-            try:
-                with session.begin_nested():
+    try:
+        with session_scope() as session, batched(session) as outbox_ids:
+            for index, raw in enumerate(step_run_ids):
+                try:
+                    ident = uuid.UUID(raw)
+                except ValueError:
+                    outcomes.append(Outcome("invalid-id"))
+                    continue
+                try:
                     outcome = run_inline(session, ident, settings, task_id)
-            except OUTAGES:
-                raise
-            except Exception:  # noqa: BLE001 - not inline, or failing: run_step's path decides
-                break
-            outcomes.append(outcome)
-            outbox_ids.extend(outcome.outbox_ids)
-            if line and outcome.status not in CONTINUES:
-                break
+                    session.flush()  # a row the database refuses is this step's, not the next's
+                except OUTAGES:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - not inline, or failing: redone below
+                    raise _Stopped(index) from exc
+                outcomes.append(outcome)
+                outbox_ids.extend(outcome.outbox_ids)
+                if line and outcome.status not in CONTINUES:
+                    break
+    except _Stopped as stopped:
+        if stopped.index == 0:
+            return [], [], 0
+        return _transaction(step_run_ids[: stopped.index], settings, task_id, line=line)
+    except OUTAGES:
+        raise
+    except Exception:  # noqa: BLE001 - planning or commit at the end: each step on its own path
+        return [], [], 0
     return outcomes, outbox_ids, len(outcomes)
 
 

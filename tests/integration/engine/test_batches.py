@@ -15,10 +15,10 @@ pytestmark = pytest.mark.usefixtures("committed_db", "celery_worker")
 WIDTH = BATCH_SIZE * 2 + 3  # three messages: two full batches and a short one
 
 
-def _fan_out(name: str, failing: int | None = None) -> dict[str, Any]:
+def _fan_out(name: str, failing: int | None = None, bad: str = "{{ [1][5] }}") -> dict[str, Any]:
     branches: list[dict[str, Any]] = []
     for i in range(WIDTH):
-        value = "{{ [1][5] }}" if i == failing else f"{{{{ {i} * 2 }}}}"
+        value = bad if i == failing else f"{{{{ {i} * 2 }}}}"
         branches.append(
             {"id": f"b{i}", "action": "transform", "with": {"value": value}, "on_error": "continue"}
         )
@@ -45,13 +45,21 @@ def test_a_wide_fan_out_runs_in_batches_and_joins_once() -> None:
     assert sorted(per_message.values()) == [3, BATCH_SIZE, BATCH_SIZE]
 
 
-def test_a_failing_step_in_a_batch_fails_alone() -> None:
+FAILURES = {
+    "an expression that fails": ("{{ [1][5] }}", "no element 5"),
+    # Refused by the database only: the batch's transaction rolls back and is redone without it.
+    "a value PostgreSQL cannot store": ('{{ "%c" % 0 }}', "could not be started"),
+}
+
+
+@pytest.mark.parametrize("bad,expected", FAILURES.values(), ids=FAILURES)
+def test_a_failing_step_in_a_batch_fails_alone(bad: str, expected: str) -> None:
     failing = BATCH_SIZE // 2
-    run = wait_for(start(_fan_out("batch_one_fails", failing=failing)), timeout=60)
+    run = wait_for(start(_fan_out("batch_one_fails", failing=failing, bad=bad)), timeout=60)
     assert run.state == "succeeded", run.error  # on_error: continue
     steps = steps_of(run)
     assert steps[f"b{failing}"].state == "failed"
-    assert "no element 5" in steps[f"b{failing}"].error["message"]
+    assert expected in steps[f"b{failing}"].error["message"]
     others = [steps[f"b{i}"] for i in range(WIDTH) if i != failing]
     assert all(s.state == "succeeded" and s.attempt == 1 for s in others)
     assert steps["join"].state == "succeeded"
