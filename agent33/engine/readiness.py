@@ -181,12 +181,24 @@ def _dispatch(
     return [store.enqueue(session=session, run_id=run.id, payload={"segments": payload_segments})]
 
 
+_DONE = "agent33.readiness.done"
+
+
 def deps_done(*, session: Session, step: StepRun, workflow: WorkflowDef) -> bool:
+    """Whether the step's dependencies let it run. A set found done is remembered for the rest
+    of the transaction (the run row is locked, and a done dependency stays done), so the
+    siblings of a batch, which share their dependencies, read them once."""
     if step.parent_id is not None:
         return True
     deps = workflow.step(step.step_id).depends_on
     if not deps:
         return True
+    done: set[tuple[uuid.UUID, tuple[str, ...]]] = session.info.setdefault(_DONE, set())
+    if (step.run_id, deps) in done:
+        return True
     wanted = {*deps, *(workflow.step(d).on_error for d in deps)}
     ok = satisfied(store.step_states(session=session, run_id=step.run_id, only=wanted), workflow)
-    return all(d in ok for d in deps)
+    if all(d in ok for d in deps):
+        done.add((step.run_id, deps))
+        return True
+    return False
