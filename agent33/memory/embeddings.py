@@ -29,6 +29,7 @@ Vectors = npt.NDArray[np.float32]
 LOCAL_MODEL = "local/all-minilm-l6-v2"
 LOCAL_DIMENSION = 384
 DEFAULT_BATCH = 32
+BATCH_COST_TOKENS = 64  # the fixed cost of one model call, in tokens of work (measured)
 
 
 class EmbeddingError(Agent33Error):
@@ -51,6 +52,26 @@ def normalise(vectors: npt.NDArray[np.floating]) -> Vectors:
     matrix = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return np.asarray(matrix / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def batches(order: Sequence[int], lengths: Sequence[int], size: int) -> list[list[int]]:
+    """Cut texts sorted by length into batches of at most `size` rows, also where the next
+    text would add more padding than a model call costs (~BATCH_COST_TOKENS tokens), so a
+    short list of mixed lengths is not mostly padding (a batch runs at its longest text's
+    width)."""
+    out: list[list[int]] = []
+    batch: list[int] = []
+    for index in order:
+        if batch and (
+            len(batch) == size
+            or (lengths[index] - lengths[batch[-1]]) * len(batch) > BATCH_COST_TOKENS
+        ):
+            out.append(batch)
+            batch = []
+        batch.append(index)
+    if batch:
+        out.append(batch)
+    return out
 
 
 class LocalMiniLM:
@@ -81,9 +102,8 @@ class LocalMiniLM:
         encodings = self.tokenizer.encode_batch(list(texts))
         lengths = [min(len(e.ids), MAX_SEQUENCE_TOKENS) for e in encodings]
         order = sorted(range(len(texts)), key=lengths.__getitem__)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            width = max(lengths[i] for i in batch)
+        for batch in batches(order, lengths, self.batch_size):
+            width = lengths[batch[-1]]
             ids = np.zeros((len(batch), width), dtype=np.int64)
             mask = np.zeros((len(batch), width), dtype=np.int64)
             for row, index in enumerate(batch):
