@@ -3,7 +3,9 @@
 Run:  .venv/bin/python benchmarks/llm_queue.py
 
 A fake Ollama answers every chat after a fixed 200 ms; one `celery worker -Q llm -P threads`
-subprocess runs `agent33.llm.chat` at concurrency C; the API is served in-process by werkzeug.
+subprocess runs `agent33.llm.chat` at concurrency C; the API runs as `agent33 serve` starts it
+(the same gunicorn command, worker class and thread count) and the servers with serve's
+durability. The load client's API key has its own rate limit, as an operator would give one.
 Throughput: 200 concurrent `POST /api/v1/chat` against the ideal C / 0.2 s. Added latency: one
 request at a time through the API against one direct HTTP call to the fake (p50 and p99), so
 queueing behind other requests is not counted as overhead.
@@ -61,28 +63,13 @@ def llm_worker(settings: Any, ollama_url: str, concurrency: int, log: Path) -> I
 
 @contextmanager
 def served_api(settings: Any, log: Path) -> Iterator[str]:
-    """The API as in production: gunicorn (threaded workers) in its own process."""
+    """The API exactly as `agent33 serve` starts it (its gunicorn command and default worker
+    and thread counts), on a free port."""
+    from agent33.cli.serve import WEB_WORKERS, commands
     from agent33.embedded import free_port
 
     port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "web.wsgi:app",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "1",
-        "--worker-class",
-        "gthread",
-        "--threads",
-        "64",
-        "--timeout",
-        "120",
-        "--log-level",
-        "warning",
-    ]
+    argv = commands(settings.replace(api_port=port), "127.0.0.1", WEB_WORKERS, 1)["web"]
     with log.open("wb") as out:
         process = subprocess.Popen(  # noqa: S603 - fixed argv
             argv, cwd=harness.REPO_ROOT, env=harness._worker_env(settings), stdout=out,

@@ -103,6 +103,10 @@ def child_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+WEB_WORKERS = 2
+WEB_THREADS = 32  # per web worker: requests it serves at once (chats waiting on a model)
+
+
 def commands(
     settings: Settings, host: str, web_workers: int, concurrency: int
 ) -> dict[str, list[str]]:
@@ -118,6 +122,12 @@ def commands(
             f"{host}:{settings.api_port}",
             "--workers",
             str(web_workers),
+            # Threads: a chat holds its request while the `llm` worker answers (up to
+            # AGENT33_CHAT_TIMEOUT, or for a whole SSE stream); a sync worker would serve one.
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(WEB_THREADS),
             "--timeout",
             "30",
             "--graceful-timeout",
@@ -238,7 +248,7 @@ class _Stop:
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the API binds.")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Overrides API_PORT.")
-@click.option("--web-workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--web-workers", default=WEB_WORKERS, show_default=True, type=click.IntRange(1, 64))
 @click.option(
     "--concurrency",
     default=2,
