@@ -57,11 +57,14 @@ def item_of(child: StepRun) -> tuple[Any, str | None]:
 def spawn(
     *, session: Session, run: Run, parent: StepRun, parent_def: StepDef, fan_out: FanOut
 ) -> list[int]:
-    """Create missing children, queue those not yet succeeded, publish them as one chord."""
+    """Create missing children, queue those not yet succeeded, publish them as one chord.
+
+    New children are inserted already `queued`, all in one flush (a map of 2,000 items is a few
+    multi-row INSERTs, not 4,000 statements)."""
     existing = {s.key: s for s in children_of(session, parent)}
     top = session.scalar(select(func.max(StepRun.position)).where(StepRun.run_id == run.id))
     position = (top or 0) + 1
-    entries: list[list[dict[str, Any]]] = []
+    queued: list[StepRun] = []
     for key, item in fan_out.children:
         child = existing.get(key)
         if child is None:
@@ -75,14 +78,15 @@ def spawn(
                 queue=parent.queue,
                 parent_id=parent.id,
                 key=key,
-                inputs={"item": item, "index": len(entries)},
+                inputs={"item": item, "index": len(queued)},
             )
             position += 1
             session.add(child)
-            session.flush()
         if child.state == StepState.PENDING:
             store.set_step_state(session=session, step=child, target=StepState.QUEUED)
-            entries.append([planner.entry(child, definition(parent_def, child))])
+            queued.append(child)
+    session.flush()  # the new children's ids, for their messages
+    entries = [[planner.entry(child, definition(parent_def, child))] for child in queued]
     parent.waiting_for = "children"
     parent.lease_expires_at = None
     if not entries:
