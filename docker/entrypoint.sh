@@ -37,6 +37,8 @@ case "$role" in
         exec gunicorn web.wsgi:app \
             --bind "0.0.0.0:${API_PORT:-8033}" \
             --workers "${WEB_CONCURRENCY:-2}" \
+            --worker-class gthread \
+            --threads "${WEB_THREADS:-32}" \
             --max-requests 1000 \
             --max-requests-jitter 100 \
             --timeout 30 \

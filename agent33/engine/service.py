@@ -22,6 +22,7 @@ from agent33.definitions.registry import definition_of, get_workflow
 from agent33.engine import readiness, store
 from agent33.engine.states import RunState, StepState
 from agent33.errors import NotFound, ValidationFailed
+from agent33.llm.router import model_queue
 from agent33.wire import Queue
 
 
@@ -123,21 +124,12 @@ def step_queue(session: Session, settings: Settings, workflow: WorkflowDef, step
             .order_by(AgentDefinition.version.desc())
             .limit(1)
         )
-        if isinstance(spec, dict) and spec.get("queue"):
-            return str(spec["queue"])
-        if isinstance(spec, dict) and _on_gpu(settings, str(spec.get("model", ""))):
-            return Queue.LLM_GPU.value
+        if isinstance(spec, dict):
+            queue = spec.get("queue")
+            return model_queue(
+                settings, str(spec.get("model", "")), queue=str(queue) if queue else None
+            )
     return Queue.LLM.value
-
-
-def _on_gpu(settings: Settings, model: str) -> bool:
-    """Whether AGENT33_LLM_GPU_MODELS names this model (with or without `ollama/`, `:latest`)."""
-
-    def bare(name: str) -> str:
-        name = name.removeprefix("ollama/")
-        return name.removesuffix(":latest")
-
-    return bare(model) in {bare(m) for m in settings.llm_gpu_models}
 
 
 def get_run(*, session: Session, run_id: uuid.UUID) -> Run:
