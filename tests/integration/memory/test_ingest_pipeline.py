@@ -77,6 +77,12 @@ def first_chunk_insert(db_session: Session) -> Iterator[tuple[threading.Event, l
     event.remove(engine, "before_cursor_execute", before)
 
 
+def _refuse_poison(_call: int, texts: Sequence[str]) -> None:
+    """A `Recording` hook: the embedding server refuses any call with a POISON text."""
+    if any("POISON" in text for text in texts):
+        raise EmbeddingError("the embedding server refused this text")
+
+
 def _embed_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("agent33-embed")]
 
@@ -124,13 +130,9 @@ def test_a_failing_embedding_in_a_later_group_stores_nothing(
     collection = service.create_collection(db_session, settings, "pipe", chunk_tokens=32)
     db_session.flush()
 
-    def refuse(_call: int, texts: Sequence[str]) -> None:
-        if any("POISON" in text for text in texts):
-            raise EmbeddingError("the embedding server refused this text")
-
     documents = [_document(n) for n in range(6)]
     documents.append(DocumentInput("bad.md", "## Bad\n\nPOISON in the last group."))
-    embedder = Recording(refuse)
+    embedder = Recording(_refuse_poison)
     savepoint = db_session.begin_nested()
     with pytest.raises(EmbeddingError, match="refused"):
         ingest_documents(db_session, collection, documents, embedder)
@@ -164,16 +166,12 @@ def test_a_failing_write_waits_for_the_group_being_embedded(
 
 @pytest.mark.usefixtures("committed_db", "small_groups")
 def test_a_job_records_the_bad_document_of_a_pipelined_batch(settings: Settings) -> None:
-    def refuse(_call: int, texts: Sequence[str]) -> None:
-        if any("POISON" in text for text in texts):
-            raise EmbeddingError("the embedding server refused this text")
-
     documents = [_document(n) for n in range(8)]
     documents.insert(5, DocumentInput("bad.md", "## Bad\n\nPOISON text."))
     with session_scope() as session:
         collection = service.create_collection(session, settings, "pipe-job", chunk_tokens=32)
         job_id = jobs.create_job(session, collection, documents).id
-    assert jobs.run_job(job_id, lambda _c: Recording(refuse), batch_size=16) == "succeeded"
+    assert jobs.run_job(job_id, lambda _c: Recording(_refuse_poison), batch_size=16) == "succeeded"
     with session_scope() as session:
         view = jobs.job_view(jobs.get_job(session, job_id), "pipe-job")
         assert (view["done"], view["failed"]) == (8, 1)
