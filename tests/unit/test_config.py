@@ -63,8 +63,9 @@ def test_a_bad_value_is_one_line_naming_the_variable(name: str, value: str) -> N
     assert message.startswith(name) and "\n" not in message
 
 
-def test_production_refuses_default_secrets() -> None:
-    base = {
+def _production() -> dict[str, str]:
+    """A valid production environment (each test drops or spoils one variable)."""
+    return {
         "AGENT33_ENV": "production",
         "DATABASE_URL": "postgresql://u@h/db",
         "REDIS_URL": "redis://h:6379/0",
@@ -72,6 +73,10 @@ def test_production_refuses_default_secrets() -> None:
         "API_SECRET_KEY": "s" * 40,
         "JWT_SECRET": "j" * 40,
     }
+
+
+def test_production_refuses_default_secrets() -> None:
+    base = _production()
     assert load_settings(base, dotenv_path=None).is_production
     for name in ("API_SECRET_KEY", "JWT_SECRET", "ENCRYPTION_KEY"):
         env = dict(base)
@@ -184,14 +189,7 @@ def test_masked_hides_a_password_in_any_url() -> None:
 
 
 def test_production_refuses_a_short_or_blank_key() -> None:
-    base = {
-        "AGENT33_ENV": "production",
-        "DATABASE_URL": "postgresql://u@h/db",
-        "REDIS_URL": "redis://h:6379/0",
-        "ENCRYPTION_KEY": Fernet.generate_key().decode(),
-        "API_SECRET_KEY": "s" * 40,
-        "JWT_SECRET": "j" * 40 + ",short",
-    }
+    base = {**_production(), "JWT_SECRET": "j" * 40 + ",short"}
     with pytest.raises(ConfigError, match="^every key in JWT_SECRET"):
         load_settings(base, dotenv_path=None)
     with pytest.raises(ConfigError, match="^JWT_SECRET must be a comma-separated"):
