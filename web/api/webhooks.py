@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
 import marshmallow as ma
 from flask import request
 from flask.views import MethodView
 
 from agent33.db import session_scope
+from agent33.definitions.schemas import NAME
 from agent33.engine.service import start_run
 from agent33.errors import NotFound, ValidationFailed
 from agent33.security import signatures
@@ -30,7 +31,7 @@ blp = Blueprint(
     "webhooks", __name__, url_prefix="/api/v1/webhooks", description="Signed inbound webhooks"
 )
 MAX_BODY = 1024 * 1024
-WORKFLOW_NAME = re.compile(r"[a-z0-9][a-z0-9_\-]{0,99}", re.ASCII)  # definitions.schemas.NAME
+WORKFLOW_NAME = cast("re.Pattern[str]", NAME.regex)  # only a definition name has a webhook
 
 
 class WebhookRunSchema(ma.Schema):
