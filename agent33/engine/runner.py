@@ -50,9 +50,6 @@ from agent33.security.vault import mask, secret_context
 log = structlog.get_logger(__name__)
 
 
-worker_id = lease.worker_id
-
-
 RAW_PARAMS = {"parallel_group": ("step", "branches")}
 
 
@@ -150,7 +147,7 @@ def _start(
     if run.state == RunState.PENDING:
         store.set_run_state(session=session, run=run, target=RunState.RUNNING)
     step.attempt += 1
-    step.worker = worker_id()
+    step.worker = lease.worker_id()
     step.task_id = task_id
     step.heartbeat_at = utcnow()
     step.lease_expires_at = store.lease_deadline(
@@ -160,7 +157,7 @@ def _start(
         session=session,
         step=step,
         target=StepState.RUNNING,
-        data={"attempt": step.attempt, "worker": worker_id()},
+        data={"attempt": step.attempt, "worker": step.worker},
     )
     try:
         when = definition.when
