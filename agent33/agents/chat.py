@@ -75,7 +75,12 @@ def resolve_agent(*, session: Session, name: str) -> tuple[AgentDef, uuid.UUID]:
     """The latest version of agent `name` and its stored row id, which the API publishes so the
     worker runs exactly the version the API checked (NotFound when there is none)."""
     row = find_version(session=session, model=AgentDefinition, kind="agent", name=name)
-    return _agents.get(row.id, lambda: parse_agent(row.spec, origin=origin_of(row))), row.id
+    return _definition(row), row.id
+
+
+def _definition(row: AgentDefinition) -> AgentDef:
+    """The parsed definition of a stored version (parsed once per process)."""
+    return _agents.get(row.id, lambda: parse_agent(row.spec, origin=origin_of(row)))
 
 
 def _agent(session: Session, turn: ChatTurn) -> AgentDef:
@@ -90,7 +95,7 @@ def _agent(session: Session, turn: ChatTurn) -> AgentDef:
     row = session.get(AgentDefinition, key)
     if row is None:
         raise NotFound(f"agent {turn.agent!r} was deleted", fields={"agent": ["not found"]})
-    return _agents.get(row.id, lambda: parse_agent(row.spec, origin=origin_of(row)))
+    return _definition(row)
 
 
 class _Publisher:
