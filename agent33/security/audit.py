@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 import redis
 from sqlalchemy import func, select
@@ -40,6 +40,16 @@ BOUND_WINDOW_S = 60
 BOUND_ROWS = 5
 
 
+class EventFields(TypedDict, total=False):
+    """The optional columns of an audit row, shared by `record`, `record_now` and
+    `record_now_bounded` so the three cannot drift apart."""
+
+    principal: str | None
+    ip: str | None
+    target: str | None
+    details: Mapping[str, Any] | None
+
+
 def is_secret_name(name: str) -> bool:
     """True for detail keys that name a secret (`password`, `api_key`, `access_token`, ...)."""
     lowered = name.lower()
@@ -61,18 +71,13 @@ def scrub(value: Any) -> Any:
 
 
 def record(
-    *,
-    session: Session,
-    action: str,
-    outcome: Outcome,
-    principal: str | None = None,
-    ip: str | None = None,
-    target: str | None = None,
-    details: Mapping[str, Any] | None = None,
+    *, session: Session, action: str, outcome: Outcome, **fields: Unpack[EventFields]
 ) -> AuditEvent:
     """Add an audit row to `session` (never commits: it rides on the caller's transaction)."""
     if outcome not in OUTCOMES:
         raise ValueError(f"audit outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+    principal, ip = fields.get("principal"), fields.get("ip")
+    target, details = fields.get("target"), fields.get("details")
     event = AuditEvent(
         action=action,
         outcome=outcome,
@@ -85,15 +90,7 @@ def record(
     return event
 
 
-def record_now(
-    *,
-    action: str,
-    outcome: Outcome,
-    principal: str | None = None,
-    ip: str | None = None,
-    target: str | None = None,
-    details: Mapping[str, Any] | None = None,
-) -> bool:
+def record_now(*, action: str, outcome: Outcome, **fields: Unpack[EventFields]) -> bool:
     """Record in a transaction of its own and commit it; False (logged) if the database fails.
 
     Used on refusal paths: the refusal is already the safe outcome, so a database outage must
@@ -101,24 +98,16 @@ def record_now(
     """
     try:
         with session_scope() as session:
-            record(
-                session=session,
-                action=action,
-                outcome=outcome,
-                principal=principal,
-                ip=ip,
-                target=target,
-                details=details,
-            )
+            record(session=session, action=action, outcome=outcome, **fields)
         return True
     except SQLAlchemyError as error:
         log.error(
             "audit event %s (%s) for %s from %s on %s not stored: %s",
             action,
             outcome,
-            principal,
-            ip,
-            target,
+            fields.get("principal"),
+            fields.get("ip"),
+            fields.get("target"),
             error,
         )
         return False
@@ -130,11 +119,8 @@ def record_now_bounded(
     source: str,
     action: str,
     outcome: Outcome,
-    principal: str | None = None,
-    ip: str | None = None,
-    target: str | None = None,
-    details: Mapping[str, Any] | None = None,
     now: float | None = None,
+    **fields: Unpack[EventFields],
 ) -> bool:
     """`record_now`, at most BOUND_ROWS rows per (`action`, `source`) per BOUND_WINDOW_S window.
 
@@ -160,14 +146,8 @@ def record_now_bounded(
         extra["later_in_window"] = "counted, not recorded"
     if int(count) == 1 and previous is not None and int(previous) > BOUND_ROWS:
         extra["unrecorded_last_window"] = int(previous) - BOUND_ROWS
-    return record_now(
-        action=action,
-        outcome=outcome,
-        principal=principal,
-        ip=ip,
-        target=target,
-        details={**(details or {}), **extra},
-    )
+    fields["details"] = {**(fields.get("details") or {}), **extra}
+    return record_now(action=action, outcome=outcome, **fields)
 
 
 def list_events(
