@@ -96,9 +96,7 @@ def parse(params: Mapping[str, Any]) -> Spec:
     env = params.get("env") or {}
     if not isinstance(env, Mapping):
         raise _fail("env must be a mapping of names to strings")
-    for name in env:
-        if not isinstance(name, str) or not name or "=" in name or "\x00" in name:
-            raise _fail(f"env name {name!r} is not a valid variable name")
+    # Names are checked once, by `sandbox.check_env` (valid, not reserved, not a loader hook).
     check = _flag(params, "check", True)
     stdin = params.get("stdin")
     if stdin is not None and not isinstance(stdin, str):
