@@ -13,6 +13,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 
+import structlog
+
 from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.models import Run
@@ -24,6 +26,7 @@ from agent33.engine.runner import run_inline, run_step
 from agent33.engine.states import RUN_TERMINAL, StepState
 from agent33.engine.workflows import workflow_of
 
+log = structlog.get_logger(__name__)
 Publish = Callable[[Sequence[int]], object]
 BATCH_STEPS = 64  # steps per transaction: bounds how long one holds its run's row lock
 CONTINUES = ("succeeded", "skipped", "duplicate:succeeded", "duplicate:skipped")
@@ -75,6 +78,7 @@ def _transaction(
     except OUTAGES:
         raise
     except Exception:  # noqa: BLE001 - planning or commit at the end: each step on its own path
+        log.warning("segment.transaction_failed", steps=len(step_run_ids), exc_info=True)
         return [], [], 0
     return outcomes, outbox_ids, len(outcomes)
 
