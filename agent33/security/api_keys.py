@@ -53,6 +53,9 @@ def parse_prefix(raw: str) -> str | None:
     return prefix
 
 
+MAX_BURST = 1_000_000  # the most requests a key's own burst may allow at once
+
+
 def create_api_key(
     *,
     session: Session,
@@ -95,9 +98,6 @@ def create_api_key(
     session.add(key)
     session.flush()
     return key, raw
-
-
-MAX_BURST = 1_000_000
 
 
 def _normalised_rate(text: str | None) -> str | None:
