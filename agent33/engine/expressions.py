@@ -63,18 +63,26 @@ def _compiled_template(source: str) -> Any:
 
 def evaluate(expression: str, context: dict[str, Any], *, step_id: str = "") -> Any:
     """Evaluate one bare expression (as in `when:`)."""
+    with _bounded(expression, step_id):
+        result = _compiled_expression(expression)(**context)
+        if isinstance(result, Undefined):
+            str(result)  # StrictUndefined raises UndefinedError naming the missing name
+        return _materialized(result)
+
+
+@contextmanager
+def _bounded(source: str, step_id: str) -> Iterator[None]:
+    """Within the time budget; whatever the expression raises becomes an ExpressionError
+    naming the step (one that already names its fields, or another Agent33Error, passes)."""
     try:
         with deadline():
-            result = _compiled_expression(expression)(**context)
-            if isinstance(result, Undefined):
-                str(result)  # StrictUndefined raises UndefinedError naming the missing name
-            return _materialized(result)
+            yield
     except Agent33Error as exc:
         if isinstance(exc, ExpressionError) and not exc.fields:
-            raise _error(expression, exc, step_id) from None
+            raise _error(source, exc, step_id) from None
         raise
     except Exception as exc:  # noqa: BLE001 - whatever an expression raises is its failure
-        raise _error(expression, exc, step_id) from None
+        raise _error(source, exc, step_id) from None
 
 
 def render(value: Any, context: dict[str, Any], *, step_id: str = "") -> Any:
@@ -85,15 +93,8 @@ def render(value: Any, context: dict[str, Any], *, step_id: str = "") -> Any:
         expression = _whole_expression(value)
         if expression is not None:
             return evaluate(expression, context, step_id=step_id)
-        try:
-            with deadline():
-                return _compiled_template(value).render(**context)
-        except Agent33Error as exc:
-            if isinstance(exc, ExpressionError) and not exc.fields:
-                raise _error(value, exc, step_id) from None
-            raise
-        except Exception as exc:  # noqa: BLE001 - whatever an expression raises is its failure
-            raise _error(value, exc, step_id) from None
+        with _bounded(value, step_id):
+            return _compiled_template(value).render(**context)
     if isinstance(value, dict):
         return {k: render(v, context, step_id=step_id) for k, v in value.items()}
     if isinstance(value, list):
