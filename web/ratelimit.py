@@ -17,6 +17,8 @@ behind a reverse proxy, wrap the app in werkzeug's ProxyFix so that is the real 
 
 from __future__ import annotations
 
+import functools
+
 import flask
 
 from agent33.config import RateSpec, parse_rate
@@ -33,10 +35,17 @@ def client_ip() -> str | None:
 
 
 def _limit(
-    bucket: str, rate: RateSpec | None, burst: int, principal: str | None, *, peek: bool = False
+    bucket: str,
+    rate: RateSpec | None,
+    burst: int | None,
+    principal: str | None,
+    *,
+    peek: bool = False,
 ) -> None:
+    """Spend (or, with `peek`, check) one token; `burst` None allows a whole period at once."""
     if rate is None:
         return
+    burst = burst or rate.count
     decision = limiter_for(get_settings()).hit(bucket, rate, burst, peek=peek)
     if decision.allowed:
         return
@@ -64,9 +73,16 @@ def limit_principal(
     A key created with its own `rate_limit`/`rate_burst` is metered by those instead.
     """
     settings = get_settings()
-    rate = settings.rate_limit if own_rate is None else parse_rate("rate_limit", own_rate)
-    burst = own_burst or (settings.rate_burst if own_rate is None or rate is None else rate.count)
-    _limit(bucket, rate, burst, subject)
+    if own_rate is None:
+        _limit(bucket, settings.rate_limit, own_burst or settings.rate_burst, subject)
+    else:
+        _limit(bucket, _key_rate(own_rate), own_burst, subject)
+
+
+@functools.lru_cache(maxsize=1024)
+def _key_rate(text: str) -> RateSpec | None:
+    """A key's stored limit, parsed once per process (it was validated when the key was made)."""
+    return parse_rate("rate_limit", text)
 
 
 def limit_anonymous() -> None:
@@ -75,8 +91,7 @@ def limit_anonymous() -> None:
     request = flask.request
     ip = client_ip() or "unknown"
     if (request.method, request.path) == LOGIN_ROUTE:
-        rate = settings.login_rate_limit
-        _limit(f"login:{ip}", rate, rate.count if rate else 1, None)
+        _limit(f"login:{ip}", settings.login_rate_limit, None, None)
     else:
         _limit(f"ip:{ip}", settings.rate_limit, settings.rate_burst, None)
 
@@ -87,14 +102,12 @@ def _failure_bucket() -> str:
 
 def refuse_if_failing() -> None:
     """Before checking a credential: 429 when this address has spent its failure budget."""
-    rate = get_settings().auth_failure_rate_limit
-    _limit(_failure_bucket(), rate, rate.count if rate else 1, None, peek=True)
+    _limit(_failure_bucket(), get_settings().auth_failure_rate_limit, None, None, peek=True)
 
 
 def count_auth_failure() -> None:
     """After a credential failed: spend one token of this address's failure budget."""
-    rate = get_settings().auth_failure_rate_limit
-    _limit(_failure_bucket(), rate, rate.count if rate else 1, None)
+    _limit(_failure_bucket(), get_settings().auth_failure_rate_limit, None, None)
 
 
 def handle_rate_limited(error: RateLimited) -> ResponseTuple:
