@@ -88,22 +88,19 @@ def test_stale_and_future_timestamps_are_refused() -> None:
             verify(secret=SECRET, body=BODY, headers=headers)
 
 
-NOW = str(int(time.time()))
-
-
 @pytest.mark.parametrize(
     ("name", "value"),
     [
         (TIMESTAMP_HEADER, "9" * 400),  # once an OverflowError (500) in float arithmetic
         (TIMESTAMP_HEADER, "9" * 13),
         (TIMESTAMP_HEADER, "-1"),
-        (TIMESTAMP_HEADER, "+" + NOW),
-        (TIMESTAMP_HEADER, "0" + NOW),
-        (TIMESTAMP_HEADER, NOW + ".0"),
+        (TIMESTAMP_HEADER, "+{now}"),
+        (TIMESTAMP_HEADER, "0{now}"),
+        (TIMESTAMP_HEADER, "{now}.0"),
         (TIMESTAMP_HEADER, "１２３"),  # fullwidth digits: str.isdigit() says yes
         (TIMESTAMP_HEADER, "²"),
         (TIMESTAMP_HEADER, ""),
-        (TIMESTAMP_HEADER, f"{NOW}, {NOW}"),  # two headers, joined by the server
+        (TIMESTAMP_HEADER, "{now}, {now}"),  # two headers, joined by the server
         (ID_HEADER, ""),
         (ID_HEADER, "msg.1"),
         (ID_HEADER, "msg_1, msg_2"),
@@ -119,8 +116,11 @@ NOW = str(int(time.time()))
     ],
 )
 def test_malformed_headers_are_refused(name: str, value: str) -> None:
-    with pytest.raises(BadSignature):
+    """Refused for their form, not for a stale time (`{now}` is filled in when the test runs)."""
+    value = value.replace("{now}", str(int(time.time())))
+    with pytest.raises(BadSignature) as refused:
         verify(secret=SECRET, body=BODY, headers=_signed(**{name: value}))
+    assert "window" not in str(refused.value)
 
 
 def test_missing_and_repeated_headers_are_refused() -> None:
