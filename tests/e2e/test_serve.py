@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,19 @@ def _assert_demo_succeeded(result: subprocess.CompletedProcess[str], port: str) 
     assert f"API: http://127.0.0.1:{port}" in output
 
 
+def _leftovers(var: Path, grace: float = 5.0) -> str:
+    """Command lines of processes still using `var`, after a short grace for exits in flight
+    (a child reaped just after serve returned); empty when none."""
+    deadline = time.monotonic() + grace
+    while True:
+        found = subprocess.run(  # noqa: S607
+            ["pgrep", "-a", "-f", str(var)], capture_output=True, text=True
+        ).stdout.strip()
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 def test_embedded_serve_runs_the_demo_and_stops_everything(tmp_path: Path) -> None:
     env = _base_env(tmp_path)
     result = _serve(env, tmp_path)
@@ -66,10 +80,8 @@ def test_embedded_serve_runs_the_demo_and_stops_everything(tmp_path: Path) -> No
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert not (tmp_path / "var" / "embedded.json").exists()
     assert (tmp_path / "var" / "pg" / "PG_VERSION").exists()
-    leftovers = subprocess.run(
-        ["pgrep", "-f", str(tmp_path / "var")], capture_output=True, text=True
-    )  # noqa: S607
-    assert leftovers.stdout.strip() == "", "embedded servers still running after serve exited"
+    leftovers = _leftovers(tmp_path / "var")
+    assert leftovers == "", f"embedded servers still running after serve exited:\n{leftovers}"
     again = _serve(env, tmp_path)  # a second start reuses the data and the admin key
     _assert_demo_succeeded(again, env["API_PORT"])
     assert "local admin API key" not in again.stdout
