@@ -228,6 +228,27 @@ class Settings:
         meaning="Models served next to a GPU (comma list): their agents' steps default to "
         "`llm.gpu`.",
     )
+    # GPU overflow: a GPU-tagged call goes remote instead of waiting behind a busy `llm.gpu`.
+    llm_remote_fallback: str | None = setting(
+        "AGENT33_LLM_REMOTE_FALLBACK",
+        default=None,
+        meaning="Remote model (e.g. `openai/gpt-4o-mini`) a GPU-tagged call goes to on the "
+        "`llm` queue while `llm.gpu` is saturated; an agent's `remote_fallback` wins.",
+    )
+    llm_gpu_max_queued: int = setting(
+        "AGENT33_LLM_GPU_MAX_QUEUED",
+        default="8",
+        parse=p.integer(0, 1_000_000),
+        meaning="Messages waiting in `llm.gpu` at which new GPU calls overflow to the remote "
+        "fallback (`0`: depth never overflows).",
+    )
+    llm_gpu_max_inflight: int = setting(
+        "AGENT33_LLM_GPU_MAX_INFLIGHT",
+        default="0",
+        parse=p.integer(0, 1_000_000),
+        meaning="GPU model calls running at which new ones overflow to the remote fallback "
+        "(`0`: never).",
+    )
     embedding_model: str = setting(
         "AGENT33_EMBEDDING_MODEL",
         default="local/all-minilm-l6-v2",
