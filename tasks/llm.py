@@ -24,13 +24,14 @@ def chat(
     user: str | None = None,
     agent_id: str | None = None,
     new_session: bool = False,
+    route: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One turn. `acks_late` is off: a chat turn redelivered after a worker crash would answer
     a user who has already been told it failed (the API's wait has its own timeout).
 
-    `agent_id` and `new_session` are optional hints (see `ChatTurn`): messages without them
+    `agent_id`, `new_session` and `route` are optional (see `ChatTurn`): messages without them
     still run, but a worker older than the API rejects them, so upgrade `llm` workers first."""
     turn = ChatTurn(
-        agent, message, session_id, request_id, stream, rag, user, agent_id, new_session
+        agent, message, session_id, request_id, stream, rag, user, agent_id, new_session, route
     )
     return chat_turn(current_settings(), turn)

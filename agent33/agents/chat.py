@@ -24,6 +24,7 @@ import structlog
 from sqlalchemy.orm import Session
 
 from agent33.agents.knowledge import Knowledge, gather
+from agent33.agents.routing import route_summary, routed_turn
 from agent33.agents.runtime import AgentOutputError, prompt_messages, run_agent
 from agent33.agents.sessions import (
     Entry,
@@ -58,7 +59,9 @@ class ChatTurn:
     """What the API asked for: the task's keyword arguments, as published.
 
     `agent_id` (the stored version the API resolved) and `new_session` (the API created the
-    session id) are hints: a message without them (from an older API) costs the lookups."""
+    session id) are hints: a message without them (from an older API) costs the lookups.
+    `route` is the API's `llm.router.route_call` decision (local, or the remote fallback while
+    `llm.gpu` is saturated); without it the agent's own model answers."""
 
     agent: str
     message: str
@@ -69,6 +72,7 @@ class ChatTurn:
     user: str | None = None
     agent_id: str | None = None
     new_session: bool = False
+    route: dict[str, Any] | None = None
 
 
 def resolve_agent(*, session: Session, name: str) -> tuple[AgentDef, uuid.UUID]:
@@ -233,7 +237,11 @@ def chat_turn(settings: Settings, turn: ChatTurn) -> dict[str, Any]:
                 user=turn.user,
                 rag_override=turn.rag,
             )
-        result = _answer(agent, history, turn, knowledge, settings, publish)
+        with routed_turn(settings, agent, turn.route) as chosen:
+            result = _answer(chosen, history, turn, knowledge, settings, publish)
+        summary = route_summary(turn.route)
+        if summary is not None:
+            result["route"] = summary
         entries = [
             Entry("user", turn.message),
             Entry("assistant", result["answer"], usage=result["usage"]),

@@ -70,6 +70,8 @@ class AgentDef:
     role: str = "assistant"
     description: str = ""
     fallbacks: tuple[str, ...] = ()
+    # Where a GPU-tagged model call goes while `llm.gpu` is saturated (agent33.llm.router).
+    remote_fallback: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
     max_tool_rounds: int = 4
@@ -163,6 +165,9 @@ class AgentSchema(Schema):
     description = fields.String(load_default="")
     model = fields.String(required=True, validate=validate.Length(1, 200))
     fallbacks = fields.List(fields.String(), load_default=list)
+    remote_fallback = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(1, 200)
+    )
     system_prompt = fields.String(load_default="You are a helpful assistant.")
     temperature = fields.Float(load_default=None, allow_none=True, validate=validate.Range(0, 2))
     max_tokens = fields.Integer(

@@ -16,14 +16,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from agent33.config import Settings
-from agent33.db.models import AgentDefinition, Run, RunEvent, StepRun
+from agent33.db.models import Run, RunEvent, StepRun
 from agent33.definitions.models import WorkflowDef
 from agent33.definitions.registry import definition_of, get_workflow
-from agent33.engine import readiness, store
+from agent33.engine import readiness, routes, store
 from agent33.engine.states import RunState, StepState
 from agent33.errors import NotFound, ValidationFailed
-from agent33.llm.router import model_queue
-from agent33.wire import Queue
+from agent33.llm.router import Route
 
 
 def start_run(
@@ -62,7 +61,11 @@ def start_run(
         created_by=created_by,
         parent_step_run_id=parent_step_run_id,
     )
+    decided: dict[str, Route] = {}
     for position, step in enumerate(workflow.steps):
+        queue, route = routes.plan(session, settings, workflow, step.id)
+        if route is not None:
+            decided[step.id] = route
         run.steps.append(
             StepRun(
                 step_id=step.id,
@@ -70,7 +73,7 @@ def start_run(
                 action=step.action,
                 state=StepState.PENDING.value,
                 depends_on=list(step.depends_on),
-                queue=step_queue(session, settings, workflow, step.id),
+                queue=queue,
             )
         )
     try:
@@ -90,6 +93,7 @@ def start_run(
         to_state=run.state,
         data={"workflow": row.name, "version": row.version},
     )
+    routes.record(session=session, run_id=run.id, decided=decided)
     outbox_ids = readiness.dispatch_ready(session=session, run=run, workflow=workflow)
     return run, outbox_ids, True
 
@@ -106,30 +110,6 @@ def validate_inputs(workflow: WorkflowDef, inputs: dict[str, Any]) -> None:
             fields.setdefault(f"inputs.{path}" if path else "inputs", []).append(error.message)
         first = next(iter(fields))
         raise ValidationFailed(f"{first}: {fields[first][0]}", fields=fields)
-
-
-def step_queue(session: Session, settings: Settings, workflow: WorkflowDef, step_id: str) -> str:
-    """The step's own queue; a model call goes to its agent's queue (`llm` or `llm.gpu`),
-    everything else to `steps`."""
-    step = workflow.step(step_id)
-    if step.queue:
-        return step.queue
-    if step.action != "invoke_agent":
-        return Queue.STEPS.value
-    agent = step.params.get("agent")
-    if isinstance(agent, str) and "{" not in agent:
-        spec = session.scalar(
-            select(AgentDefinition.spec)
-            .where(AgentDefinition.name == agent)
-            .order_by(AgentDefinition.version.desc())
-            .limit(1)
-        )
-        if isinstance(spec, dict):
-            queue = spec.get("queue")
-            return model_queue(
-                settings, str(spec.get("model", "")), queue=str(queue) if queue else None
-            )
-    return Queue.LLM.value
 
 
 def get_run(*, session: Session, run_id: uuid.UUID) -> Run:

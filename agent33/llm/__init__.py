@@ -11,7 +11,7 @@ from agent33.llm.provider import (
     ProviderUnavailable,
     RateLimited,
 )
-from agent33.llm.router import Router, default_router, model_queue, router_for
+from agent33.llm.router import Route, Router, default_router, route_call, router_for
 from agent33.llm.types import (
     ChatChunk,
     ChatRequest,
@@ -44,12 +44,13 @@ __all__ = [
     "RateLimited",
     "ResponseFormat",
     "Role",
+    "Route",
     "Router",
     "ToolCall",
     "ToolSpec",
     "Usage",
     "default_router",
-    "model_queue",
     "normalise_base_url",
+    "route_call",
     "router_for",
 ]

@@ -5,20 +5,23 @@ not a registered provider (`llama3.2`, `hf.co/org/model`) goes to the default pr
 
 Limits here are in-process only (a `BoundedSemaphore` per model, shared by the threads of one
 worker). Across processes and hosts the limit is the Celery queue's concurrency: the `llm` and
-`llm.gpu` workers' `-c`; `model_queue` is the one rule that picks the queue of a model call,
-for workflow steps and chat alike.
+`llm.gpu` workers' `-c`; `route_call` is the one rule that picks the queue (and, when the GPU
+queue is saturated, the remote model) of a model call, for workflow steps and chat alike.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import replace
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Literal
 
 import structlog
 
 from agent33.config import Settings
+from agent33.llm import overflow
 from agent33.llm.ollama import OllamaProvider
 from agent33.llm.openai_compat import OpenAICompatProvider
 from agent33.llm.provider import LLMError, Provider, ProviderUnavailable, RateLimited
@@ -50,18 +53,70 @@ def canonical_model(settings: Settings, model: str) -> str:
     return f"{key}/{_bare(name)}"
 
 
-def model_queue(settings: Settings, model: str, *, queue: str | None = None) -> str:
-    """The queue of an agent's model call, for a workflow step and a chat turn alike.
-
-    The agent's own `queue` wins; else `llm.gpu` when AGENT33_LLM_GPU_MODELS names the model
-    (bare or prefixed, with or without `:latest`); else `llm`. One rule, so a model cannot run
-    on the GPU workers from a workflow but on the CPU ones from chat.
-    """
-    if queue:
-        return queue
-    wanted = canonical_model(settings, model)
+def is_gpu_model(settings: Settings, model: str) -> bool:
+    """Whether AGENT33_LLM_GPU_MODELS names `model` (bare or prefixed, with or without
+    `:latest`)."""
     tagged = {canonical_model(settings, m) for m in settings.llm_gpu_models}
-    return Queue.LLM_GPU.value if wanted in tagged else Queue.LLM.value
+    return canonical_model(settings, model) in tagged
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one model call runs and why: `route` is `local` (the agent's own model on its
+    queue) or `remote` (the remote fallback on `llm`, because `llm.gpu` was saturated)."""
+
+    queue: str
+    model: str
+    route: Literal["local", "remote"]
+    reason: str
+
+    def record(self) -> dict[str, str]:
+        """The JSON form stored in run events, step outputs and chat answers."""
+        return {
+            "route": self.route,
+            "reason": self.reason,
+            "model": self.model,
+            "queue": self.queue,
+        }
+
+
+def route_call(
+    settings: Settings, model: str, *, queue: str | None = None, remote_fallback: str | None = None
+) -> Route:
+    """The queue and model of an agent's model call, for a workflow step and a chat turn alike.
+
+    The agent's own `queue` wins; else `llm.gpu` for a GPU-tagged model; else `llm`. A call bound
+    for `llm.gpu` with a remote fallback (the agent's, else AGENT33_LLM_REMOTE_FALLBACK) goes to
+    that model on `llm` while `llm.gpu` is saturated (see `overflow.saturation`), rather than
+    wait behind it. Redis is read only then, and when it cannot be read the call stays local.
+    """
+    local_queue = queue or (Queue.LLM_GPU if is_gpu_model(settings, model) else Queue.LLM).value
+    local = partial(Route, local_queue, model, "local")
+    if local_queue != Queue.LLM_GPU:
+        return local(f"{local_queue} is not a GPU queue")
+    remote = remote_fallback or settings.llm_remote_fallback
+    if not remote:
+        return local("no remote fallback")
+    try:
+        load = overflow.read_load(settings)
+    except overflow.LoadError as exc:
+        log.warning("llm.load_unreadable", model=model, error=str(exc))
+        return local(f"{local_queue} load unreadable ({exc}): stays local")
+    saturated = overflow.saturation(load, settings)
+    if saturated is None:
+        return local(overflow.describe(load))
+    log.info("llm.overflow", model=model, remote=remote, reason=saturated)
+    return Route(Queue.LLM.value, remote, "remote", saturated)
+
+
+@contextmanager
+def gpu_slot(settings: Settings, model: str) -> Iterator[None]:
+    """Count a call to a GPU-tagged `model` as in flight on the GPU for the block."""
+    if not is_gpu_model(settings, model):
+        yield
+        return
+    with overflow.gpu_lease(settings):
+        yield
 
 
 class Router:

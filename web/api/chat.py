@@ -1,7 +1,7 @@
 """`/api/v1/chat`: talk to an agent, answered by the `llm` workers (JSON or Server-Sent Events).
 
 The API thread never calls a model: it publishes `agent33.llm.chat` (through `tasks.dispatch`)
-to the queue `model_queue` picks for the agent (the rule workflow steps use too) and waits on
+to the queue `route_call` picks for the agent (the rule workflow steps use too) and waits on
 the result (bounded), or relays the worker's pub/sub tokens as SSE. It subscribes before
 publishing, so no token can be sent before anyone listens. What can be refused without a
 model (an unknown agent, invalid `rag` settings, an unknown collection) is refused here, before
@@ -26,7 +26,7 @@ from agent33.agents.sessions import chat_channel, redis_client, transcript, wait
 from agent33.db import session_scope
 from agent33.definitions.agents import COLLECTION_NAME, TOP_K
 from agent33.errors import Agent33Error, NotFound
-from agent33.llm.router import model_queue
+from agent33.llm.router import route_call
 from agent33.memory import store
 from agent33.security import scopes as sc
 from tasks.dispatch import publish_chat
@@ -100,6 +100,9 @@ class ChatAnswerSchema(ma.Schema):
     latency_ms = ma.fields.Float()
     citations = ma.fields.List(ma.fields.Nested(CitationSchema))
     screening = ma.fields.List(ma.fields.Dict())
+    route = ma.fields.Dict(
+        metadata={"description": "`route` (local or remote) and `reason`: where the model ran"}
+    )
 
 
 class ChatMessageSchema(ma.Schema):
@@ -146,6 +149,10 @@ class Chat(MethodView):
                     fields={"rag.collection": [f"unknown collection {rag.collection!r}"]},
                 )
         request_id = uuid.uuid4().hex
+        route = route_call(
+            get_settings(), agent.model, queue=agent.queue, remote_fallback=agent.remote_fallback
+        )
+        queue = route.queue
         kwargs = {
             "agent": agent.name,
             "message": body["message"],
@@ -156,8 +163,8 @@ class Chat(MethodView):
             "user": current_principal().subject,
             "agent_id": str(agent_id),
             "new_session": body["session_id"] is None,
+            "route": route.record(),
         }
-        queue = model_queue(get_settings(), agent.model, queue=agent.queue)
         if body["stream"]:
             return _stream(kwargs, queue)
         publish_chat(kwargs, queue)

@@ -1,8 +1,10 @@
 """`invoke_agent`: one agent turn (model calls + tool loop) as a workflow step.
 
-Steps with this action are routed by `agent33.llm.router.model_queue` (the rule chat uses too):
+Steps with this action are routed by `agent33.llm.router.route_call` (the rule chat uses too):
 the step's or agent's queue, else `llm.gpu` for a GPU-tagged model, else `llm`, so the model
-call runs on the workers next to the models and CPU step workers never wait on it.
+call runs on the workers next to the models and CPU step workers never wait on it; while
+`llm.gpu` is saturated a GPU-tagged agent with a remote fallback runs that model on `llm`
+instead (`engine.routes`), and the output's `route` says which and why.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from referencing import Registry
 from sqlalchemy.orm import Session
 
 from agent33.agents.knowledge import gather
+from agent33.agents.routing import route_summary, routed_turn
 from agent33.agents.runtime import AgentOutputError, run_agent, user_text
 from agent33.db import session_scope
 from agent33.db.models import Run
 from agent33.definitions.agents import get_agent
+from agent33.engine import routes
 from agent33.engine.actions import ActionContext, ActionFailed, register
 from agent33.errors import NotFound, ValidationFailed
 from agent33.llm.provider import LLMError, ProviderUnavailable, RateLimited
@@ -58,6 +62,7 @@ def invoke_agent(context: ActionContext) -> Any:
             if errors:
                 raise ActionFailed(f"input for agent {name!r} is invalid: {errors[0].message}")
         user = _user(session, context)
+        route = routes.routed(session=session, run_id=context.run_id, step_id=context.step_id)
         try:
             knowledge = gather(
                 agent,
@@ -78,15 +83,20 @@ def invoke_agent(context: ActionContext) -> Any:
         memory_collection=agent.memory.long_term.collection,
     )
     try:
-        result = run_agent(
-            agent,
-            user_input,
-            router=router_for(context.settings),
-            context=tools,
-            knowledge=knowledge,
-        )
+        with routed_turn(context.settings, agent, route) as chosen:
+            result = run_agent(
+                chosen,
+                user_input,
+                router=router_for(context.settings),
+                context=tools,
+                knowledge=knowledge,
+            )
     except (ProviderUnavailable, RateLimited) as exc:
         raise ActionFailed(exc.message, retryable=True) from None
     except (LLMError, AgentOutputError) as exc:
         raise ActionFailed(exc.message, retryable=False) from None
-    return result.as_output()
+    output = result.as_output()
+    summary = route_summary(route)
+    if summary is not None:
+        output["route"] = summary
+    return output

@@ -25,7 +25,7 @@ from agent33.llm import (
     Router,
     Usage,
     default_router,
-    model_queue,
+    route_call,
     router_for,
 )
 from agent33.wire import Queue
@@ -135,22 +135,22 @@ def test_stream_falls_back_before_the_first_chunk() -> None:
     assert chunks[-1].response is not None and chunks[-1].response.provider == "openai"
 
 
-def test_model_queue_tags_gpu_models_by_bare_or_prefixed_name() -> None:
+def test_route_call_tags_gpu_models_by_bare_or_prefixed_name() -> None:
     gpu = SETTINGS.replace(llm_gpu_models=("llama3.2", "ollama/qwen2.5:7b"))
-    assert model_queue(gpu, "ollama/llama3.2:latest") == "llm.gpu"
-    assert model_queue(gpu, "qwen2.5:7b") == Queue.LLM_GPU
-    assert model_queue(gpu, "openai/gpt-4o-mini") == "llm"
-    assert model_queue(gpu, "openai/llama3.2") == "llm"  # same name, another provider
-    assert model_queue(gpu, "mistral") == Queue.LLM
-    assert model_queue(gpu, "") == "llm.gpu"  # the default model, llama3.2
-    assert model_queue(SETTINGS, "llama3.2") == "llm"  # nothing tagged
+    assert route_call(gpu, "ollama/llama3.2:latest").queue == "llm.gpu"
+    assert route_call(gpu, "qwen2.5:7b").queue == Queue.LLM_GPU
+    assert route_call(gpu, "openai/gpt-4o-mini").queue == "llm"
+    assert route_call(gpu, "openai/llama3.2").queue == "llm"  # same name, another provider
+    assert route_call(gpu, "mistral").queue == Queue.LLM
+    assert route_call(gpu, "").queue == "llm.gpu"  # the default model, llama3.2
+    assert route_call(SETTINGS, "llama3.2").queue == "llm"  # nothing tagged
 
 
-def test_model_queue_an_agents_own_queue_wins() -> None:
+def test_route_call_an_agents_own_queue_wins() -> None:
     gpu = SETTINGS.replace(llm_gpu_models=("llama3.2",))
-    assert model_queue(gpu, "llama3.2", queue="llm") == "llm"
-    assert model_queue(SETTINGS, "mistral", queue="llm.gpu") == "llm.gpu"
-    assert model_queue(gpu, "llama3.2", queue=None) == "llm.gpu"
+    assert route_call(gpu, "llama3.2", queue="llm").queue == "llm"
+    assert route_call(SETTINGS, "mistral", queue="llm.gpu").queue == "llm.gpu"
+    assert route_call(gpu, "llama3.2", queue=None).queue == "llm.gpu"
 
 
 def test_router_for_is_one_router_per_provider_configuration() -> None:
