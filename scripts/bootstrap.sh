@@ -23,7 +23,7 @@ fi
 if [ ! -f "$STAMP" ] || [ setup.cfg -nt "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
   echo "installing Agent33 and its pinned dependencies into $VENV"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[dev,browser]"
   touch "$STAMP"
 fi
 export PATH="$PWD/$VENV/bin:$PATH"

@@ -215,6 +215,19 @@ class Settings:
         meaning="Directories the `read_file`/`write_file` tools may use (comma list; first is "
         "default).",
     )
+    # The `browser` tool (extra `agent33[browser]`): Playwright drives this Chromium.
+    browser_executable: Path = setting(
+        "AGENT33_BROWSER_EXECUTABLE",
+        default="/usr/bin/chromium",
+        parse=p.path,
+        meaning="Chromium the `browser` tool launches (Debian: `apt-get install chromium`).",
+    )
+    browser_timeout: float = setting(
+        "AGENT33_BROWSER_TIMEOUT",
+        default="30",
+        parse=p.positive_number,
+        meaning="Seconds one `browser` tool call may take, launch to last action.",
+    )
     llm_concurrency: Mapping[str, int] = setting(
         "AGENT33_LLM_CONCURRENCY",
         default="",

@@ -71,4 +71,4 @@ def known_tools() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from agent33.tools import builtin, files, memory  # noqa: F401
+    from agent33.tools import browser, builtin, files, memory  # noqa: F401
