@@ -15,6 +15,7 @@ never loads is a ToolError, never a hung worker; page text is capped at MAX_TEXT
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 MAX_TEXT = 20_000  # characters of page text per call, all reads together
 MAX_ACTIONS = 20
 MAX_REFUSALS = 20  # refused requests listed in the result
+ELEMENT_WAIT = 10.0  # seconds an action waits for its element (a wrong selector fails sooner)
 VIEWPORT = {"width": 1280, "height": 800}
 # WebRTC may send UDP around an HTTP proxy; this keeps it on the proxy (TCP) or off. Chromium's
 # own calls home (autofill, hints, translation) would only be refused by the proxy: turn them off.
@@ -54,13 +56,15 @@ class _Deadline:
         self.seconds = seconds
         self._end = time.monotonic() + seconds
 
-    def ms(self) -> float:
+    def ms(self, cap: float | None = None) -> float:
         left = self._end - time.monotonic()
+        if cap is not None:
+            left = min(left, cap)
         if left <= 0:
             raise ToolError(
                 f"browser: the {self.seconds:g}s limit (AGENT33_BROWSER_TIMEOUT) ran out"
             )
-        return left * 1000
+        return float(max(1, int(left * 1000)))  # whole ms read better in Playwright's errors
 
 
 class _Visit:
@@ -86,7 +90,7 @@ class _Visit:
             service_workers="block",
             accept_downloads=False,
         )
-        browser_context.route("**/*", self._route)
+        browser_context.route("**/*", self.route)
         self.page = browser_context.new_page()
         self.page.on("response", self._on_response)
         self.page.on("requestfailed", self._on_failed)
@@ -97,7 +101,10 @@ class _Visit:
             raise ToolError(f"browser: {url!r} answered {response.status}")
         results = []
         for number, action in enumerate(actions, 1):
-            self.step = f"action {number} ({action['action']})"
+            target = action.get("selector") or action.get("text")
+            self.step = f"action {number} ({action['action']}" + (
+                f" {target!r})" if target else ")"
+            )
             results.append(getattr(self, "_" + action["action"])(action))
         return {"url": self.page.url, "title": self.page.title(), "results": results}
 
@@ -130,6 +137,13 @@ class _Visit:
             return
         route.continue_()
 
+    def route(self, route: Route) -> None:
+        """`_route`, quiet when the page has gone (the call ended while a request was held)."""
+        from playwright.sync_api import Error
+
+        with contextlib.suppress(Error):
+            self._route(route)
+
     def _check_landing(self) -> None:
         """A navigation the policy blocked ends on an error page or the proxy's 403: say why."""
         url = self.page.url
@@ -140,26 +154,26 @@ class _Visit:
     def _target(self, action: dict[str, Any]) -> Locator:
         selector, text = action.get("selector"), action.get("text")
         if (selector is None) == (text is None):
-            raise ToolError(f"browser: {action['action']} needs `selector` or `text`, not both")
+            raise ToolError(f"browser: {action['action']} needs one of `selector` and `text`")
         if selector is not None:
             return self.page.locator(str(selector)).first
         role = self.page.get_by_role("link", name=str(text))
         return role.or_(self.page.get_by_role("button", name=str(text))).first
 
     def _click(self, action: dict[str, Any]) -> dict[str, Any]:
-        self._target(action).click(timeout=self.deadline.ms())
+        self._target(action).click(timeout=self.deadline.ms(ELEMENT_WAIT))
         self.page.wait_for_load_state("load", timeout=self.deadline.ms())
         self._check_landing()
         return {"action": "click", "url": self.page.url}
 
     def _fill(self, action: dict[str, Any]) -> dict[str, Any]:
-        self._target(action).fill(str(action["value"]), timeout=self.deadline.ms())
+        self._target(action).fill(str(action["value"]), timeout=self.deadline.ms(ELEMENT_WAIT))
         return {"action": "fill"}
 
     def _read(self, action: dict[str, Any]) -> dict[str, Any]:
         selector = str(action.get("selector") or "body")
         matches = self.page.locator(selector)
-        matches.first.wait_for(state="attached", timeout=self.deadline.ms())
+        matches.first.wait_for(state="attached", timeout=self.deadline.ms(ELEMENT_WAIT))
         text = "\n".join(matches.all_inner_texts())
         kept = text[: self.text_left]
         self.text_left -= len(kept)
@@ -225,10 +239,11 @@ def browser(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
                     outcome = visit.run(chromium, url, arguments.get("actions") or [READ_BODY])
                 finally:
                     chromium.close()
-        except sync_api.TimeoutError:
+        except sync_api.TimeoutError as exc:
             raise ToolError(
-                f"browser: {visit.step} did not finish within the {settings.browser_timeout:g}s "
-                "limit (AGENT33_BROWSER_TIMEOUT)"
+                f"browser: {visit.step} timed out: {exc.message.splitlines()[0]} (a call may "
+                f"take {settings.browser_timeout:g}s, AGENT33_BROWSER_TIMEOUT; an element is "
+                f"waited for {ELEMENT_WAIT:g}s)"
             ) from None
         except sync_api.Error as exc:
             why = f" (refused {visit.refusals[-1]})" if visit.refusals else ""
