@@ -30,7 +30,7 @@ from agent33.security.network import BlockedAddress, _PinnedMixin
 from agent33.security.outbound import SESSIONS, OutboundFailed, check_destination, check_url
 
 REFUSED_HEADER = "X-Agent33-Refused"
-MAX_BODY = 50 * 1024 * 1024  # per response; a larger one is cut short
+MAX_BODY = 50 * 1024 * 1024  # per request and response; a larger response is cut short
 HOP_BY_HOP = frozenset(
     (
         "connection",
@@ -159,7 +159,11 @@ class _Handler(BaseHTTPRequestHandler):
         except OutboundFailed as exc:
             self._refuse(url, exc.message)
             return
-        length = int(self.headers.get("Content-Length") or 0)
+        declared = self.headers.get("Content-Length") or "0"
+        length = int(declared) if declared.isdigit() else MAX_BODY + 1
+        if length > MAX_BODY:  # the body is held in memory: a page must not exhaust it
+            self._refuse(url, f"request body over {MAX_BODY // (1024 * 1024)} MiB or unreadable")
+            return
         body = self.rfile.read(length) if length > 0 else None
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         session = SESSIONS[self.server.allow_private]

@@ -90,3 +90,10 @@ def test_an_allowed_tunnel_reaches_the_checked_address(port: int) -> None:
         )
         assert proxy.refusal(f"127.0.0.1:{port}") is None
     assert answer.startswith(b"HTTP/1.1 200 Connection Established") and answer.endswith(b"hello")
+
+
+def test_an_oversized_request_body_is_refused_before_it_is_read(port: int) -> None:
+    with PolicyProxy(("127.0.0.1",), allow_private=True, timeout=5) as proxy:
+        head = f"POST http://127.0.0.1:{port}/ HTTP/1.1\r\nContent-Length: {60 * 2**20}\r\n\r\n"
+        answer = _exchange(proxy, head.encode())
+    assert answer.startswith(b"HTTP/1.1 403") and b"request body over 50 MiB" in answer
