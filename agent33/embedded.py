@@ -319,15 +319,38 @@ def read_state(settings: Settings) -> dict[str, str]:
     return {k: v for k, v in state.items() if isinstance(v, str)}
 
 
+def update_state(settings: Settings, **urls: str | None) -> None:
+    """Record (or, with None, forget) URLs of servers this process runs, e.g. the local
+    model's, so other processes on the machine join them like the embedded PostgreSQL."""
+    path = _state_path(settings)
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        state = {}
+    if state.get("owner_pid") not in (None, os.getpid()) and not read_state(settings):
+        state = {}  # left by a process that has gone
+    state["owner_pid"] = state.get("owner_pid") or os.getpid()
+    for key, value in urls.items():
+        if value is None:
+            state.pop(key, None)
+        else:
+            state[key] = value
+    if set(state) == {"owner_pid"}:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(state))
+
+
 def resolve_settings(settings: Settings | None = None) -> Settings:
     """Settings with the URLs of a running embedded system filled in where they are unset."""
     settings = settings or load_settings()
-    if not settings.embedded:
-        return settings
     state = read_state(settings)
     return settings.replace(
         database_url=settings.database_url or state.get("database_url"),
         redis_url=settings.redis_url or state.get("redis_url"),
+        local_model_url=settings.local_model_url or state.get("local_model_url"),
     )
 
 

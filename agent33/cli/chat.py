@@ -1,14 +1,16 @@
 """`agent33 chat [AGENT] [MESSAGE]`: one question, or an interactive session, through the API.
 
 The REPL streams (`stream: true`, Server-Sent Events) so tokens print as the model produces
-them; the one-shot form waits for the whole answer, so scripts get the answer alone (followed by
-its numbered sources when the agent retrieved any; `--json` for the structured form). Both go
-through the HTTP API rather than Celery so the CLI needs nothing but the API's URL.
+them, then the model and token counts. The one-shot form streams the same way at a terminal
+(or with `--stream`); piped, it waits for the whole answer, so scripts get the answer alone
+(followed by its numbered sources when the agent retrieved any; `--json` for the structured
+form). Both go through the HTTP API rather than Celery so the CLI needs nothing but the API's URL.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,6 +54,18 @@ def citation_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def usage_line(result: dict[str, Any]) -> str:
+    """`[local/smollm2: 24 prompt + 16 completion = 40 tokens, 0.4 s]` for a streamed answer."""
+    usage = result.get("usage") or {}
+    prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+    model = "/".join(p for p in (result.get("provider"), result.get("model")) if p) or "model"
+    seconds = float(result.get("latency_ms") or 0) / 1000
+    return (
+        f"[{model}: {prompt} prompt + {completion} completion = {prompt + completion} tokens,"
+        f" {seconds:.1f} s]"
+    )
+
+
 def stream_turn(
     client: ApiClient,
     agent: str,
@@ -85,6 +99,7 @@ def stream_turn(
                 click.echo()
                 for line in citation_lines(data):
                     click.echo(line)
+                click.echo(usage_line(data))
                 return data
             elif event == "error":
                 click.echo()
@@ -126,6 +141,11 @@ def repl(client: ApiClient, agent: str, rag: dict[str, Any] | None = None) -> No
 )
 @click.option("--top-k", type=click.IntRange(1, 50), default=None, help="Sources to retrieve.")
 @click.option("--json", "as_json", is_flag=True, help="One-shot: print the whole result as JSON.")
+@click.option(
+    "--stream/--no-stream",
+    default=None,
+    help="One-shot: print tokens as they come, then the token counts (default: at a terminal).",
+)
 def chat_command(
     agent: str,
     message: str | None,
@@ -133,6 +153,7 @@ def chat_command(
     collection: str | None,
     top_k: int | None,
     as_json: bool,
+    stream: bool | None,
 ) -> None:
     """Chat with AGENT: answer MESSAGE and exit, or start an interactive session."""
     client = ApiClient(resolve_settings(), timeout=REQUEST_TIMEOUT_S)
@@ -143,6 +164,12 @@ def chat_command(
         rag["top_k"] = top_k
     if message is None:
         repl(client, agent, rag or None)
+        return
+    if not as_json and (stream if stream is not None else sys.stdout.isatty()):
+        try:
+            stream_turn(client, agent, message, session_id, rag or None)
+        except ApiError as exc:
+            fail(exc.message)
         return
     body: dict[str, Any] = {"message": message, "agent": agent}
     if session_id:

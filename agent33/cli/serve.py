@@ -6,12 +6,14 @@ them last. `--demo` runs the demo workflow through the API once everything is he
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
 from typing import IO, Any
@@ -26,10 +28,12 @@ from agent33.cli.progress import follow
 from agent33.config import Settings, load_settings
 from agent33.db import migrate
 from agent33.embedded import embedded_services
+from agent33.llm.local_model import LocalModelError, local_model_service
 from agent33.observability.logging import configure_logging
 from agent33.wire import Queue
 
-DEMO_WORKFLOW = "demo_greeting"
+DEMO_WORKFLOW = "demo_assistant"  # ends with an agent step that a model answers
+DEMO_WITHOUT_MODEL = "demo_greeting"  # transform steps only: when no model can answer
 
 
 @dataclass
@@ -50,10 +54,13 @@ def prepare_database(settings: Settings) -> None:
     from agent33.definitions.agents import sync_agents
     from agent33.tools import known_tools
 
+    tools = known_tools(settings)  # a broken definitions/tools/ file stops start-up, named
     with db.session_scope() as session:
-        sync_agents(session=session, directory=settings.definitions_dir, tools=known_tools())
+        sync_agents(session=session, directory=settings.definitions_dir, tools=tools)
         sync_directory(
-            session=session, directory=settings.definitions_dir, validator=validate_workflow
+            session=session,
+            directory=settings.definitions_dir,
+            validator=lambda workflow, origin: validate_workflow(workflow, origin, tools),
         )
 
 
@@ -100,6 +107,8 @@ def child_environment(settings: Settings) -> dict[str, str]:
         AGENT33_DEFINITIONS_DIR=str(settings.definitions_dir.absolute()),
         PYTHONUNBUFFERED="1",
     )
+    if settings.local_model_url:
+        env["AGENT33_LOCAL_MODEL_URL"] = settings.local_model_url
     return env
 
 
@@ -215,6 +224,10 @@ def wait_healthy(
             last = response.json()
             if response.status_code == 200:
                 return last
+            if last.get("down") == ["model"]:  # up, but nothing can answer agents yet
+                error = last["services"]["model"].get("error", "")
+                click.echo(f"warning: no model can answer agent steps or chats: {error}")
+                return last
         except (requests.RequestException, ValueError):
             pass
         time.sleep(0.3)
@@ -223,11 +236,16 @@ def wait_healthy(
     )
 
 
-def run_demo(settings: Settings) -> bool:
+def run_demo(settings: Settings, health: dict[str, Any]) -> bool:
     client = ApiClient(settings)
     inputs = {"name": "world", "times": 3}
-    click.echo(f"demo: running workflow {DEMO_WORKFLOW} with inputs {json.dumps(inputs)}")
-    created = client.post(f"/api/v1/workflows/{DEMO_WORKFLOW}/runs", json={"inputs": inputs})
+    workflow = DEMO_WORKFLOW
+    model = health.get("services", {}).get("model", {})
+    if model.get("status") != "up":
+        workflow = DEMO_WITHOUT_MODEL
+        click.echo(f"demo: no model can answer, so {DEMO_WORKFLOW}'s agent step is skipped")
+    click.echo(f"demo: running workflow {workflow} with inputs {json.dumps(inputs)}")
+    created = client.post(f"/api/v1/workflows/{workflow}/runs", json={"inputs": inputs})
     run = follow(client, created["id"], timeout=120)
     click.echo(f"demo: run {run['id']} {run['state']}")
     click.echo(
@@ -275,7 +293,7 @@ def serve_command(
     configure_logging(settings)
     stop = _Stop()
     signal.signal(signal.SIGTERM, stop)
-    with embedded_services(settings) as resolved:
+    with embedded_services(settings) as embedded, _local_model(embedded) as resolved:
         if settings.embedded:
             click.echo(f"embedded PostgreSQL: {resolved.database_url}")
             click.echo(f"embedded Redis:      {resolved.redis_url}")
@@ -290,7 +308,7 @@ def serve_command(
         )
         ok = True
         try:
-            wait_healthy(resolved, children)
+            health = wait_healthy(resolved, children)
             api = (
                 resolved.effective_api_url
                 if host in ("127.0.0.1", "0.0.0.0")  # noqa: S104 - display only
@@ -300,7 +318,7 @@ def serve_command(
                 f"Agent33 is up. API: {api}  OpenAPI: {api}/api/v1/openapi.json  (Ctrl-C stops)"
             )
             if demo:
-                ok = run_demo(resolved)
+                ok = run_demo(resolved, health)
                 click.echo(f"API: {api}")
             if not (demo and exit_after_demo):
                 _wait(children, stop)
@@ -311,6 +329,16 @@ def serve_command(
             stop_children(children)
     if not ok:
         fail("the demo run did not succeed")
+
+
+@contextlib.contextmanager
+def _local_model(settings: Settings) -> Iterator[Settings]:
+    """The embedded local model when no model server answers (agent33.llm.local_model)."""
+    try:
+        with local_model_service(settings, click.echo) as resolved:
+            yield resolved
+    except LocalModelError as exc:
+        raise click.ClickException(f"the local model did not start: {exc}") from None
 
 
 def _wait(children: list[Child], stop: _Stop) -> None:

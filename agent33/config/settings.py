@@ -88,6 +88,22 @@ class Settings:
         meaning="Key for the OpenAI-compatible server.",
         secret=True,
     )
+    # The embedded local model (extra `agent33[local-model]`, agent33.llm.local_model).
+    local_model: str = setting(
+        "AGENT33_LOCAL_MODEL",
+        default="auto",
+        parse=p.nonblank,
+        meaning="`auto`: `agent33 serve` starts the shipped SmolLM2-135M-Instruct (as "
+        "`local/smollm2`) when no Ollama or configured OpenAI-compatible server answers; "
+        "`off`: never; a `.gguf` path: always, serving that file.",
+    )
+    local_model_url: str | None = setting(
+        "AGENT33_LOCAL_MODEL_URL",
+        default=None,
+        parse=p.url(*p.HTTP, strip_slash=True),
+        meaning="A running local model server (OpenAI-compatible `/v1`), set by `serve` for its "
+        "processes; when set, the default model (OLLAMA_DEFAULT_MODEL) resolves to it.",
+    )
     jwt_secret: str = setting(
         "JWT_SECRET",
         default=DEV_SECRET,

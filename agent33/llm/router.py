@@ -21,7 +21,7 @@ from typing import Literal
 import structlog
 
 from agent33.config import Settings
-from agent33.llm import overflow
+from agent33.llm import local_model, overflow
 from agent33.llm.ollama import OllamaProvider
 from agent33.llm.openai_compat import OpenAICompatProvider
 from agent33.llm.provider import LLMError, Provider, ProviderUnavailable, RateLimited
@@ -30,7 +30,7 @@ from agent33.wire import Queue
 
 log = structlog.get_logger(__name__)
 FALLBACK_ON = (ProviderUnavailable, RateLimited)
-DEFAULT_PROVIDERS = ("ollama", "openai")
+DEFAULT_PROVIDERS = ("ollama", "openai", local_model.LOCAL_PROVIDER)
 
 
 def _bare(name: str) -> str:
@@ -234,12 +234,30 @@ def _stamp(chunk: ChatChunk, key: str) -> ChatChunk:
 
 
 def _providers_from(settings: Settings) -> dict[str, Provider]:
-    return {
+    providers: dict[str, Provider] = {
         "ollama": OllamaProvider(
             settings.ollama_base_url, default_model=settings.ollama_default_model
         ),
         "openai": OpenAICompatProvider(settings.openai_base_url, settings.openai_api_key),
     }
+    if settings.local_model_url:
+        providers[local_model.LOCAL_PROVIDER] = OpenAICompatProvider(
+            settings.local_model_url,
+            name=local_model.LOCAL_PROVIDER,
+            default_model=local_model.MODEL_ALIAS,
+        )
+    return providers
+
+
+def stand_in(settings: Settings, model: str) -> str:
+    """`local/smollm2` for the default model (OLLAMA_DEFAULT_MODEL, which the shipped agents
+    name) while the embedded local model runs: `serve` starts it only when no other model
+    server answers. Other names route as written."""
+    if not settings.local_model_url:
+        return model
+    if canonical_model(settings, model) == canonical_model(settings, ""):
+        return local_model.LOCAL_MODEL
+    return model
 
 
 def default_router(settings: Settings, *, limits: Mapping[str, int] | None = None) -> Router:
@@ -258,6 +276,7 @@ def router_for(settings: Settings) -> Router:
         settings.ollama_base_url,
         settings.openai_base_url,
         settings.openai_api_key,
+        settings.local_model_url,
         tuple(sorted(settings.llm_concurrency.items())),
     )
     with _routers_lock:

@@ -31,7 +31,7 @@ def _health_after_stopping(server: ManagedServer, own: Settings) -> Any:
 def test_stopped_redis_is_named_within_two_seconds(settings: Settings, tmp_path: Path) -> None:
     server = start_redis(tmp_path / "redis", durable=False)
     try:
-        own = settings.replace(redis_url=server.url, health_optional=("ollama", "workers"))
+        own = settings.replace(redis_url=server.url, health_optional=("ollama", "workers", "model"))
         body = _health_after_stopping(server, own)
         assert body["status"] == "degraded"
         assert {"broker", "result_backend"} <= set(body["down"])
@@ -43,7 +43,9 @@ def test_stopped_redis_is_named_within_two_seconds(settings: Settings, tmp_path:
 def test_stopped_postgres_is_named_within_two_seconds(settings: Settings, tmp_path: Path) -> None:
     server = start_postgres(tmp_path / "pg", durable=False)
     try:
-        own = settings.replace(database_url=server.url, health_optional=("ollama", "workers"))
+        own = settings.replace(
+            database_url=server.url, health_optional=("ollama", "workers", "model")
+        )
         assert _health_after_stopping(server, own)["down"] == ["database"]
     finally:
         server.stop()

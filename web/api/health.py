@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from agent33.config import Settings
 from agent33.db.engine import normalise_url
+from agent33.llm.local_model import NO_MODEL_HINT, probe_servers
 from tasks import dispatch
 from web.extensions import Blueprint, get_settings
 
@@ -43,6 +44,7 @@ class ServiceSchema(ma.Schema):
     latency_ms = ma.fields.Float()
     error = ma.fields.String()
     count = ma.fields.Integer(metadata={"description": "workers: how many answered the ping"})
+    server = ma.fields.String(metadata={"description": "model: the model server that answers"})
 
 
 class HealthSchema(ma.Schema):
@@ -111,6 +113,16 @@ def check_ollama(settings: Settings) -> dict[str, Any]:
     return {"count": len(response.json().get("models", []))}
 
 
+def check_model(settings: Settings) -> dict[str, Any]:
+    """Up when any model server answers (the embedded local model first); down naming each."""
+    probes = probe_servers(settings, timeout=CHECK_TIMEOUT_S / 2)
+    answering = [name for name, error in probes.items() if error is None]
+    if answering:
+        return {"server": answering[0]}
+    tried = "; ".join(f"{name}: {error}" for name, error in probes.items())
+    raise RuntimeError(f"no model can answer ({tried}); {NO_MODEL_HINT}")
+
+
 def check_workers(settings: Settings) -> dict[str, Any]:
     """Ping over an explicit connection that fails fast, so a broker outage cannot hang it."""
     count = dispatch.ping_workers(settings.effective_broker_url, CHECK_TIMEOUT_S)
@@ -124,6 +136,7 @@ CHECKS: dict[str, Check] = {
     "broker": check_broker,
     "result_backend": check_result_backend,
     "ollama": check_ollama,
+    "model": check_model,
     "workers": check_workers,
 }
 

@@ -3,6 +3,7 @@ one-shot form prints the answer, the REPL streams tokens and keeps its session a
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -51,6 +52,21 @@ def test_one_shot_prints_the_answer(cli_settings: Settings, fake_ollama: Any) ->
     result = CliRunner().invoke(chat_cli.chat_command, ["plain", "Capital of France?"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "Paris."
+
+
+def test_one_shot_stream_prints_tokens_then_the_token_counts(
+    cli_settings: Settings, fake_ollama: Any
+) -> None:
+    fake_ollama.script(content="Paris.")
+    arguments = ["plain", "Capital of France?", "--stream"]
+    result = CliRunner().invoke(chat_cli.chat_command, arguments)
+    assert result.exit_code == 0, result.output
+    assert len(result.output.strip().splitlines()) == 2, result.output
+    answer, counts = result.output.strip().splitlines()
+    assert answer == "agent> Paris."
+    assert re.fullmatch(
+        r"\[ollama/\S+: \d+ prompt \+ \d+ completion = \d+ tokens, \d+\.\d s\]", counts
+    ), counts
 
 
 def test_one_shot_error_is_one_line_and_non_zero(cli_settings: Settings) -> None:

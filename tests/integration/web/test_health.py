@@ -13,7 +13,7 @@ from agent33.config import Settings
 from web import create_app
 from web.api.health import run_checks
 
-SERVICES = {"database", "broker", "result_backend", "ollama", "workers"}
+SERVICES = {"database", "broker", "result_backend", "ollama", "model", "workers"}
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 
 
@@ -52,7 +52,10 @@ def test_all_up_is_200_listing_every_service(settings: Settings, fake_ollama: An
 
 @pytest.mark.usefixtures("celery_worker")
 def test_optional_ollama_down_is_reported_but_not_failing(settings: Settings) -> None:
-    response, _ = _get_health(settings.replace(ollama_base_url="http://127.0.0.1:9"))
+    no_model = settings.replace(
+        ollama_base_url="http://127.0.0.1:9", health_optional=("ollama", "model")
+    )
+    response, _ = _get_health(no_model)
     body = response.get_json()
     assert response.status_code == 200, body
     ollama = body["services"]["ollama"]
