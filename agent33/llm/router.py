@@ -210,7 +210,7 @@ class Router:
                 close()
 
     def _route(self, model: str) -> tuple[str, Provider, str]:
-        model = model or self.settings.ollama_default_model
+        model = stand_in(self.settings, model or self.settings.ollama_default_model)
         key, name = _split(model, tuple(self.providers), self.default_provider)
         return key, self.providers[key], name
 
