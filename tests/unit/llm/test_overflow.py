@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from agent33.agents.routing import route_summary, routed_agent
-from agent33.config import Settings
+from agent33.config import ConfigError, Settings, load_settings
 from agent33.definitions.agents import parse_agent
 from agent33.llm.overflow import GpuLoad, queue_keys, saturation
-from agent33.llm.router import Route, route_call
+from agent33.llm.router import Route, gpu_slot, route_call
 
 # A broker nobody listens on: connecting fails at once.
 CLOSED = "redis://127.0.0.1:9/0"
@@ -64,6 +66,8 @@ def test_a_broker_that_is_not_redis_keeps_the_call_local() -> None:
     route = route_call(amqp, "qwen2.5", remote_fallback="openai/gpt-4o-mini")
     assert route.route == "local"
     assert "the broker is not Redis (amqp)" in route.reason
+    with gpu_slot(amqp, "qwen2.5"):  # nothing to count in, and the call still runs
+        pass
 
 
 def test_the_setting_names_a_remote_fallback_for_agents_without_one() -> None:
@@ -95,3 +99,22 @@ def test_an_agent_document_may_name_a_remote_fallback() -> None:
     assert parse_agent({"name": "a", "model": "m"}).remote_fallback is None
     agent = parse_agent({"name": "a", "model": "m", "remote_fallback": "openai/gpt-4o-mini"})
     assert agent.remote_fallback == "openai/gpt-4o-mini"
+
+
+def test_limits_are_read_from_the_environment_and_junk_names_the_variable() -> None:
+    loaded = load_settings(
+        {
+            "AGENT33_LLM_REMOTE_FALLBACK": "openai/gpt-4o-mini",
+            "AGENT33_LLM_GPU_MAX_QUEUED": "3",
+            "AGENT33_LLM_GPU_MAX_INFLIGHT": "1",
+        },
+        dotenv_path=None,
+    )
+    assert (loaded.llm_remote_fallback, loaded.llm_gpu_max_queued) == ("openai/gpt-4o-mini", 3)
+    assert loaded.llm_gpu_max_inflight == 1
+    defaults = load_settings({}, dotenv_path=None)
+    assert (defaults.llm_remote_fallback, defaults.llm_gpu_max_queued) == (None, 8)
+    with pytest.raises(ConfigError, match="AGENT33_LLM_GPU_MAX_QUEUED must be an integer"):
+        load_settings({"AGENT33_LLM_GPU_MAX_QUEUED": "lots"}, dotenv_path=None)
+    with pytest.raises(ConfigError, match="AGENT33_LLM_GPU_MAX_INFLIGHT must be between 0"):
+        load_settings({"AGENT33_LLM_GPU_MAX_INFLIGHT": "-1"}, dotenv_path=None)
