@@ -32,7 +32,8 @@ from agent33.definitions.agents import AgentDef
 from agent33.errors import Agent33Error
 from agent33.llm.router import Router
 from agent33.llm.types import ChatRequest, ChatResponse, Message, Options, ToolCall, Usage
-from agent33.tools import ToolContext, ToolError, get_tool
+from agent33.tools import ToolContext
+from agent33.tools.governance import call_tool, tool_specs
 
 __all__ = [
     "AgentOutputError",
@@ -136,8 +137,9 @@ def _schema_errors(schema: dict[str, Any], content: str) -> tuple[Any, list[str]
 class _Turn:
     """Accumulates usage, latency and provenance over the model calls of one turn."""
 
-    def __init__(self, agent: AgentDef, router: Router) -> None:
+    def __init__(self, agent: AgentDef, router: Router, context: ToolContext) -> None:
         self.agent, self.router = agent, router
+        self.specs = tool_specs(agent.tools, context.settings) if agent.tools else []
         self.usage = Usage()
         self.latency_ms = 0.0
         self.calls = 0
@@ -145,7 +147,7 @@ class _Turn:
         self.last: ChatResponse | None = None
 
     def ask(self, messages: Sequence[Message], *, tools: bool) -> ChatResponse:
-        specs = [get_tool(name).spec for name in self.agent.tools] if tools else []
+        specs = self.specs if tools else []
         request = ChatRequest(
             model=self.agent.model,
             messages=list(messages),
@@ -178,14 +180,14 @@ class _Turn:
 
 def _run_tool(agent: AgentDef, call: ToolCall, context: ToolContext) -> tuple[str, dict[str, Any]]:
     """Run one requested tool under governance; the result (or refusal) goes back to the model."""
-    record: dict[str, Any] = {"id": call.id, "name": call.name, "arguments": call.arguments}
-    if call.name not in agent.tools:
-        record["error"] = f"tool {call.name!r} is not allowed for agent {agent.name!r}"
-    else:
-        try:
-            record["result"] = get_tool(call.name)(call.arguments, context)
-        except ToolError as exc:
-            record["error"] = exc.message
+    record = call_tool(
+        call.name,
+        call.arguments,
+        context,
+        allowed=agent.tools,
+        agent=agent.name,
+        call_id=call.id,
+    )
     payload = {"error": record["error"]} if "error" in record else record["result"]
     return json.dumps(payload, default=str), record
 
@@ -215,7 +217,7 @@ def run_agent(
     messages = prompt_messages(
         agent, user_input, history=history, knowledge=knowledge, findings=findings
     )
-    turn = _Turn(agent, router)
+    turn = _Turn(agent, router, context)
     records: list[dict[str, Any]] = []
     for round_number in range(agent.max_tool_rounds + 1):
         allow_tools = bool(agent.tools) and round_number < agent.max_tool_rounds

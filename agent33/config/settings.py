@@ -231,6 +231,25 @@ class Settings:
         meaning="Directories the `read_file`/`write_file` tools may use (comma list; first is "
         "default).",
     )
+    # Tool governance (agent33.tools.governance): every tool call, from an agent or a step.
+    tool_timeout: float = setting(
+        "AGENT33_TOOL_TIMEOUT",
+        default="30",
+        parse=p.positive_number,
+        meaning="Seconds one tool call may take (a `shell` call may ask for less, never more).",
+    )
+    tool_output_limit: int = setting(
+        "AGENT33_TOOL_OUTPUT_LIMIT",
+        default="65536",
+        parse=p.integer(1024, 16 * 1024 * 1024),
+        meaning="Bytes of JSON a tool result may have; a larger one is cut to a marked preview.",
+    )
+    web_fetch_max_bytes: int = setting(
+        "AGENT33_WEB_FETCH_MAX_BYTES",
+        default="2097152",
+        parse=p.integer(1024, 50 * 1024 * 1024),
+        meaning="Bytes the `web_fetch` tool reads of a page before it stops (the text says so).",
+    )
     # The `browser` tool (extra `agent33[browser]`): Playwright drives this Chromium.
     browser_executable: Path = setting(
         "AGENT33_BROWSER_EXECUTABLE",

@@ -3,10 +3,12 @@ fallbacks, conditional branches and parallel groups."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from agent33.definitions.models import StepDef, WorkflowDef
 from agent33.engine.actions import known_actions
+from agent33.engine.actions.tool import problems as tool_problems
 from agent33.engine.expressions import check_syntax, constant_budget
 from agent33.errors import DefinitionError
 from agent33.wire import Queue, is_known_queue
@@ -19,7 +21,11 @@ def _add(problems: Problems, step: StepDef, field: str, message: str) -> None:
 
 
 def _check_step(
-    step: StepDef, workflow: WorkflowDef, actions: list[str], problems: Problems
+    step: StepDef,
+    workflow: WorkflowDef,
+    actions: list[str],
+    problems: Problems,
+    tools: Collection[str] | None = None,
 ) -> None:
     if step.action not in actions:
         _add(
@@ -50,6 +56,14 @@ def _check_step(
         _check_conditional(step, workflow, problems)
     if step.action == "parallel_group":
         _check_parallel(step, actions, problems)
+    _check_calls(step, problems, tools)
+
+
+def _check_calls(step: StepDef, problems: Problems, tools: Collection[str] | None) -> None:
+    """The parameters of steps that call an agent or a tool by name."""
+    if step.action == "tool":
+        for field, messages in tool_problems(step.params, tools).items():
+            _add(problems, step, field, messages[0])
     if step.action == "invoke_agent" and not step.params.get("agent"):
         _add(problems, step, "with.agent", "invoke_agent needs `agent` (an agent name)")
     if step.action == "invoke_agent" and step.queue and not step.queue.startswith("llm"):
@@ -99,12 +113,15 @@ def _check_parallel(step: StepDef, actions: list[str], problems: Problems) -> No
             _add(problems, step, "with", "parallel groups cannot be nested")
 
 
-def validate_workflow(workflow: WorkflowDef, origin: str = "<api>") -> None:
-    """Raise DefinitionError naming origin, step and field for the first problems found."""
+def validate_workflow(
+    workflow: WorkflowDef, origin: str = "<api>", tools: Collection[str] | None = None
+) -> None:
+    """Raise DefinitionError naming origin, step and field for the first problems found;
+    `tools` (`agent33.tools.known_tools(settings)`): the names `action: tool` steps may call."""
     problems: Problems = {}
     actions = known_actions()
     with constant_budget():  # one time budget for the constant parts of all expressions
-        _check_steps_and_outputs(workflow, actions, problems)
+        _check_steps_and_outputs(workflow, actions, problems, tools)
     if problems:
         path, messages = next(iter(problems.items()))
         parts = path.split(".")
@@ -118,9 +135,14 @@ def validate_workflow(workflow: WorkflowDef, origin: str = "<api>") -> None:
         )
 
 
-def _check_steps_and_outputs(workflow: WorkflowDef, actions: list[str], problems: Problems) -> None:
+def _check_steps_and_outputs(
+    workflow: WorkflowDef,
+    actions: list[str],
+    problems: Problems,
+    tools: Collection[str] | None = None,
+) -> None:
     for step in workflow.steps:
-        _check_step(step, workflow, actions, problems)
+        _check_step(step, workflow, actions, problems, tools)
     for step in workflow.steps:
         for dep in step.depends_on:
             if dep in workflow.fallbacks:

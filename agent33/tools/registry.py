@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 
 from agent33.config import Settings
-from agent33.errors import Agent33Error
+from agent33.errors import Agent33Error, DefinitionError
 from agent33.llm.types import ToolSpec
 
 
@@ -57,18 +57,44 @@ def register_tool(tool: Tool) -> Tool:
     return tool
 
 
-def get_tool(name: str) -> Tool:
+def _all(settings: Settings | None) -> dict[str, Tool]:
+    """Builtins, plus the HTTP tools of `settings.definitions_dir/tools/` when given (a file
+    may not take a builtin's name: which one runs would depend on load order)."""
     _load_builtin()
+    if settings is None:
+        return _TOOLS
+    from agent33.tools.external import load_external
+
+    external = load_external(settings.definitions_dir)
+    clash = sorted(set(external) & set(_TOOLS))
+    if clash:
+        raise DefinitionError(
+            f"tool definition(s) {', '.join(clash)} take the name of a builtin tool",
+            fields={"name": [f"{name!r} is a builtin tool" for name in clash]},
+        )
+    return {**_TOOLS, **external}
+
+
+def get_tool(name: str, settings: Settings | None = None) -> Tool:
+    """A tool by name (`settings`: also those defined in its definitions directory)."""
     try:
-        return _TOOLS[name]
+        tools = _all(settings)
+    except DefinitionError as exc:
+        raise ToolError(f"the tool definitions cannot be loaded: {exc.message}") from None
+    try:
+        return tools[name]
     except KeyError:
-        raise ToolError(f"unknown tool {name!r} (known: {', '.join(known_tools())})") from None
+        raise ToolError(f"unknown tool {name!r} (known: {', '.join(sorted(tools))})") from None
 
 
-def known_tools() -> list[str]:
-    _load_builtin()
-    return sorted(_TOOLS)
+def known_tools(settings: Settings | None = None) -> list[str]:
+    """Every tool name (builtins, and with `settings` the defined ones).
+
+    Raises:
+        DefinitionError: a file in `definitions/tools/` is invalid.
+    """
+    return sorted(_all(settings))
 
 
 def _load_builtin() -> None:
-    from agent33.tools import browser, builtin, files, memory  # noqa: F401
+    from agent33.tools import browser, builtin, files, memory, shell, web  # noqa: F401

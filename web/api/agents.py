@@ -16,7 +16,7 @@ from agent33.errors import NotFound, ValidationFailed
 from agent33.security import scopes as sc
 from agent33.tools import known_tools
 from web.auth import require_scopes
-from web.extensions import BIGINT_MAX, Blueprint, list_schema
+from web.extensions import BIGINT_MAX, Blueprint, get_settings, list_schema
 
 blp = Blueprint("agents", __name__, url_prefix="/api/v1/agents", description="Agent definitions")
 
@@ -75,7 +75,9 @@ class Agents(MethodView):
         Checks the document (schema, known tools, queue, JSON Schemas): 400 naming the field;
         201 stored; 200 when this exact body is stored; 409 for a changed body, same version.
         """
-        agent = parse_agent(document, origin=f"agent {document.get('name')!r}", tools=known_tools())
+        agent = parse_agent(
+            document, origin=f"agent {document.get('name')!r}", tools=known_tools(get_settings())
+        )
         with session_scope() as session:
             row, created = save_agent(session=session, agent=agent, document=document)
         return row, 201 if created else 200
@@ -113,7 +115,7 @@ class AgentByName(MethodView):
             raise ValidationFailed(
                 f"`name` must be {name!r} (the URL's)", fields={"name": ["must equal the URL's"]}
             )
-        agent = parse_agent(document, origin=f"agent {name!r}", tools=known_tools())
+        agent = parse_agent(document, origin=f"agent {name!r}", tools=known_tools(get_settings()))
         with session_scope() as session:
             require_newer(
                 session=session,

@@ -19,6 +19,7 @@ from agent33.engine.service import start_run
 from agent33.engine.validation import validate_workflow
 from agent33.errors import Conflict, DefinitionError, ValidationFailed
 from agent33.security import scopes as sc
+from agent33.tools import known_tools
 from web.auth import current_principal, require_scopes
 from web.extensions import BIGINT_MAX, Blueprint, get_settings, list_schema
 from web.outbox import publish
@@ -257,7 +258,7 @@ def _checked(document: dict[str, Any], url_name: str | None = None) -> WorkflowD
     origin = f"workflow {name!r}" if isinstance(name, str) else "workflow"
     try:
         workflow = parse_workflow(document, origin=origin)
-        validate_workflow(workflow, origin)
+        validate_workflow(workflow, origin, known_tools(get_settings()))
     except DefinitionError as exc:
         exc.fields.pop("file", None)
         raise

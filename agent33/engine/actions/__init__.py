@@ -75,4 +75,12 @@ def known_actions() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from agent33.engine.actions import agent, command, flow, http, transform, validate  # noqa: F401
+    from agent33.engine.actions import (  # noqa: F401
+        agent,
+        command,
+        flow,
+        http,
+        tool,
+        transform,
+        validate,
+    )

@@ -2,22 +2,18 @@
 
 The child runs confined by `agent33.security.sandbox` (unprivileged user, bubblewrap where it
 works, `cwd` under the file roots, an environment built from an allowlist, resource limits, death
-with the worker). It gets its own session so a timeout, a cancel or a reassigned step kills
-everything it started (`os.killpg`); output is captured by reader threads that keep only the first
-and last 32 KiB, and an error message quotes at most a labelled 2 KiB excerpt of it.
+with the worker). `agent33.security.processes` (shared with the `shell` tool) starts it in its own
+session so a timeout, a cancel or a reassigned step kills everything it started (`os.killpg`),
+keeps only the first and last 32 KiB of its output, and an error message quotes at most a
+labelled 2 KiB excerpt of it.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 import structlog
 from sqlalchemy import select
@@ -27,18 +23,12 @@ from agent33.db import session_scope
 from agent33.db.models import Run, StepRun
 from agent33.engine.actions import ActionContext, ActionFailed, register
 from agent33.engine.states import RUN_TERMINAL, StepState
-from agent33.security import sandbox
+from agent33.security import processes, sandbox
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_TIMEOUT = 60.0
 MAX_TIMEOUT = 3600.0
-OUTPUT_LIMIT = 64 * 1024
-_HALF = OUTPUT_LIMIT // 2
-_CHUNK = 65536
-_GRACE = 2.0
-EXCERPT = 2048
-WATCH_INTERVAL = 1.0
 KNOWN = ("argv", "timeout", "cwd", "env", "check", "stdin", "network")
 
 
@@ -114,75 +104,13 @@ def parse(params: Mapping[str, Any]) -> Spec:
 
 
 def resolve(program: str, settings: Settings) -> str:
-    """The absolute path to run; refuses anything not named by AGENT33_COMMAND_ALLOWLIST.
-
-    A bare name matches a bare allowlist entry (resolved on the worker's PATH, not the step's
-    `env`); an absolute path must be listed itself or be what PATH resolves a listed name to.
-    Relative paths (`./echo`) never match, so a look-alike file cannot pass as an allowed name.
-    """
-    allowlist = settings.command_allowlist
-    names = {e for e in allowlist if "/" not in e}
-    paths = {e for e in allowlist if os.path.isabs(e)}
-    if "/" not in program:
-        found = shutil.which(program)
-        if program in names:
-            if found is None:
-                raise _fail(f"command {program!r} was not found on PATH")
-            return found
-        if found is not None and found in paths:
-            return found
-    elif os.path.isabs(program):
-        if program in paths:
-            return program
-        base = os.path.basename(program)
-        found = shutil.which(base) if base in names else None
-        if found is not None and os.path.realpath(found) == os.path.realpath(program):
-            return program
-    listed = ", ".join(allowlist) or "(empty)"
-    raise ActionFailed(
-        f"command {program!r} is not in the allowlist (AGENT33_COMMAND_ALLOWLIST: {listed})",
-        retryable=False,
-    )
-
-
-class _Capture(threading.Thread):
-    """Drains one pipe, keeping its head and tail so memory stays bounded."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        super().__init__(daemon=True)
-        self.stream = stream
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.total = 0
-
-    def run(self) -> None:
-        with self.stream:
-            while chunk := os.read(self.stream.fileno(), _CHUNK):
-                self.total += len(chunk)
-                room = _HALF - len(self.head)
-                self.head += chunk[:room]
-                self.tail += chunk[room:] if room > 0 else chunk
-                if len(self.tail) > _HALF:
-                    del self.tail[:-_HALF]
-
-    def text(self) -> str:
-        dropped = self.total - len(self.head) - len(self.tail)
-        if dropped <= 0:
-            return (self.head + self.tail).decode("utf-8", "replace")
-        marker = f"\n[... {dropped} bytes truncated ...]\n"
-        return self.head.decode("utf-8", "replace") + marker + self.tail.decode("utf-8", "replace")
-
-
-def _feed(stream: IO[bytes], data: bytes) -> None:
+    """The absolute path to run (`processes.resolve_program`: the allowlist rule)."""
     try:
-        with stream:
-            stream.write(data)
-    except (BrokenPipeError, OSError):
-        pass  # the command stopped reading; its exit code tells the story
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    sandbox.kill_group(proc.pid)
+        return processes.resolve_program(program, settings.command_allowlist)
+    except processes.ProgramRefused as exc:
+        raise ActionFailed(exc.message, retryable=False) from None
+    except processes.ProgramFailed as exc:
+        raise _fail(exc.message) from None
 
 
 def _watcher(context: ActionContext) -> Callable[[], bool] | None:
@@ -217,91 +145,6 @@ def _watcher(context: ActionContext) -> Callable[[], bool] | None:
     return wanted
 
 
-def _start(spec: Spec, jail: sandbox.Jail) -> subprocess.Popen[bytes]:
-    try:
-        return subprocess.Popen(  # noqa: S603 - allow-listed executable, argv list, no shell
-            jail.argv,
-            shell=False,
-            stdin=subprocess.DEVNULL if spec.stdin is None else subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=jail.cwd,
-            env=jail.env,
-            start_new_session=True,
-            preexec_fn=jail.preexec,  # noqa: PLW1509 - only syscalls (setrlimit, setuid, prctl)
-        )
-    except FileNotFoundError:
-        raise _fail(f"command {spec.argv[0]!r} was not found") from None
-    except PermissionError as exc:
-        raise _fail(f"command {spec.argv[0]!r} could not be started: {exc.strerror}") from None
-    except subprocess.SubprocessError as exc:
-        raise ActionFailed(f"run_command: the sandbox could not be set up: {exc}") from None
-    except OSError as exc:
-        raise _fail(f"command {spec.argv[0]!r} could not be started: {exc.strerror}") from None
-
-
-def _run(
-    spec: Spec, jail: sandbox.Jail, wanted: Callable[[], bool] | None = None
-) -> tuple[dict[str, Any], str | None]:
-    """Run to completion; returns the output and why it was stopped ("timeout", "unwanted")."""
-    started = time.monotonic()
-    proc = _start(spec, jail)
-    assert proc.stdout is not None and proc.stderr is not None  # noqa: S101 - PIPE above
-    readers = [_Capture(proc.stdout), _Capture(proc.stderr)]
-    threads: list[threading.Thread] = list(readers)
-    if spec.stdin is not None and proc.stdin is not None:
-        data = spec.stdin.encode()
-        threads.append(threading.Thread(target=_feed, args=(proc.stdin, data), daemon=True))
-    for thread in threads:
-        thread.start()
-    stopped: str | None = None
-    deadline = started + spec.timeout
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                stopped = "timeout"
-                break
-            try:
-                proc.wait(timeout=min(remaining, WATCH_INTERVAL) if wanted else remaining)
-                break
-            except subprocess.TimeoutExpired:
-                if wanted is not None and not wanted():
-                    stopped = "unwanted"
-                    break
-        if stopped:
-            _kill_group(proc)
-            proc.wait()
-    except BaseException:  # a Celery time limit or shutdown: leave no process behind
-        _kill_group(proc)
-        proc.wait()
-        raise
-    for thread in threads:
-        thread.join(_GRACE)
-    if any(t.is_alive() for t in threads):  # a background child still holds the pipes
-        _kill_group(proc)
-        for thread in threads:
-            thread.join(_GRACE)
-    output = {
-        "exit_code": proc.returncode,
-        "stdout": readers[0].text(),
-        "stderr": readers[1].text(),
-        "duration_ms": round((time.monotonic() - started) * 1000),
-    }
-    return output, stopped
-
-
-def excerpt(label: str, text: str, limit: int = EXCERPT) -> str:
-    """A clearly labelled tail of a child's output, at most `limit` bytes: never the raw whole."""
-    data = text.strip().encode()
-    if not data:
-        return ""
-    if len(data) <= limit:
-        return f"; {label}: {data.decode()}"
-    tail = data[-limit:].decode("utf-8", "ignore")
-    return f"; {label} (last {limit} bytes): {tail}"
-
-
 @register("run_command")
 def run_command(context: ActionContext) -> Any:
     """Output `{exit_code, stdout, stderr, duration_ms}`; a non-zero exit fails when `check`."""
@@ -319,7 +162,12 @@ def run_command(context: ActionContext) -> Any:
         )
     except sandbox.SandboxRefused as exc:
         raise _fail(exc.message) from None
-    output, stopped = _run(spec, jail, _watcher(context))
+    try:
+        output, stopped = processes.run(
+            spec.argv[0], jail, timeout=spec.timeout, stdin=spec.stdin, wanted=_watcher(context)
+        )
+    except processes.ProgramFailed as exc:
+        raise _fail(exc.message) from None
     if stopped == "timeout":
         raise ActionFailed(
             f"command timed out after {spec.timeout:g}s", retryable=True, details=output
@@ -332,6 +180,7 @@ def run_command(context: ActionContext) -> Any:
     code = output["exit_code"]
     if spec.check and code != 0:
         raise ActionFailed(
-            f"command exited with {code}{excerpt('stderr', output['stderr'])}", details=output
+            f"command exited with {code}{processes.excerpt('stderr', output['stderr'])}",
+            details=output,
         )
     return output

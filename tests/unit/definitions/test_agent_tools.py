@@ -31,8 +31,8 @@ def test_a_shipped_file_with_an_unknown_tool_is_refused(tmp_path: Path) -> None:
     """The path `serve` takes (`sync_agents` -> `load_agent_file`) checks the names it is given."""
     path = tmp_path / "agents" / "helper.yaml"
     path.parent.mkdir()
-    path.write_text("name: helper\nmodel: llama3.2\nsystem_prompt: hi\ntools: [shell]\n")
-    with pytest.raises(DefinitionError, match="unknown tool 'shell'") as info:
+    path.write_text("name: helper\nmodel: llama3.2\nsystem_prompt: hi\ntools: [rm_rf]\n")
+    with pytest.raises(DefinitionError, match="unknown tool 'rm_rf'") as info:
         load_agent_file(path, tools=known_tools())
     assert info.value.fields["file"] == str(path)
 
