@@ -54,10 +54,13 @@ def prepare_database(settings: Settings) -> None:
     from agent33.definitions.agents import sync_agents
     from agent33.tools import known_tools
 
+    tools = known_tools(settings)  # a broken definitions/tools/ file stops start-up, named
     with db.session_scope() as session:
-        sync_agents(session=session, directory=settings.definitions_dir, tools=known_tools())
+        sync_agents(session=session, directory=settings.definitions_dir, tools=tools)
         sync_directory(
-            session=session, directory=settings.definitions_dir, validator=validate_workflow
+            session=session,
+            directory=settings.definitions_dir,
+            validator=lambda workflow, origin: validate_workflow(workflow, origin, tools),
         )
 
 
