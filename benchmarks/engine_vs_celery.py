@@ -19,6 +19,8 @@ Environment:
   BENCH_TIMEOUT      seconds one measurement may take before it is reported as a lower bound
                      (default 300)
   BENCH_CONCURRENCY  worker processes (prefork, default 2)
+  BENCH_SHAPES       only these shapes, comma-separated keys (chain, chain_unfused, fanout_500,
+                     fanout_2000, diamond; default: all five)
   DATABASE_URL, REDIS_URL  use these servers; unset: private embedded ones in a temp dir
 """
 
@@ -207,6 +209,14 @@ def _makespan(timeout: float) -> str:
 
 def _run_all(scale: float, repeat: int, timeout: float, concurrency: int) -> float:
     shapes = all_shapes(scale)
+    wanted = [k.strip() for k in os.environ.get("BENCH_SHAPES", "").split(",") if k.strip()]
+    if wanted:
+        unknown = set(wanted) - {s.key for s in shapes}
+        if unknown:
+            raise SystemExit(
+                f"BENCH_SHAPES: unknown {sorted(unknown)}; known {[s.key for s in shapes]}"
+            )
+        shapes = [s for s in shapes if s.key in wanted]
     with harness.services() as settings:
         print(
             f"scale {scale:g}, repeat {repeat}, timeout {timeout:g}s,"

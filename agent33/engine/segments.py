@@ -52,12 +52,12 @@ def _transaction(
     the caller gives that step `run_step`'s path (0 consumed when it is the first).
     """
     outcomes: list[Outcome] = []
+    idents = _parse_ids(step_run_ids)
     try:
         with session_scope() as session, batched(session) as outbox_ids:
-            for index, raw in enumerate(step_run_ids):
-                try:
-                    ident = uuid.UUID(raw)
-                except ValueError:
+            store.lock_steps(session=session, step_run_ids=[i for i in idents if i is not None])
+            for index, ident in enumerate(idents):
+                if ident is None:
                     outcomes.append(Outcome("invalid-id"))
                     continue
                 try:
@@ -81,6 +81,16 @@ def _transaction(
         log.warning("segment.transaction_failed", steps=len(step_run_ids), exc_info=True)
         return [], [], 0
     return outcomes, outbox_ids, len(outcomes)
+
+
+def _parse_ids(raw_ids: list[str]) -> list[uuid.UUID | None]:
+    parsed: list[uuid.UUID | None] = []
+    for raw in raw_ids:
+        try:
+            parsed.append(uuid.UUID(raw))
+        except ValueError:
+            parsed.append(None)
+    return parsed
 
 
 def run_segment(

@@ -144,9 +144,16 @@ def lock_run(*, session: Session, run_id: uuid.UUID) -> Run:
     return run
 
 
+_LOCKED = "agent33.store.locked_steps"
+
+
 def lock_step(*, session: Session, step_run_id: uuid.UUID) -> tuple[StepRun, Run] | None:
     """A step and its run, the run row locked first (one query): the step's state is then the
-    latest committed one. None when the step is gone."""
+    latest committed one. None when the step is gone. A step `lock_steps` loaded in this
+    transaction is answered without a query (its run is locked until the commit)."""
+    preloaded: dict[uuid.UUID, tuple[StepRun, Run]] | None = session.info.get(_LOCKED)
+    if preloaded is not None and step_run_id in preloaded:
+        return preloaded[step_run_id]
     row = session.execute(
         select(Run, StepRun)
         .join(StepRun, StepRun.run_id == Run.id)
@@ -157,6 +164,22 @@ def lock_step(*, session: Session, step_run_id: uuid.UUID) -> tuple[StepRun, Run
         return None
     run, step = row
     return step, run
+
+
+def lock_steps(*, session: Session, step_run_ids: Iterable[uuid.UUID]) -> None:
+    """Lock the runs of these steps and load the steps, in one query: a batch of siblings then
+    claims each without a round trip of its own. Steps that are gone are simply not loaded."""
+    wanted = list(step_run_ids)
+    rows = session.execute(
+        select(Run, StepRun)
+        .join(StepRun, StepRun.run_id == Run.id)
+        .where(StepRun.id.in_(wanted))
+        .order_by(Run.id)
+        .with_for_update(of=Run)
+    ).all()
+    preloaded = session.info.setdefault(_LOCKED, {})
+    for run, step in rows:
+        preloaded[step.id] = (step, run)
 
 
 def lease_deadline(seconds: float) -> dt.datetime:
