@@ -35,12 +35,14 @@ def start_run(
     idempotency_key: str | None = None,
     created_by: str | None = None,
     parent_step_run_id: uuid.UUID | None = None,
+    trigger: dict[str, Any] | None = None,
 ) -> tuple[Run, list[int], bool]:
     """Create a run, its steps (pending) and the outbox row for the first ready segment.
 
     Returns (run, outbox_ids_to_flush_after_commit, created). With a repeated idempotency key
     returns the existing run, no outbox ids and created=False. `parent_step_run_id`: the
-    `sub_workflow` step this run finishes.
+    `sub_workflow` step this run finishes. `trigger`: what started it when no caller did (a
+    schedule's slot, a sensor, an event), recorded on the run.
     Raises NotFound (unknown workflow) or ValidationFailed (inputs do not match the schema;
     `fields` maps `inputs.<path>` to messages).
     """
@@ -60,6 +62,7 @@ def start_run(
         idempotency_key=idempotency_key,
         created_by=created_by,
         parent_step_run_id=parent_step_run_id,
+        trigger=trigger,
     )
     decided: dict[str, Route] = {}
     for position, step in enumerate(workflow.steps):

@@ -39,6 +39,12 @@ class RunSummarySchema(ma.Schema):
     outputs = ma.fields.Dict(allow_none=True)
     error = ma.fields.Dict(allow_none=True)
     created_by = ma.fields.String(allow_none=True)
+    trigger = ma.fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": "What started the run when no caller did (schedule, sensor, event)"
+        },
+    )
     created_at = ma.fields.DateTime()
     started_at = ma.fields.DateTime(allow_none=True)
     finished_at = ma.fields.DateTime(allow_none=True)
@@ -106,6 +112,7 @@ RUN_ATTRIBUTES = (
     "outputs",
     "error",
     "created_by",
+    "trigger",
     "created_at",
     "started_at",
     "finished_at",

@@ -30,6 +30,9 @@ class Run(Base):
         ForeignKey("step_runs.id", ondelete="SET NULL", use_alter=True), index=True
     )
     created_by: Mapped[str | None] = mapped_column(String(200))
+    # What started the run when no person did: {"kind": "schedule", "schedule": ..., "slot": ...}
+    # for a schedule's slot, {"kind": "sensor" | "event", ...} for automation; None for API/CLI.
+    trigger: Mapped[dict[str, Any] | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
