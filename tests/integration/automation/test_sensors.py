@@ -23,6 +23,7 @@ from agent33.automation import sensor_tick
 from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.models import Sensor
+from agent33.security.api_keys import create_api_key
 from tests.integration.automation.helpers import ON_FILE, runs_by
 from tests.integration.engine.helpers import save, wait_for
 from web import create_app
@@ -49,15 +50,15 @@ def api(own: Settings, committed_db: None, celery_worker: object) -> FlaskClient
     return app.test_client()
 
 
+def _key(scopes: list[str]) -> str:
+    with session_scope() as session:
+        _, raw = create_api_key(session=session, name="-".join(scopes), scopes=scopes)
+    return raw
+
+
 @pytest.fixture
 def headers(api: FlaskClient) -> dict[str, str]:
-    from agent33.security.api_keys import create_api_key
-
-    with session_scope() as session:
-        _, raw = create_api_key(
-            session=session, name="auto", scopes=["sensors:read", "sensors:write", "events:write"]
-        )
-    return {"X-API-Key": raw}
+    return {"X-API-Key": _key(["sensors:read", "sensors:write", "events:write"])}
 
 
 def inbox_sensor(root: Path, **extra: Any) -> dict[str, Any]:
@@ -220,6 +221,10 @@ def test_an_event_posted_twice_with_one_key_starts_one_run(
     assert bad.status_code == 400 and "payload" in bad.get_json()["error"]["fields"]
     not_object = api.post(url, json={"payload": [1]}, headers=headers)
     assert not_object.status_code == 400 and "payload" in not_object.get_json()["error"]["fields"]
+    no_body = api.post(url, headers=headers)
+    assert no_body.status_code == 400 and "payload" in no_body.get_json()["error"]["fields"]
+    readers = {"X-API-Key": _key(["sensors:read"])}
+    assert api.post(url, json=body, headers=readers).status_code == 403
     assert len(runs_by("uploads")) == 2
 
 
