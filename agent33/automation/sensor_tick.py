@@ -52,13 +52,13 @@ def tick(settings: Settings, *, now: dt.datetime | None = None) -> TickResult:
             session.scalars(
                 select(Sensor.id).where(
                     Sensor.enabled.is_(True),
-                    Sensor.kind.in_(CHECKS),
+                    Sensor.kind.in_(tuple(CHECKS)),
                     or_(Sensor.next_check_at.is_(None), Sensor.next_check_at <= moment),
                 )
             )
         )
     for sensor_id in due:
-        checked = check_sensor(settings, sensor_id, moment)
+        checked = check_one(settings, sensor_id, moment)
         if checked is None:
             continue
         fired, failed = checked
@@ -69,7 +69,7 @@ def tick(settings: Settings, *, now: dt.datetime | None = None) -> TickResult:
     return result
 
 
-def check_sensor(
+def check_one(
     settings: Settings, sensor_id: uuid.UUID, now: dt.datetime
 ) -> tuple[list[Fired], bool] | None:
     """Check one sensor in its own transaction; None when another tick holds or just did it."""
