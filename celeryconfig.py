@@ -82,6 +82,11 @@ def build_config(settings: Settings) -> dict[str, Any]:
                 "schedule": 30.0,
                 "options": {"expires": 30},
             },
+            TaskName.POLL_SENSORS.value: {
+                "task": TaskName.POLL_SENSORS.value,
+                "schedule": settings.sensor_tick,
+                "options": {"expires": settings.sensor_tick},
+            },
             TaskName.RETENTION.value: {
                 "task": TaskName.RETENTION.value,
                 "schedule": 300.0,

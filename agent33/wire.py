@@ -19,6 +19,7 @@ class TaskName(StrEnum):
     REAP_STALE = "agent33.maintenance.reap_stale"
     RELAY_OUTBOX = "agent33.maintenance.relay_outbox"
     RETENTION = "agent33.maintenance.retention"
+    POLL_SENSORS = "agent33.maintenance.poll_sensors"
     MEMORY_INGEST = "agent33.memory.ingest"
 
 

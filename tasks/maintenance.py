@@ -1,9 +1,11 @@
-"""Beat-fired housekeeping: re-publish the outbox, reap steps whose worker was lost."""
+"""Beat-fired housekeeping: re-publish the outbox, reap steps whose worker was lost, check the
+sensors."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from agent33.automation import sensor_tick
 from agent33.engine import outbox, reaper
 from agent33.wire import TaskName
 from tasks.app import app, current_settings
@@ -22,3 +24,11 @@ def reap_stale() -> dict[str, Any]:
     result = reaper.reap(current_settings())
     flush_outbox(result.outbox_ids)
     return {"redelivered": result.redelivered, "failed": result.failed}
+
+
+@app.task(name=TaskName.POLL_SENSORS.value)
+def poll_sensors() -> dict[str, Any]:
+    """Check the due sensors; each new event starts one run (keyed, so two beats start one)."""
+    result = sensor_tick.tick(current_settings())
+    flush_outbox(result.outbox_ids)
+    return {"checked": result.checked, "fired": result.fired, "failed": result.failed}

@@ -14,6 +14,7 @@ from agent33.cli.ingest import ingest_command
 from agent33.cli.memory import memory_group, search_command
 from agent33.cli.runs import run_command, runs_group
 from agent33.cli.scaffold import init_command
+from agent33.cli.sensors import events_group, sensors_group
 from agent33.cli.serve import serve_command
 from agent33.cli.status import status_command
 from agent33.cli.vault import vault_group
@@ -30,6 +31,7 @@ for command in (
     chat_command,
     config_group,
     db_group,
+    events_group,
     users_group,
     keys_group,
     ingest_command,
@@ -38,6 +40,7 @@ for command in (
     run_command,
     runs_group,
     init_command,
+    sensors_group,
     serve_command,
     status_command,
     vault_group,

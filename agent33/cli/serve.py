@@ -44,7 +44,9 @@ class Child:
 
 
 def prepare_database(settings: Settings) -> None:
-    """Migrate, then store the shipped definitions (validated) so runs can start."""
+    """Migrate, then store the shipped definitions (validated) so runs can start; sensors
+    last, since they name their workflows."""
+    from agent33.automation.sensors import sync_sensors
     from agent33.definitions.registry import sync_directory
     from agent33.engine.validation import validate_workflow
 
@@ -62,6 +64,7 @@ def prepare_database(settings: Settings) -> None:
             directory=settings.definitions_dir,
             validator=lambda workflow, origin: validate_workflow(workflow, origin, tools),
         )
+        sync_sensors(session=session, settings=settings, directory=settings.definitions_dir)
 
 
 def ensure_admin_key(settings: Settings) -> str | None:

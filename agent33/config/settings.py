@@ -297,6 +297,13 @@ class Settings:
         meaning="GPU model calls running at which new ones overflow to the remote fallback "
         "(`0`: never).",
     )
+    sensor_tick: float = setting(
+        "AGENT33_SENSOR_TICK",
+        default="2",
+        parse=p.positive_number,
+        meaning="Seconds between beat's sensor checks (`agent33.maintenance.poll_sensors`); a "
+        "sensor's own `interval` may space its checks further.",
+    )
     embedding_model: str = setting(
         "AGENT33_EMBEDDING_MODEL",
         default="local/all-minilm-l6-v2",

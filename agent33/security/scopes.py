@@ -18,6 +18,9 @@ SECRETS_READ = "secrets:read"
 SECRETS_WRITE = "secrets:write"
 MEMORY_READ = "memory:read"
 MEMORY_WRITE = "memory:write"
+SENSORS_READ = "sensors:read"
+SENSORS_WRITE = "sensors:write"
+EVENTS_WRITE = "events:write"
 ADMIN = "admin"
 
 ALL_SCOPES: frozenset[str] = frozenset(
@@ -34,6 +37,9 @@ ALL_SCOPES: frozenset[str] = frozenset(
         SECRETS_WRITE,
         MEMORY_READ,
         MEMORY_WRITE,
+        SENSORS_READ,
+        SENSORS_WRITE,
+        EVENTS_WRITE,
         ADMIN,
     }
 )

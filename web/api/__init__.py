@@ -9,12 +9,14 @@ from web.api import (
     audit,
     auth,
     chat,
+    events,
     health,
     keys,
     memories,
     memory,
     runs,
     secrets,
+    sensors,
     webhooks,
     workflows,
 )
@@ -30,6 +32,8 @@ BLUEPRINTS: list[flask_smorest.Blueprint] = [
     runs.blp,
     chat.blp,
     webhooks.blp,
+    sensors.blp,
+    events.blp,
     memory.blp,
     memories.blp,
 ]

@@ -22,6 +22,9 @@ def test_vocabulary_is_exactly_the_documented_scopes() -> None:
         "secrets:write",
         "memory:read",
         "memory:write",
+        "sensors:read",
+        "sensors:write",
+        "events:write",
         "admin",
     }
 

@@ -1,0 +1,1 @@
+"""Automation: what starts runs without a person asking (sensors, events)."""
