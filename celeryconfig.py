@@ -82,6 +82,13 @@ def build_config(settings: Settings) -> dict[str, Any]:
                 "schedule": 30.0,
                 "options": {"expires": 30},
             },
+            # User schedules: one tick over the `schedules` table; `expires` drops a tick that
+            # waited longer than the next one (firing is idempotent per slot anyway).
+            TaskName.FIRE_SCHEDULES.value: {
+                "task": TaskName.FIRE_SCHEDULES.value,
+                "schedule": settings.schedule_tick,
+                "options": {"expires": settings.schedule_tick},
+            },
             TaskName.RETENTION.value: {
                 "task": TaskName.RETENTION.value,
                 "schedule": 300.0,

@@ -1,13 +1,15 @@
-"""Beat-fired housekeeping: re-publish the outbox, reap steps whose worker was lost."""
+"""Beat-fired housekeeping: re-publish the outbox, reap steps whose worker was lost, fire user
+schedules."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from agent33.automation import firing
 from agent33.engine import outbox, reaper
 from agent33.wire import TaskName
 from tasks.app import app, current_settings
-from tasks.dispatch import flush_outbox
+from tasks.dispatch import flush_outbox, revoke
 
 
 @app.task(name=TaskName.RELAY_OUTBOX.value)
@@ -22,3 +24,20 @@ def reap_stale() -> dict[str, Any]:
     result = reaper.reap(current_settings())
     flush_outbox(result.outbox_ids)
     return {"redelivered": result.redelivered, "failed": result.failed}
+
+
+@app.task(name=TaskName.FIRE_SCHEDULES.value)
+def fire_schedules() -> dict[str, Any]:
+    """Fire every schedule's due slots once (safe with several beats ticking at once)."""
+
+    def publish(result: firing.FireResult) -> None:
+        flush_outbox(result.outbox_ids)
+        revoke(result.revoke_task_ids)
+
+    result = firing.tick(current_settings(), after_commit=publish)
+    return {
+        "fired": result.fired,
+        "skipped": result.skipped,
+        "queued": result.queued,
+        "failed": result.failed,
+    }
