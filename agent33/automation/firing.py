@@ -132,7 +132,9 @@ def _missed(schedule: Schedule, cutoff: dt.datetime, most: int) -> list[dt.datet
 
 
 def trigger_now(*, session: Session, settings: Settings, schedule: Schedule) -> FireResult:
-    """A run now, outside the slots (`manual` in its trigger), whatever the overlap policy."""
+    """A run now, outside the slots (`manual` in its trigger), whatever the overlap policy.
+
+    Raises what `start_run` raises (workflow gone, inputs no longer valid)."""
     result = FireResult()
     moment = utcnow()
     if moment.microsecond == 0:  # slots fall on whole seconds: a manual fire never takes one
@@ -263,6 +265,8 @@ def _start(
                 trigger=trigger,
             )
     except Agent33Error as exc:
+        if fire.manual:
+            raise  # the caller asked for this run: tell them why there is none
         fire.status, fire.reason = "failed", exc.message[:500]
         result.failed += 1
         log.warning("schedule.fire_failed", schedule=schedule.name, slot=slot, error=exc.message)

@@ -18,6 +18,8 @@ SECRETS_READ = "secrets:read"
 SECRETS_WRITE = "secrets:write"
 MEMORY_READ = "memory:read"
 MEMORY_WRITE = "memory:write"
+SCHEDULES_READ = "schedules:read"
+SCHEDULES_WRITE = "schedules:write"
 ADMIN = "admin"
 
 ALL_SCOPES: frozenset[str] = frozenset(
@@ -34,6 +36,8 @@ ALL_SCOPES: frozenset[str] = frozenset(
         SECRETS_WRITE,
         MEMORY_READ,
         MEMORY_WRITE,
+        SCHEDULES_READ,
+        SCHEDULES_WRITE,
         ADMIN,
     }
 )
