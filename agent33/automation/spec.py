@@ -3,6 +3,7 @@ so both paths name the same fields in their errors."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import marshmallow as ma
@@ -13,6 +14,12 @@ from agent33.definitions.schemas import NAME
 OVERLAP_POLICIES = ("skip", "allow", "queue", "cancel_previous")
 CATCHUP_POLICIES = ("skip", "once", "all")
 EVERY_MAX = 366 * 24 * 3600
+# Slot arithmetic stays far from datetime's year 1 and 9999 limits.
+DATES = ma.validate.Range(
+    min=dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+    max=dt.datetime(2200, 1, 1, tzinfo=dt.UTC),
+    error="must be between 1970 and 2200",
+)
 
 
 class ScheduleSpecSchema(ma.Schema):
@@ -36,8 +43,8 @@ class ScheduleSpecSchema(ma.Schema):
     )
     overlap = ma.fields.String(load_default="skip", validate=ma.validate.OneOf(OVERLAP_POLICIES))
     catchup = ma.fields.String(load_default="all", validate=ma.validate.OneOf(CATCHUP_POLICIES))
-    start_at = ma.fields.AwareDateTime(load_default=None, allow_none=True)
-    end_at = ma.fields.AwareDateTime(load_default=None, allow_none=True)
+    start_at = ma.fields.AwareDateTime(load_default=None, allow_none=True, validate=DATES)
+    end_at = ma.fields.AwareDateTime(load_default=None, allow_none=True, validate=DATES)
     paused = ma.fields.Boolean(load_default=False)
 
     @ma.validates_schema(skip_on_field_errors=True)
