@@ -154,6 +154,20 @@ def sync_declared(
     return kept
 
 
+def resync_declared(*, session: Session, workflow: str) -> None:
+    """After versions of `workflow` were deleted: its declared schedules follow the latest
+    version left, or go when none is left."""
+    try:
+        latest = get_workflow(session=session, name=workflow)
+    except NotFound:
+        for schedule in session.scalars(
+            select(Schedule).where(Schedule.workflow == workflow, Schedule.source == "workflow")
+        ):
+            session.delete(schedule)
+        return
+    sync_declared(session=session, workflow=definition_of(latest))
+
+
 def _plan_next(schedule: Schedule, now: dt.datetime) -> None:
     """The first slot from now on: a new, changed or resumed schedule does not catch up."""
     schedule.next_fire_at = next_slot(timing_of(schedule), now)

@@ -9,7 +9,7 @@ from flask.views import MethodView
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from agent33.automation.store import sync_declared
+from agent33.automation.store import resync_declared, sync_declared
 from agent33.db import session_scope
 from agent33.db.models import Run, WorkflowDefinition
 from agent33.definitions.loader import parse_workflow
@@ -213,12 +213,15 @@ class WorkflowByName(MethodView):
         """Delete a workflow
 
         The version named by `?version=`, or every version; refused with 409 (deleting
-        nothing) while any run references one, since runs keep their definition.
+        nothing) while any run references one, since runs keep their definition. The
+        schedules it declared follow the latest version left (none: they are deleted).
         """
         with session_scope() as session:
             rows = _deletable(session, name, query.get("version"))
             for row in rows:
                 session.delete(row)
+            session.flush()
+            resync_declared(session=session, workflow=name)
         return {"name": name, "versions": sorted(row.version for row in rows)}
 
 

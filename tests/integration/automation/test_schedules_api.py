@@ -134,6 +134,12 @@ def test_a_workflow_declares_its_schedules_and_a_new_version_replaces_them(
     assert client.put("/api/v1/workflows/declaring", json=v2, headers=headers).status_code == 201
     names = [s["name"] for s in client.get(URL, headers=headers).json["items"]]
     assert names == ["declared-daily"]
+    dropped = client.delete("/api/v1/workflows/declaring?version=2", headers=headers)
+    assert dropped.status_code == 200, dropped.json
+    names = [s["name"] for s in client.get(URL, headers=headers).json["items"]]
+    assert names == ["declared-hourly"], "the schedules follow the latest version left"
+    assert client.delete("/api/v1/workflows/declaring", headers=headers).status_code == 200
+    assert client.get(URL, headers=headers).json["total"] == 0
 
 
 @pytest.fixture
