@@ -86,6 +86,7 @@ def test_create_read_patch_pause_resume_upcoming_delete(
     patched = client.patch(f"{URL}/nightly", json={"every": 30}, headers=headers)
     assert patched.status_code == 200, patched.json
     assert patched.json["cron"] is None and patched.json["every"] == 30
+    assert patched.json["timezone"] == "Europe/Berlin" and patched.json["inputs"] == {"n": 1}
     bad = client.patch(f"{URL}/nightly", json={"inputs": {"n": "x"}}, headers=headers)
     assert bad.status_code == 400 and "inputs.n" in bad.json["error"]["fields"]
     assert client.post(f"{URL}/nightly/pause", headers=headers).json["paused"] is True
