@@ -3,6 +3,7 @@ trigger, upcoming, scopes, and schedules declared by a workflow."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 from collections.abc import Iterator
@@ -199,3 +200,28 @@ def test_cli_adds_lists_triggers_pauses_and_deletes(live_api: str, tmp_path: Pat
     )
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert "cron" in bad.stderr and "\n" not in bad.stderr.strip()
+
+
+@pytest.mark.usefixtures("committed_db")
+def test_serve_stores_the_schedules_shipped_workflow_files_declare(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from agent33.automation.store import get_schedule
+    from agent33.cli.serve import prepare_database
+
+    definitions = tmp_path / "definitions"
+    (definitions / "workflows").mkdir(parents=True)
+    (definitions / "workflows" / "nightly_report.yaml").write_text(
+        "name: nightly_report\n"
+        "inputs: {type: object, properties: {days: {type: integer}}}\n"
+        "steps: [{id: report, action: transform, with: {days: '{{ inputs.days }}'}}]\n"
+        "schedules:\n"
+        "  - {name: nightly-report, cron: '0 3 * * *', timezone: Europe/Berlin, "
+        "inputs: {days: 1}}\n"
+    )
+    prepare_database(settings.replace(definitions_dir=definitions))
+    with session_scope() as session:
+        schedule = get_schedule(session=session, name="nightly-report")
+        assert (schedule.workflow, schedule.source) == ("nightly_report", "workflow")
+        assert schedule.next_fire_at is not None
+        assert schedule.next_fire_at.astimezone(dt.UTC).hour in (1, 2)  # 03:00 in Berlin
