@@ -87,6 +87,13 @@ def build_config(settings: Settings) -> dict[str, Any]:
                 "schedule": settings.sensor_tick,
                 "options": {"expires": settings.sensor_tick},
             },
+            # User schedules: one tick over the `schedules` table; `expires` drops a tick that
+            # waited longer than the next one (firing is idempotent per slot anyway).
+            TaskName.FIRE_SCHEDULES.value: {
+                "task": TaskName.FIRE_SCHEDULES.value,
+                "schedule": settings.schedule_tick,
+                "options": {"expires": settings.schedule_tick},
+            },
             TaskName.RETENTION.value: {
                 "task": TaskName.RETENTION.value,
                 "schedule": 300.0,

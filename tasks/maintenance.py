@@ -1,15 +1,15 @@
-"""Beat-fired housekeeping: re-publish the outbox, reap steps whose worker was lost, check the
-sensors."""
+"""Beat-fired housekeeping: re-publish the outbox, reap steps whose worker was lost, fire user
+schedules, check the sensors."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from agent33.automation import sensor_tick
+from agent33.automation import schedule_tick, sensor_tick
 from agent33.engine import outbox, reaper
 from agent33.wire import TaskName
 from tasks.app import app, current_settings
-from tasks.dispatch import flush_outbox
+from tasks.dispatch import flush_outbox, revoke
 
 
 @app.task(name=TaskName.RELAY_OUTBOX.value)
@@ -32,3 +32,20 @@ def poll_sensors() -> dict[str, Any]:
     result = sensor_tick.tick(current_settings())
     flush_outbox(result.outbox_ids)
     return {"checked": result.checked, "fired": result.fired, "failed": result.failed}
+
+
+@app.task(name=TaskName.FIRE_SCHEDULES.value)
+def fire_schedules() -> dict[str, Any]:
+    """Fire every schedule's due slots once (safe with several beats ticking at once)."""
+
+    def publish(result: schedule_tick.FireResult) -> None:
+        flush_outbox(result.outbox_ids)
+        revoke(result.revoke_task_ids)
+
+    result = schedule_tick.tick(current_settings(), after_commit=publish)
+    return {
+        "fired": result.fired,
+        "skipped": result.skipped,
+        "queued": result.queued,
+        "failed": result.failed,
+    }

@@ -1,1 +1,2 @@
-"""Automation: what starts runs without a person asking (sensors, events)."""
+"""Automation: what starts runs without a person asking (schedules fired by beat, sensors,
+events)."""

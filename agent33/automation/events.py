@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from agent33.automation.firing import Fired, fire, run_key
+from agent33.automation.sensor_runs import Fired, fire, run_key
 from agent33.automation.sensor_schema import EVENT
 from agent33.config import Settings
 from agent33.db.base import utcnow

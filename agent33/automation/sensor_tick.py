@@ -2,7 +2,7 @@
 
 Cheap: one indexed query for the sensors that are due, then one short transaction per sensor.
 Safe with two beats: a sensor row is taken with SKIP LOCKED (the other tick moves on), and every
-event's run is keyed by the event (`agent33.automation.firing`), so even two ticks that saw the
+event's run is keyed by the event (`agent33.automation.sensor_runs`), so even two ticks that saw the
 same file with the same stale state start one run. A sensor that fails records its error and
 the tick goes on with the others.
 """
@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from agent33.automation.firing import Fired, fire, run_key
+from agent33.automation.sensor_runs import Fired, fire, run_key
 from agent33.automation.sensor_schema import FILE_CHANGE, FRESHNESS
 from agent33.automation.watchers import last_modified, scan_directory
 from agent33.config import Settings

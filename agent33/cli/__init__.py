@@ -14,6 +14,7 @@ from agent33.cli.ingest import ingest_command
 from agent33.cli.memory import memory_group, search_command
 from agent33.cli.runs import run_command, runs_group
 from agent33.cli.scaffold import init_command
+from agent33.cli.schedules import schedules_group
 from agent33.cli.sensors import events_group, sensors_group
 from agent33.cli.serve import serve_command
 from agent33.cli.status import status_command
@@ -39,6 +40,7 @@ for command in (
     search_command,
     run_command,
     runs_group,
+    schedules_group,
     init_command,
     sensors_group,
     serve_command,

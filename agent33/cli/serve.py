@@ -46,8 +46,9 @@ class Child:
 def prepare_database(settings: Settings) -> None:
     """Migrate, then store the shipped definitions (validated) so runs can start; sensors
     last, since they name their workflows."""
+    from agent33.automation.schedule_store import sync_declared
     from agent33.automation.sensors import sync_sensors
-    from agent33.definitions.registry import sync_directory
+    from agent33.definitions.registry import definition_of, is_latest, sync_directory
     from agent33.engine.validation import validate_workflow
 
     assert settings.database_url is not None
@@ -59,11 +60,14 @@ def prepare_database(settings: Settings) -> None:
     tools = known_tools(settings)  # a broken definitions/tools/ file stops start-up, named
     with db.session_scope() as session:
         sync_agents(session=session, directory=settings.definitions_dir, tools=tools)
-        sync_directory(
+        stored = sync_directory(
             session=session,
             directory=settings.definitions_dir,
             validator=lambda workflow, origin: validate_workflow(workflow, origin, tools),
         )
+        for row, _ in stored:
+            if is_latest(session=session, row=row):
+                sync_declared(session=session, workflow=definition_of(row))
         sync_sensors(session=session, settings=settings, directory=settings.definitions_dir)
 
 

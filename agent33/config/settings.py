@@ -198,6 +198,27 @@ class Settings:
         parse=p.integer(1, 100),
         meaning="Deliveries of one step attempt before the reaper fails it.",
     )
+    schedule_tick: float = setting(
+        "AGENT33_SCHEDULE_TICK",
+        default="1",
+        parse=p.positive_number,
+        meaning="Seconds between beat's `agent33.maintenance.fire_schedules` ticks (the "
+        "finest resolution of a schedule).",
+    )
+    schedule_misfire_grace: float = setting(
+        "AGENT33_SCHEDULE_MISFIRE_GRACE",
+        default="15",
+        parse=p.positive_number,
+        meaning="A slot found due later than this many seconds after its time counts as missed "
+        "(its schedule's `catchup` decides); younger ones fire as usual.",
+    )
+    schedule_max_catchup: int = setting(
+        "AGENT33_SCHEDULE_MAX_CATCHUP",
+        default="10",
+        parse=p.integer(1, 1000),
+        meaning="Most missed slots `catchup: all` fires after downtime (the latest ones), and "
+        "most slots an `overlap: queue` schedule keeps waiting.",
+    )
     command_allowlist: tuple[str, ...] = setting(
         "AGENT33_COMMAND_ALLOWLIST",
         default="echo,true,false,date,uname,sleep",

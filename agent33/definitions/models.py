@@ -40,6 +40,9 @@ class WorkflowDef:
     inputs: dict[str, Any]
     steps: tuple[StepDef, ...]
     outputs: dict[str, Any]
+    # `schedules:` entries as written; agent33.automation checks and stores them (synced when
+    # the workflow is stored).
+    schedules: tuple[dict[str, Any], ...] = ()
 
     @cached_property
     def by_id(self) -> dict[str, StepDef]:

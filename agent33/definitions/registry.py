@@ -47,6 +47,11 @@ def get_workflow(*, session: Session, name: str, version: int | None = None) -> 
     )
 
 
+def is_latest(*, session: Session, row: WorkflowDefinition) -> bool:
+    """Whether no stored version of this workflow is newer (its declared schedules apply)."""
+    return get_workflow(session=session, name=row.name).version == row.version
+
+
 def list_workflows(*, session: Session) -> list[WorkflowDefinition]:
     """The latest version of every workflow, by name."""
     return latest_versions(session=session, model=WorkflowDefinition)

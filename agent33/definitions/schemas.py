@@ -61,6 +61,9 @@ class WorkflowSchema(Schema):
     inputs = fields.Dict(load_default=lambda: {"type": "object"})
     steps = fields.List(fields.Nested(StepSchema), required=True, validate=validate.Length(min=1))
     outputs = fields.Dict(keys=fields.String(), load_default=dict)
+    schedules = fields.List(
+        fields.Dict(keys=fields.String()), load_default=list, validate=validate.Length(max=100)
+    )
 
     @validates_schema
     def _inputs_is_json_schema(self, data: dict[str, Any], **_: Any) -> None:
@@ -81,4 +84,5 @@ class WorkflowSchema(Schema):
             inputs=data["inputs"],
             steps=tuple(data["steps"]),
             outputs=data["outputs"],
+            schedules=tuple(data["schedules"]),
         )

@@ -21,6 +21,8 @@ MEMORY_WRITE = "memory:write"
 SENSORS_READ = "sensors:read"
 SENSORS_WRITE = "sensors:write"
 EVENTS_WRITE = "events:write"
+SCHEDULES_READ = "schedules:read"
+SCHEDULES_WRITE = "schedules:write"
 ADMIN = "admin"
 
 ALL_SCOPES: frozenset[str] = frozenset(
@@ -40,6 +42,8 @@ ALL_SCOPES: frozenset[str] = frozenset(
         SENSORS_READ,
         SENSORS_WRITE,
         EVENTS_WRITE,
+        SCHEDULES_READ,
+        SCHEDULES_WRITE,
         ADMIN,
     }
 )

@@ -9,11 +9,12 @@ from flask.views import MethodView
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from agent33.automation.schedule_store import resync_declared, sync_declared
 from agent33.db import session_scope
 from agent33.db.models import Run, WorkflowDefinition
 from agent33.definitions.loader import parse_workflow
 from agent33.definitions.models import WorkflowDef
-from agent33.definitions.registry import get_workflow, list_workflows, save_workflow
+from agent33.definitions.registry import get_workflow, is_latest, list_workflows, save_workflow
 from agent33.definitions.versions import require_newer
 from agent33.engine.service import start_run
 from agent33.engine.validation import validate_workflow
@@ -63,6 +64,15 @@ class WorkflowDocumentSchema(ma.Schema):
     inputs = ma.fields.Raw(allow_none=True, metadata={"type": "object"})
     steps = ma.fields.Raw(allow_none=True, metadata={"type": "array", "items": {"type": "object"}})
     outputs = ma.fields.Raw(allow_none=True, metadata={"type": "object"})
+    schedules = ma.fields.Raw(
+        allow_none=True,
+        metadata={
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "Schedules of this workflow, as `POST /api/v1/schedules` takes them "
+            "(without `workflow`); stored with the workflow's latest version",
+        },
+    )
 
 
 class WorkflowValidSchema(ma.Schema):
@@ -142,6 +152,8 @@ class Workflows(MethodView):
         workflow = _checked(document)
         with session_scope() as session:
             row, created = save_workflow(session=session, workflow=workflow, document=document)
+            if is_latest(session=session, row=row):
+                sync_declared(session=session, workflow=workflow)
         return row, 201 if created else 200, _location(row)
 
 
@@ -191,6 +203,7 @@ class WorkflowByName(MethodView):
                 version=workflow.version,
             )
             row, _ = save_workflow(session=session, workflow=workflow, document=document)
+            sync_declared(session=session, workflow=workflow)
         return row, 201, _location(row)
 
     @require_scopes(sc.WORKFLOWS_WRITE)
@@ -200,12 +213,15 @@ class WorkflowByName(MethodView):
         """Delete a workflow
 
         The version named by `?version=`, or every version; refused with 409 (deleting
-        nothing) while any run references one, since runs keep their definition.
+        nothing) while any run references one, since runs keep their definition. The
+        schedules it declared follow the latest version left (none: they are deleted).
         """
         with session_scope() as session:
             rows = _deletable(session, name, query.get("version"))
             for row in rows:
                 session.delete(row)
+            session.flush()
+            resync_declared(session=session, workflow=name)
         return {"name": name, "versions": sorted(row.version for row in rows)}
 
 

@@ -1,7 +1,7 @@
 """Every model, imported so Alembic sees all tables."""
 
 from agent33.db.models.audit import AuditEvent
-from agent33.db.models.automation import Sensor
+from agent33.db.models.automation import Schedule, ScheduleFire, Sensor
 from agent33.db.models.chat import ChatMessage
 from agent33.db.models.definitions import AgentDefinition, WorkflowDefinition
 from agent33.db.models.memory import IngestJob, MemoryChunk, MemoryCollection, MemoryDocument
@@ -22,6 +22,8 @@ __all__ = [
     "RefreshToken",
     "Run",
     "RunEvent",
+    "Schedule",
+    "ScheduleFire",
     "Secret",
     "Sensor",
     "StepRun",

@@ -61,6 +61,15 @@ EXPECTED_OPERATIONS = {
     ("/api/v1/memory/memories", "get"),
     ("/api/v1/memory/memories", "post"),
     ("/api/v1/memory/memories/{document_id}", "delete"),
+    ("/api/v1/schedules", "get"),
+    ("/api/v1/schedules", "post"),
+    ("/api/v1/schedules/{name}", "get"),
+    ("/api/v1/schedules/{name}", "patch"),
+    ("/api/v1/schedules/{name}", "delete"),
+    ("/api/v1/schedules/{name}/pause", "post"),
+    ("/api/v1/schedules/{name}/resume", "post"),
+    ("/api/v1/schedules/{name}/trigger", "post"),
+    ("/api/v1/schedules/{name}/upcoming", "get"),
 }
 
 

@@ -25,6 +25,8 @@ def test_vocabulary_is_exactly_the_documented_scopes() -> None:
         "sensors:read",
         "sensors:write",
         "events:write",
+        "schedules:read",
+        "schedules:write",
         "admin",
     }
 
