@@ -276,20 +276,39 @@ def _filter_sql(filters: Mapping[str, Any] | None, params: dict[str, Any]) -> st
     return " AND c.metadata @> CAST(:filters AS jsonb)"
 
 
-def _vector_sql(dimension: int, where: str) -> str:
+def _ranked_sql(dimension: int, where: str) -> str:
     """The dimension is spelled into the SQL (an int from HNSW_DIMENSIONS, never user text) so
     the planner matches the partial index `WHERE dimension = N` on `embedding::vector(N)`."""
     assert dimension in HNSW_DIMENSIONS
     return f"""
-        WITH ranked AS MATERIALIZED (
             SELECT c.id, c.embedding::vector({dimension}) <=> CAST(:query AS vector({dimension}))
                    AS distance
             FROM memory_chunks c
             WHERE c.dimension = {dimension} AND c.collection_id = :collection_id{where}
             ORDER BY c.embedding::vector({dimension}) <=> CAST(:query AS vector({dimension}))
             LIMIT :limit
-        )
+    """  # noqa: S608
+
+
+def _vector_sql(dimension: int, where: str) -> str:
+    """Chunk ids and distances, nearest first: the ranking hybrid search fuses."""
+    return f"""
+        WITH ranked AS MATERIALIZED ({_ranked_sql(dimension, where)})
         SELECT id, distance FROM ranked ORDER BY distance
+    """  # noqa: S608
+
+
+def _vector_hits_sql(dimension: int, where: str) -> str:
+    """The ranking with each hit's citation joined in, so a plain vector search is one round
+    trip; the index still ranks first, and only the top `limit` rows are joined."""
+    return f"""
+        WITH ranked AS MATERIALIZED ({_ranked_sql(dimension, where)})
+        SELECT r.id, r.distance, c.document_id, c.ordinal, c.content, c.metadata,
+               d.title, d.source, d.key
+        FROM ranked r
+        JOIN memory_chunks c ON c.id = r.id
+        JOIN memory_documents d ON d.id = c.document_id
+        ORDER BY r.distance, r.id
     """  # noqa: S608
 
 
@@ -340,6 +359,8 @@ def search(
         "limit": pool,
     }
     where = _filter_sql(filters, params)
+    if not hybrid:
+        return _vector_hits(session, text(_vector_hits_sql(dimension, where)), params, min_score)
     by_vector = [
         (row.id, float(row.distance))
         for row in session.execute(text(_vector_sql(dimension, where)), params)
@@ -365,6 +386,32 @@ def search(
         scores = {cid: s for cid, s in scores.items() if similarity[cid] >= min_score}
     best = sorted(scores, key=lambda cid: (-scores[cid], cid))[:top_k]
     return _hits(session, best, scores, similarity)
+
+
+def _vector_hits(
+    session: Session, statement: Any, params: Mapping[str, Any], min_score: float | None
+) -> list[Hit]:
+    """Hits of a plain vector search, citations included, best first (ties by chunk id)."""
+    hits = []
+    for row in session.execute(statement, params):
+        similarity = round(1.0 - float(row.distance), 6)
+        if min_score is not None and 1.0 - float(row.distance) < min_score:
+            continue
+        hits.append(
+            Hit(
+                chunk_id=row.id,
+                document_id=row.document_id,
+                ordinal=row.ordinal,
+                content=row.content,
+                metadata=dict(row.metadata or {}),
+                similarity=similarity,
+                score=similarity,
+                title=row.title,
+                source=row.source,
+                document_key=row.key,
+            )
+        )
+    return hits
 
 
 def _hits(

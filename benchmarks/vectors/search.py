@@ -70,7 +70,7 @@ def explain(collection_id: uuid.UUID, query: Vectors, ef: int) -> list[str]:
     with session_scope() as session:
         session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
         session.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))
-        sql = "EXPLAIN (ANALYZE, BUFFERS) " + store._vector_sql(DIMENSION, "")
+        sql = "EXPLAIN (ANALYZE, BUFFERS) " + store._vector_hits_sql(DIMENSION, "")
         params = {
             "query": store._vector_literal(query),
             "collection_id": collection_id,

@@ -201,14 +201,15 @@ def test_search_uses_the_hnsw_index(db_session: Session, docs: store.MemoryColle
     )
     db_session.execute(text("ANALYZE memory_chunks"))
     vector = "[" + ",".join(["0.05"] * 384) + "]"
-    plan = "\n".join(
-        row[0]
-        for row in db_session.execute(
-            text("EXPLAIN " + store._vector_sql(384, "")),  # noqa: SLF001 - the product's SQL
-            {"query": vector, "collection_id": docs.id, "limit": 5},
+    for sql in (store._vector_sql(384, ""), store._vector_hits_sql(384, "")):  # noqa: SLF001
+        plan = "\n".join(  # the product's SQL: hybrid ranking, and plain search with citations
+            row[0]
+            for row in db_session.execute(
+                text("EXPLAIN " + sql),
+                {"query": vector, "collection_id": docs.id, "limit": 5},
+            )
         )
-    )
-    assert "ix_memory_chunks_embedding_384" in plan, plan
+        assert "ix_memory_chunks_embedding_384" in plan, plan
 
 
 def test_bad_collections_and_queries_are_clear_errors(
