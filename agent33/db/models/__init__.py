@@ -1,6 +1,7 @@
 """Every model, imported so Alembic sees all tables."""
 
 from agent33.db.models.audit import AuditEvent
+from agent33.db.models.automation import DeadLetter, Webhook, WebhookDelivery
 from agent33.db.models.chat import ChatMessage
 from agent33.db.models.definitions import AgentDefinition, WorkflowDefinition
 from agent33.db.models.memory import IngestJob, MemoryChunk, MemoryCollection, MemoryDocument
@@ -13,6 +14,7 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "ChatMessage",
+    "DeadLetter",
     "IngestJob",
     "MemoryChunk",
     "MemoryCollection",
@@ -24,5 +26,7 @@ __all__ = [
     "Secret",
     "StepRun",
     "User",
+    "Webhook",
+    "WebhookDelivery",
     "WorkflowDefinition",
 ]
