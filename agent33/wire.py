@@ -20,6 +20,7 @@ class TaskName(StrEnum):
     RELAY_OUTBOX = "agent33.maintenance.relay_outbox"
     RETENTION = "agent33.maintenance.retention"
     MEMORY_INGEST = "agent33.memory.ingest"
+    WEBHOOK_DELIVER = "agent33.webhook.deliver"
 
 
 class Queue(StrEnum):

@@ -1,0 +1,1 @@
+"""Automation: outbound webhooks, the dead-letter queue (and schedules and sensors)."""
