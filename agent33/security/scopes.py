@@ -18,6 +18,10 @@ SECRETS_READ = "secrets:read"
 SECRETS_WRITE = "secrets:write"
 MEMORY_READ = "memory:read"
 MEMORY_WRITE = "memory:write"
+WEBHOOKS_READ = "webhooks:read"
+WEBHOOKS_WRITE = "webhooks:write"
+DEADLETTERS_READ = "deadletters:read"
+DEADLETTERS_WRITE = "deadletters:write"
 ADMIN = "admin"
 
 ALL_SCOPES: frozenset[str] = frozenset(
@@ -34,6 +38,10 @@ ALL_SCOPES: frozenset[str] = frozenset(
         SECRETS_WRITE,
         MEMORY_READ,
         MEMORY_WRITE,
+        WEBHOOKS_READ,
+        WEBHOOKS_WRITE,
+        DEADLETTERS_READ,
+        DEADLETTERS_WRITE,
         ADMIN,
     }
 )

@@ -9,12 +9,14 @@ from web.api import (
     audit,
     auth,
     chat,
+    deadletters,
     health,
     keys,
     memories,
     memory,
     runs,
     secrets,
+    webhook_subscriptions,
     webhooks,
     workflows,
 )
@@ -30,6 +32,8 @@ BLUEPRINTS: list[flask_smorest.Blueprint] = [
     runs.blp,
     chat.blp,
     webhooks.blp,
+    webhook_subscriptions.blp,
+    deadletters.blp,
     memory.blp,
     memories.blp,
 ]
