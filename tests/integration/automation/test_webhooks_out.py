@@ -1,0 +1,130 @@
+"""Outbound webhooks through the real API, broker and io worker, to a real local receiver."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from agent33.config import Settings
+from agent33.db import session_scope
+from agent33.db.models import WebhookDelivery
+from tasks.app import swap_settings
+from tests.integration.automation.receiver import Script, receiver, verify
+from tests.integration.engine.helpers import start, wait_for
+
+pytestmark = [pytest.mark.automation, pytest.mark.usefixtures("committed_db", "celery_worker")]
+
+OK_FLOW = {
+    "name": "hooked_ok",
+    "inputs": {"type": "object"},
+    "steps": [{"id": "a", "action": "transform", "with": {"value": "{{ 1 + 1 }}"}}],
+}
+FAILING_FLOW = {
+    "name": "hooked_fail",
+    "inputs": {"type": "object"},
+    "steps": [{"id": "boom", "action": "transform", "with": {"value": "{{ 1 // 0 }}"}}],
+}
+
+
+@pytest.fixture
+def fast_retries(settings: Settings) -> Iterator[Settings]:
+    own = settings.replace(webhook_retry_base=0.05, webhook_max_attempts=8)
+    previous = swap_settings(own)
+    try:
+        yield own
+    finally:
+        if previous is not None:
+            swap_settings(previous)
+
+
+def subscribe(client: FlaskClient, headers: dict[str, str], **body: Any) -> dict[str, Any]:
+    response = client.post("/api/v1/webhook-subscriptions", json=body, headers=headers)
+    assert response.status_code == 201, response.get_json()
+    created: dict[str, Any] = response.get_json()
+    return created
+
+
+def test_a_receiver_failing_five_times_gets_it_once_signed_with_one_id(
+    client: FlaskClient, admin_headers: dict[str, str], fast_retries: Settings
+) -> None:
+    script = Script(fail_first=5)
+    with receiver(script) as url:
+        hook = subscribe(client, admin_headers, url=url, events=["run.succeeded"])
+        assert hook["secret"].startswith("whsec_")
+        run_id = wait_for(start(OK_FLOW)).id
+        [ok] = script.wait_ok()
+    assert [r.status for r in script.seen] == [500] * 5 + [200]
+    assert len({r.headers["webhook-id"] for r in script.seen}) == 1
+    for received in script.seen:
+        verify(hook["secret"], received)
+    body = json.loads(ok.body)
+    assert body["type"] == "run.succeeded" and body["data"]["run_id"] == str(run_id)
+    assert body["data"]["state"] == "succeeded" and body["timestamp"].endswith("Z")
+    with session_scope() as session:
+        [row] = session.scalars(select(WebhookDelivery))
+        assert (row.state, row.attempts, row.last_status) == ("delivered", 6, 200)
+        assert row.msg_id == ok.headers["webhook-id"]
+    listed = client.get(f"/api/v1/webhook-subscriptions/{hook['id']}", headers=admin_headers)
+    assert "secret" not in listed.get_json()
+
+
+def test_a_later_event_of_a_run_waits_for_the_earlier_one(
+    client: FlaskClient, admin_headers: dict[str, str], fast_retries: Settings
+) -> None:
+    script = Script(fail_first=2)
+    with receiver(script) as url:
+        subscribe(client, admin_headers, url=url, events=["step.failed", "run.failed"])
+        run = wait_for(start(FAILING_FLOW))
+        assert run.state == "failed"
+        script.wait_ok(2)
+    types = [json.loads(r.body)["type"] for r in script.seen]
+    assert types == ["step.failed"] * 3 + ["run.failed"], types
+
+
+def test_a_workflow_filter_and_event_types_select_what_is_sent(
+    client: FlaskClient, admin_headers: dict[str, str], fast_retries: Settings
+) -> None:
+    script = Script()
+    with receiver(script) as url:
+        subscribe(client, admin_headers, url=url, events=["run.succeeded"], workflow="other")
+        subscribe(client, admin_headers, url=url, events=["run.failed"])
+        wait_for(start(OK_FLOW))
+        wait_for(start(FAILING_FLOW))
+        script.wait_ok(1)
+    assert [json.loads(r.body)["type"] for r in script.seen] == ["run.failed"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"url": "http://example.org/hook", "events": ["run.failed"]}, "url"),
+        ({"url": "ftp://127.0.0.1/hook", "events": ["run.failed"]}, "url"),
+        ({"url": "http://127.0.0.1:9/hook", "events": ["run.exploded"]}, "events"),
+        ({"url": "http://127.0.0.1:9/hook", "events": []}, "events"),
+    ],
+)
+def test_bad_subscriptions_are_a_400_naming_the_field(
+    client: FlaskClient, admin_headers: dict[str, str], body: dict[str, Any], field: str
+) -> None:
+    response = client.post("/api/v1/webhook-subscriptions", json=body, headers=admin_headers)
+    assert response.status_code == 400, response.get_json()
+    assert field in response.get_json()["error"]["fields"]
+
+
+def test_subscriptions_need_their_scopes(
+    client: FlaskClient, make_api_key: Any, admin_headers: dict[str, str]
+) -> None:
+    reader = make_api_key(["webhooks:read"])
+    body = {"url": "http://127.0.0.1:9/hook", "events": ["run.failed"]}
+    assert client.post("/api/v1/webhook-subscriptions", json=body, headers=reader).status_code == 403
+    created = subscribe(client, admin_headers, **body)
+    listing = client.get("/api/v1/webhook-subscriptions", headers=reader).get_json()
+    assert [h["id"] for h in listing["items"]] == [created["id"]]
+    gone = client.delete(f"/api/v1/webhook-subscriptions/{created['id']}", headers=admin_headers)
+    assert gone.status_code == 204
+    assert client.get("/api/v1/webhook-subscriptions", headers=reader).get_json()["total"] == 0
