@@ -87,7 +87,8 @@ def test_an_undeliverable_webhook_is_dead_lettered_then_replayed_with_the_cli(
         wait_for(start(OK_FLOW))
         letter = _wait_dead()
         assert [r.status for r in script.seen] == [503] * 3
-        assert (letter.kind, letter.attempts, letter.last_error) == ("webhook", 3, "HTTP 503 Service Unavailable")
+        assert (letter.kind, letter.attempts) == ("webhook", 3)
+        assert letter.last_error == "HTTP 503 Service Unavailable"
         assert letter.payload["body"]["type"] == "run.succeeded"
         listing = agent33(["deadletters", "list", "--json"], tmp_path, **live_api)
         assert listing.returncode == 0, listing.stderr
@@ -150,5 +151,6 @@ def test_a_step_the_reaper_gives_up_on_is_dead_lettered_and_replay_resumes_its_r
     assert wait_for(run_id).state == "succeeded"
     again = client.post(f"/api/v1/deadletters/{letter.id}/replay", headers=admin_headers)
     assert again.status_code == 409  # the run is no longer failed
-    assert client.delete(f"/api/v1/deadletters/{letter.id}", headers=admin_headers).status_code == 204
+    purged = client.delete(f"/api/v1/deadletters/{letter.id}", headers=admin_headers)
+    assert purged.status_code == 204
     assert _dead_letters() == []

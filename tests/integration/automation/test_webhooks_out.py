@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import standardwebhooks
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
@@ -63,6 +64,7 @@ def test_a_receiver_failing_five_times_gets_it_once_signed_with_one_id(
     for received in script.seen:
         verify(hook["secret"], received)
     body = json.loads(ok.body)
+    assert standardwebhooks.Webhook(hook["secret"]).verify(ok.body, ok.headers) == body
     assert body["type"] == "run.succeeded" and body["data"]["run_id"] == str(run_id)
     assert body["data"]["state"] == "succeeded" and body["timestamp"].endswith("Z")
     with session_scope() as session:
@@ -121,7 +123,8 @@ def test_subscriptions_need_their_scopes(
 ) -> None:
     reader = make_api_key(["webhooks:read"])
     body = {"url": "http://127.0.0.1:9/hook", "events": ["run.failed"]}
-    assert client.post("/api/v1/webhook-subscriptions", json=body, headers=reader).status_code == 403
+    refused = client.post("/api/v1/webhook-subscriptions", json=body, headers=reader)
+    assert refused.status_code == 403
     created = subscribe(client, admin_headers, **body)
     listing = client.get("/api/v1/webhook-subscriptions", headers=reader).get_json()
     assert [h["id"] for h in listing["items"]] == [created["id"]]
