@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 import standardwebhooks
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
+from agent33 import db
+from agent33.automation import webhooks_out
 from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.models import WebhookDelivery
@@ -131,3 +133,31 @@ def test_subscriptions_need_their_scopes(
     gone = client.delete(f"/api/v1/webhook-subscriptions/{created['id']}", headers=admin_headers)
     assert gone.status_code == 204
     assert client.get("/api/v1/webhook-subscriptions", headers=reader).get_json()["total"] == 0
+
+
+def test_without_subscriptions_steps_pay_no_query(settings: Settings) -> None:
+    """Only a run's end looks for subscriptions, and a per-process cache answers the second run."""
+    chain = {
+        "name": "hookless_chain",
+        "inputs": {"type": "object"},
+        "steps": [
+            {"id": f"s{i}", "action": "transform", "with": {"value": i}}
+            | ({"depends_on": [f"s{i - 1}"]} if i else {})
+            for i in range(6)
+        ],
+    }
+    webhooks_out.invalidate_cache()
+    seen: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "webhooks" in statement:
+            seen.append(statement)
+
+    engine = db.get_engine()
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        for _ in range(2):
+            assert wait_for(start(chain)).state == "succeeded"
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(seen) == 1, seen  # one EXISTS for two runs of six steps
