@@ -154,3 +154,23 @@ def test_a_step_the_reaper_gives_up_on_is_dead_lettered_and_replay_resumes_its_r
     purged = client.delete(f"/api/v1/deadletters/{letter.id}", headers=admin_headers)
     assert purged.status_code == 204
     assert _dead_letters() == []
+
+
+def test_webhooks_cli_adds_lists_and_removes(live_api: dict[str, str], tmp_path: Path) -> None:
+    with session_scope() as session:
+        _, key = create_api_key(
+            session=session, name="hooks", scopes=["webhooks:read", "webhooks:write"]
+        )
+    env = {**live_api, "AGENT33_API_KEY": key}
+    url = "http://127.0.0.1:9/hook"
+    added = agent33(["webhooks", "add", url, "--events", "run.failed,step.failed"], tmp_path, **env)
+    assert added.returncode == 0, added.stderr
+    assert "secret (shown once): whsec_" in added.stdout
+    listing = agent33(["webhooks", "list", "--json"], tmp_path, **env)
+    [hook] = json.loads(listing.stdout)["items"]
+    assert (hook["url"], hook["events"]) == (url, ["run.failed", "step.failed"])
+    bad = agent33(["webhooks", "add", url, "--events", "run.exploded"], tmp_path, **env)
+    assert bad.returncode == 1 and "events" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    removed = agent33(["webhooks", "remove", hook["id"]], tmp_path, **env)
+    assert removed.returncode == 0, removed.stderr
+    assert json.loads(agent33(["webhooks", "list", "--json"], tmp_path, **env).stdout)["total"] == 0

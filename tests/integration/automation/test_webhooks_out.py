@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,9 +17,11 @@ from agent33.automation import webhooks_out
 from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.models import WebhookDelivery
+from agent33.engine import lifecycle, outbox, service
 from tasks.app import swap_settings
+from tasks.dispatch import flush_outbox
 from tests.integration.automation.receiver import Script, receiver, verify
-from tests.integration.engine.helpers import start, wait_for
+from tests.integration.engine.helpers import save, start, wait_for
 
 pytestmark = [pytest.mark.automation, pytest.mark.usefixtures("committed_db", "celery_worker")]
 
@@ -161,3 +164,24 @@ def test_without_subscriptions_steps_pay_no_query(settings: Settings) -> None:
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert len(seen) == 1, seen  # one EXISTS for two runs of six steps
+
+
+def test_a_delivery_whose_publish_was_lost_is_sent_by_the_relay(
+    client: FlaskClient, admin_headers: dict[str, str], fast_retries: Settings
+) -> None:
+    """The process dies between the commit and the publish: the outbox row is still there."""
+    script = Script()
+    with receiver(script) as url:
+        subscribe(client, admin_headers, url=url, events=["run.cancelled"])
+        save(OK_FLOW)
+        with session_scope() as session:
+            run, _, _ = service.start_run(
+                session=session, settings=fast_retries, workflow_name=OK_FLOW["name"], inputs={}
+            )
+            lifecycle.cancel_run(session=session, run_id=run.id)
+            session.info.pop(webhooks_out.AFTER_COMMIT)  # never published after this commit
+        time.sleep(0.5)
+        assert script.seen == []
+        flush_outbox(outbox.stale_ids(older_than=0))  # what beat's relay_outbox does
+        [ok] = script.wait_ok()
+    assert json.loads(ok.body)["data"]["run_id"] == str(run.id)
