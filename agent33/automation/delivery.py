@@ -25,7 +25,7 @@ from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.base import utcnow
 from agent33.db.models import Webhook, WebhookDelivery
-from agent33.errors import NotFound
+from agent33.errors import Agent33Error, NotFound
 from agent33.security import vault as vaults
 from agent33.security.outbound import REDIRECTS, OutboundFailed, OutboundRequest, send
 
@@ -172,6 +172,20 @@ def _give_up(session: Session, delivery: WebhookDelivery, hook: Webhook | None) 
     )
 
 
+def _send(
+    session: Session, settings: Settings, hook: Webhook, delivery: WebhookDelivery
+) -> Response:
+    """One POST; a secret gone from the vault (or unreadable) is a failed attempt like any
+    other, so the delivery ends as a dead letter instead of failing its task forever."""
+    try:
+        secret = vaults.get_secret(
+            session=session, vault=vaults.vault_for(settings), name=hook.secret_name
+        )
+    except Agent33Error as exc:
+        return Response(ok=False, status=None, error=f"signing secret: {exc}")
+    return post(settings, hook.url, delivery.msg_id, secret, body_text(delivery))
+
+
 def attempt(delivery_id: int, settings: Settings) -> Attempted:
     """Send delivery `delivery_id` once if it is due and first in line; record the result."""
     with session_scope() as session:
@@ -195,10 +209,7 @@ def attempt(delivery_id: int, settings: Settings) -> Attempted:
             delivery.last_error = "subscription inactive"
             _give_up(session, delivery, hook)
             return Attempted(state=delivery.state, next_ids=_next_in_line(session, delivery))
-        secret = vaults.get_secret(
-            session=session, vault=vaults.vault_for(settings), name=hook.secret_name
-        )
-        response = post(settings, hook.url, delivery.msg_id, secret, body_text(delivery))
+        response = _send(session, settings, hook, delivery)
         delivery.attempts += 1
         delivery.last_status = response.status
         delivery.last_error = response.error

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 @dataclass
 class Received:
+    path: str
     headers: dict[str, str]
     body: bytes
     status: int
@@ -59,8 +60,10 @@ class _Handler(BaseHTTPRequestHandler):
         status = script.answer()
         with script.lock:
             headers = {k.lower(): v for k, v in self.headers.items()}
-            script.seen.append(Received(headers=headers, body=body, status=status))
+            script.seen.append(Received(self.path, headers=headers, body=body, status=status))
         self.send_response(status)
+        if 300 <= status < 400:
+            self.send_header("Location", "/followed")
         self.send_header("Content-Length", "0")
         self.end_headers()
 

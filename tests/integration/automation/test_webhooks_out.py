@@ -185,3 +185,27 @@ def test_a_delivery_whose_publish_was_lost_is_sent_by_the_relay(
         flush_outbox(outbox.stale_ids(older_than=0))  # what beat's relay_outbox does
         [ok] = script.wait_ok()
     assert json.loads(ok.body)["data"]["run_id"] == str(run.id)
+
+
+def test_a_redirect_is_a_failed_attempt_never_followed(
+    client: FlaskClient, admin_headers: dict[str, str], settings: Settings
+) -> None:
+    previous = swap_settings(settings.replace(webhook_retry_base=0.05, webhook_max_attempts=2))
+    try:
+        script = Script(broken=True, status=307)
+        with receiver(script) as url:
+            subscribe(client, admin_headers, url=url, events=["run.succeeded"])
+            wait_for(start(OK_FLOW))
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not _states() == ["dead"]:
+                time.sleep(0.05)
+    finally:
+        if previous is not None:
+            swap_settings(previous)
+    assert _states() == ["dead"]
+    assert [(r.path, r.status) for r in script.seen] == [("/hook", 307)] * 2
+
+
+def _states() -> list[str]:
+    with session_scope() as session:
+        return list(session.scalars(select(WebhookDelivery.state)))
