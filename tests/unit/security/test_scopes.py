@@ -22,6 +22,10 @@ def test_vocabulary_is_exactly_the_documented_scopes() -> None:
         "secrets:write",
         "memory:read",
         "memory:write",
+        "webhooks:read",
+        "webhooks:write",
+        "deadletters:read",
+        "deadletters:write",
         "admin",
     }
 
