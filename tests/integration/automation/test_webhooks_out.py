@@ -197,7 +197,7 @@ def test_a_redirect_is_a_failed_attempt_never_followed(
             subscribe(client, admin_headers, url=url, events=["run.succeeded"])
             wait_for(start(OK_FLOW))
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not _states() == ["dead"]:
+            while time.monotonic() < deadline and _states() != ["dead"]:
                 time.sleep(0.05)
     finally:
         if previous is not None:
@@ -209,3 +209,18 @@ def test_a_redirect_is_a_failed_attempt_never_followed(
 def _states() -> list[str]:
     with session_scope() as session:
         return list(session.scalars(select(WebhookDelivery.state)))
+
+
+def test_410_gone_deactivates_the_subscription_at_once(
+    client: FlaskClient, admin_headers: dict[str, str], fast_retries: Settings
+) -> None:
+    script = Script(broken=True, status=410)
+    with receiver(script) as url:
+        hook = subscribe(client, admin_headers, url=url, events=["run.succeeded"])
+        wait_for(start(OK_FLOW))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _states() != ["dead"]:
+            time.sleep(0.05)
+    assert _states() == ["dead"] and [r.status for r in script.seen] == [410]
+    got = client.get(f"/api/v1/webhook-subscriptions/{hook['id']}", headers=admin_headers)
+    assert got.get_json()["active"] is False
