@@ -1,8 +1,8 @@
 """The wire contract between publishers and workers: task names and queues.
 
 Task names travel inside messages, so renaming one needs a new name plus a deprecation window.
-Only tasks that exist are listed (tests/unit/test_wire.py checks it): outbound webhooks and
-schedules (automation, issue 11), chat channels (messaging, issue 16) and embedding jobs on the
+Only tasks that exist are listed (tests/unit/test_wire.py checks it): schedules (automation,
+issue 11), chat channels (messaging, issue 16) and embedding jobs on the
 GPU queues (tools and the local model, issue 10) add their names, routes and queues with the
 issues that implement them.
 """
