@@ -44,6 +44,7 @@ def build_config(settings: Settings) -> dict[str, Any]:
             "agent33.run.*": {"queue": Queue.STEPS.value},
             "agent33.llm.*": {"queue": Queue.LLM.value},
             "agent33.memory.*": {"queue": Queue.IO.value},
+            "agent33.webhook.*": {"queue": Queue.IO.value},
             "agent33.maintenance.*": {"queue": Queue.MAINTENANCE.value},
         },
         "broker_transport_options": transport,

@@ -1,10 +1,8 @@
 """The wire contract between publishers and workers: task names and queues.
 
 Task names travel inside messages, so renaming one needs a new name plus a deprecation window.
-Only tasks that exist are listed (tests/unit/test_wire.py checks it): outbound webhooks
-(automation, issue 11), chat channels (messaging, issue 16) and embedding jobs on the
-GPU queues (tools and the local model, issue 10) add their names, routes and queues with the
-issues that implement them.
+Only tasks that exist are listed (tests/unit/test_wire.py checks it): chat channels
+(messaging, issue 16) add their names, routes and queues with the issue that implements them.
 """
 
 from __future__ import annotations
@@ -22,6 +20,7 @@ class TaskName(StrEnum):
     POLL_SENSORS = "agent33.maintenance.poll_sensors"
     FIRE_SCHEDULES = "agent33.maintenance.fire_schedules"
     MEMORY_INGEST = "agent33.memory.ingest"
+    WEBHOOK_DELIVER = "agent33.webhook.deliver"
 
 
 class Queue(StrEnum):

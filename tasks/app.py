@@ -14,7 +14,14 @@ from agent33.config import Settings
 
 app = Celery(
     "agent33",
-    include=["tasks.steps", "tasks.runs", "tasks.maintenance", "tasks.llm", "tasks.memory"],
+    include=[
+        "tasks.steps",
+        "tasks.runs",
+        "tasks.maintenance",
+        "tasks.llm",
+        "tasks.memory",
+        "tasks.io",
+    ],
 )
 app.config_from_object("celeryconfig")
 

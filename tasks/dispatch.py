@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 
 from agent33.engine import planner
-from agent33.engine.outbox import publish_pending
+from agent33.engine.outbox import publish_after_commit, publish_pending
 
 log = structlog.get_logger(__name__)
 
@@ -26,6 +26,24 @@ def flush_outbox(outbox_ids: Sequence[int]) -> int:
     if not outbox_ids:
         return 0
     return publish_pending(outbox_ids=list(outbox_ids), publisher=_publish)
+
+
+# Outbox rows the engine writes deep inside a transaction (webhook deliveries) go out on commit.
+publish_after_commit(flush_outbox)
+
+
+def publish_delivery(delivery_id: int, countdown: float | None = None) -> None:
+    """Send one webhook delivery attempt (`agent33.webhook.deliver`) to the `io` queue now or
+    after `countdown` seconds. Raises on a broker outage; the relay republishes overdue ones."""
+    from agent33.wire import Queue, TaskName
+    from tasks.app import app
+
+    app.send_task(
+        TaskName.WEBHOOK_DELIVER.value,
+        kwargs={"delivery_id": delivery_id},
+        queue=Queue.IO.value,
+        countdown=countdown,
+    )
 
 
 def revoke(task_ids: Sequence[str]) -> None:

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent33.automation import schedule_tick, sensor_tick
+from agent33.automation import delivery, schedule_tick, sensor_tick
 from agent33.engine import outbox, reaper
 from agent33.wire import TaskName
 from tasks.app import app, current_settings
-from tasks.dispatch import flush_outbox, revoke
+from tasks.dispatch import flush_outbox, publish_delivery, revoke
 
 
 @app.task(name=TaskName.RELAY_OUTBOX.value)
 def relay_outbox() -> dict[str, Any]:
-    """Publish rows committed but not published (broker was down, process died after commit)."""
-    return {"published": flush_outbox(outbox.stale_ids())}
+    """Publish rows committed but not published (broker was down, process died after commit),
+    and webhook deliveries whose next attempt is overdue (their message was lost)."""
+    overdue = delivery.overdue()
+    for delivery_id in overdue:
+        publish_delivery(delivery_id)
+    return {"published": flush_outbox(outbox.stale_ids()), "deliveries": len(overdue)}
 
 
 @app.task(name=TaskName.REAP_STALE.value)

@@ -8,6 +8,7 @@ import click
 
 from agent33 import __version__
 from agent33.cli.admin import db_group, keys_group, users_group
+from agent33.cli.automation import deadletters_group, webhooks_group
 from agent33.cli.chat import chat_command
 from agent33.cli.config import config_group
 from agent33.cli.ingest import ingest_command
@@ -33,6 +34,7 @@ for command in (
     config_group,
     db_group,
     events_group,
+    deadletters_group,
     users_group,
     keys_group,
     ingest_command,
@@ -46,6 +48,7 @@ for command in (
     serve_command,
     status_command,
     vault_group,
+    webhooks_group,
     workflows_group,
 ):
     cli.add_command(command)

@@ -245,6 +245,25 @@ class Settings:
         meaning="`true` lets HTTP steps/tools reach loopback/private addresses (never cloud "
         "metadata).",
     )
+    webhook_max_attempts: int = setting(
+        "AGENT33_WEBHOOK_MAX_ATTEMPTS",
+        default="8",
+        parse=p.integer(1, 50),
+        meaning="Attempts of one outbound webhook delivery before it is dead-lettered.",
+    )
+    webhook_retry_base: float = setting(
+        "AGENT33_WEBHOOK_RETRY_BASE",
+        default="5",
+        parse=p.positive_number,
+        meaning="Seconds before a webhook delivery's first retry; doubled per attempt, with "
+        "jitter, capped at one hour.",
+    )
+    webhook_timeout: float = setting(
+        "AGENT33_WEBHOOK_TIMEOUT",
+        default="15",
+        parse=p.positive_number,
+        meaning="Seconds one webhook delivery attempt may take (a timeout is a failed attempt).",
+    )
     file_roots: tuple[Path, ...] = setting(
         "AGENT33_FILE_ROOTS",
         default="var/files",

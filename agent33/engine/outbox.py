@@ -9,13 +9,40 @@ from typing import Any
 import structlog
 from sqlalchemy import BigInteger, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.event import contains, listen
+from sqlalchemy.orm import Session
 
+from agent33.automation.webhooks_out import AFTER_COMMIT
 from agent33.db import session_scope
 from agent33.db.base import utcnow
 from agent33.db.models import OutboxMessage
 
 log = structlog.get_logger(__name__)
 Publisher = Callable[[Mapping[str, Any]], None]
+_flushers: list[Callable[[Sequence[int]], object]] = []
+
+
+def publish_after_commit(flush: Callable[[Sequence[int]], object]) -> None:
+    """Publish the outbox rows a transaction parked in `session.info[AFTER_COMMIT]` as soon as
+    it commits (rows written deep in the engine, e.g. webhook deliveries, whose ids no caller
+    threads back). Installed once per process by the publisher; the relay covers a failure."""
+    _flushers[:] = [flush]
+    if not contains(Session, "after_commit", _after_commit):
+        listen(Session, "after_commit", _after_commit)
+        listen(Session, "after_rollback", _after_rollback)
+
+
+def _after_commit(session: Session) -> None:
+    ids = session.info.pop(AFTER_COMMIT, None)
+    if ids and _flushers:
+        try:
+            _flushers[0](list(ids))
+        except Exception as exc:  # noqa: BLE001 - the relay publishes what is left
+            log.warning("outbox.after_commit_failed", outbox_ids=list(ids), error=str(exc))
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop(AFTER_COMMIT, None)
 
 
 def publish_pending(*, outbox_ids: Sequence[int], publisher: Publisher) -> int:

@@ -175,6 +175,16 @@ def build_canvas(payload: Mapping[str, Any], app: Celery) -> Signature:
 
 
 def publish(payload: Mapping[str, Any], app: Celery) -> None:
+    """Send an outbox payload: the ready segments of a run, or one named task (a webhook
+    delivery: `{"task", "queue", "kwargs"}`) that rides the same outbox."""
+    if "task" in payload:
+        app.send_task(
+            payload["task"],
+            kwargs=dict(payload["kwargs"]),
+            queue=payload["queue"],
+            countdown=payload.get("countdown"),
+        )
+        return
     canvas = build_canvas(payload, app)
     countdown = payload.get("countdown")
     if countdown:

@@ -20,6 +20,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from agent33.automation import dead_letters
 from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.base import utcnow
@@ -119,7 +120,24 @@ def _give_up(
     message: str,
     result: ReapResult,
 ) -> None:
-    """Fail a step whose delivery budget is spent (not retryable: the budget already was)."""
+    """Fail a step whose delivery budget is spent (not retryable: the budget already was), and
+    keep it as a dead letter (replaying it resumes the run)."""
+    dead_letters.record(
+        session=session,
+        kind=dead_letters.STEP,
+        ref=str(step.id),
+        run_id=run.id,
+        payload={
+            "run_id": str(run.id),
+            "step_id": step.step_id,
+            "step_run_id": str(step.id),
+            "queue": step.queue,
+            "workflow": run.workflow_name,
+            "reason": kind,
+        },
+        attempts=max(step.deliveries, step.republishes),
+        last_error=message,
+    )
     outcome = fail_step(
         session=session,
         run=run,

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from agent33.automation import webhooks_out
 from agent33.db.base import utcnow
 from agent33.db.models import OutboxMessage, Run, RunEvent, StepRun
 from agent33.definitions.models import StepDef
@@ -71,6 +72,9 @@ def set_run_state(
         run.started_at = now
     if target in RUN_TERMINAL:
         run.finished_at = now
+    event = webhooks_out.RUN_EVENTS.get(target.value)
+    if event is not None:  # rare transitions only: the hot path never looks
+        webhooks_out.record_event(session=session, run=run, event_type=event, message=message)
 
 
 def set_step_state(
@@ -101,6 +105,12 @@ def set_step_state(
     elif target in STEP_TERMINAL:
         step.finished_at = now
         step.lease_expires_at = None
+    if target is StepState.FAILED and webhooks_out.any_active(session):
+        run = session.get(Run, step.run_id)  # in the identity map: the step's run is locked
+        if run is not None:
+            webhooks_out.record_event(
+                session=session, run=run, event_type="step.failed", step=step, message=message
+            )
 
 
 def step_states(

@@ -23,6 +23,10 @@ SENSORS_WRITE = "sensors:write"
 EVENTS_WRITE = "events:write"
 SCHEDULES_READ = "schedules:read"
 SCHEDULES_WRITE = "schedules:write"
+WEBHOOKS_READ = "webhooks:read"
+WEBHOOKS_WRITE = "webhooks:write"
+DEADLETTERS_READ = "deadletters:read"
+DEADLETTERS_WRITE = "deadletters:write"
 ADMIN = "admin"
 
 ALL_SCOPES: frozenset[str] = frozenset(
@@ -44,6 +48,10 @@ ALL_SCOPES: frozenset[str] = frozenset(
         EVENTS_WRITE,
         SCHEDULES_READ,
         SCHEDULES_WRITE,
+        WEBHOOKS_READ,
+        WEBHOOKS_WRITE,
+        DEADLETTERS_READ,
+        DEADLETTERS_WRITE,
         ADMIN,
     }
 )

@@ -9,6 +9,7 @@ from web.api import (
     audit,
     auth,
     chat,
+    deadletters,
     events,
     health,
     keys,
@@ -18,6 +19,7 @@ from web.api import (
     schedules,
     secrets,
     sensors,
+    webhook_subscriptions,
     webhooks,
     workflows,
 )
@@ -36,6 +38,8 @@ BLUEPRINTS: list[flask_smorest.Blueprint] = [
     webhooks.blp,
     sensors.blp,
     events.blp,
+    webhook_subscriptions.blp,
+    deadletters.blp,
     memory.blp,
     memories.blp,
 ]

@@ -1,7 +1,14 @@
 """Every model, imported so Alembic sees all tables."""
 
 from agent33.db.models.audit import AuditEvent
-from agent33.db.models.automation import Schedule, ScheduleFire, Sensor
+from agent33.db.models.automation import (
+    DeadLetter,
+    Schedule,
+    ScheduleFire,
+    Sensor,
+    Webhook,
+    WebhookDelivery,
+)
 from agent33.db.models.chat import ChatMessage
 from agent33.db.models.definitions import AgentDefinition, WorkflowDefinition
 from agent33.db.models.memory import IngestJob, MemoryChunk, MemoryCollection, MemoryDocument
@@ -14,6 +21,7 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "ChatMessage",
+    "DeadLetter",
     "IngestJob",
     "MemoryChunk",
     "MemoryCollection",
@@ -28,5 +36,7 @@ __all__ = [
     "Sensor",
     "StepRun",
     "User",
+    "Webhook",
+    "WebhookDelivery",
     "WorkflowDefinition",
 ]

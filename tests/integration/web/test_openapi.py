@@ -70,6 +70,17 @@ EXPECTED_OPERATIONS = {
     ("/api/v1/schedules/{name}/resume", "post"),
     ("/api/v1/schedules/{name}/trigger", "post"),
     ("/api/v1/schedules/{name}/upcoming", "get"),
+    ("/api/v1/webhook-subscriptions", "get"),
+    ("/api/v1/webhook-subscriptions", "post"),
+    ("/api/v1/webhook-subscriptions/{webhook_id}", "get"),
+    ("/api/v1/webhook-subscriptions/{webhook_id}", "patch"),
+    ("/api/v1/webhook-subscriptions/{webhook_id}", "delete"),
+    ("/api/v1/webhook-subscriptions/{webhook_id}/deliveries", "get"),
+    ("/api/v1/deadletters", "get"),
+    ("/api/v1/deadletters", "delete"),
+    ("/api/v1/deadletters/{letter_id}", "get"),
+    ("/api/v1/deadletters/{letter_id}", "delete"),
+    ("/api/v1/deadletters/{letter_id}/replay", "post"),
 }
 
 

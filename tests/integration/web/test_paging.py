@@ -17,6 +17,8 @@ PAGED = {
     "/api/v1/runs",
     "/api/v1/memory/collections/{name}/documents",
     "/api/v1/memory/memories",
+    "/api/v1/webhook-subscriptions/{webhook_id}/deliveries",
+    "/api/v1/deadletters",
 }
 
 

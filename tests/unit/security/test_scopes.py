@@ -27,6 +27,10 @@ def test_vocabulary_is_exactly_the_documented_scopes() -> None:
         "events:write",
         "schedules:read",
         "schedules:write",
+        "webhooks:read",
+        "webhooks:write",
+        "deadletters:read",
+        "deadletters:write",
         "admin",
     }
 
