@@ -169,22 +169,22 @@ def test_two_beats_and_a_restarted_one_fire_every_slot_exactly_once(cluster: Clu
     cluster.start_beat("beat-b")
     wait_until(lambda: cluster.sends("beat-a") and cluster.sends("beat-b"), 30)
     schedule_id = add_schedule("each-second", "quick", overlap="allow", catchup="all")
-    time.sleep(11)
+    time.sleep(15)
     cluster.kill_beat("beat-a")  # SIGKILL mid-way: no clean shutdown
     cluster.start_beat("beat-a")
-    time.sleep(12)
+    time.sleep(15)
     before_pause = cluster.sends("beat-a"), cluster.sends("beat-b")
     pause("each-second")
     time.sleep(2)
     runs = runs_of("each-second")
     per_slot = Counter(r.trigger["slot"] for r in runs)
     seconds = slot_seconds(sorted(per_slot))
-    assert len(seconds) >= 20, f"only {len(seconds)} slots fired in 23 s"
+    assert len(seconds) >= 27, f"only {len(seconds)} slots fired in 30 s"
     assert seconds == list(range(seconds[0], seconds[0] + len(seconds))), "a slot was skipped"
     assert set(per_slot.values()) == {1}, "a slot fired twice"
     rows = fire_rows(schedule_id)
     assert [r.status for r in rows] == ["fired"] * len(rows) and len(rows) == len(seconds)
-    assert min(before_pause) >= 18, f"ticks sent by each beat: {before_pause}"
+    assert min(before_pause) >= 24, f"ticks sent by each beat: {before_pause}"
     print(f"{len(seconds)} slots, one run each; ticks sent by the two beats: {before_pause}")
     wait_until(lambda: all(r.state == "succeeded" for r in runs_of("each-second")), 20)
 
