@@ -12,10 +12,10 @@ import time
 
 import flask
 
-from agent33.config import Settings
+from agent33.config import ConfigError, Settings
 from agent33.errors import Forbidden
 from agent33.observability import metrics, tracing
-from agent33.security.scopes import missing_scopes
+from agent33.security.scopes import ALL_SCOPES, missing_scopes
 from agent33.wire import Queue
 from web.auth import authenticate
 from web.extensions import get_settings
@@ -61,6 +61,11 @@ def metrics_page() -> flask.Response:
 def init_app(app: flask.Flask, settings: Settings) -> None:
     """Time every request (first hook: refused requests count too), serve `/metrics`, and
     trace requests when tracing is on in this process."""
+    if settings.metrics_scope and settings.metrics_scope not in ALL_SCOPES:
+        raise ConfigError(
+            f"AGENT33_METRICS_SCOPE must be a known scope ({', '.join(sorted(ALL_SCOPES))}), "
+            f"got {settings.metrics_scope!r}"
+        )
     app.before_request(_start_timer)
     app.after_request(_record)
     app.add_url_rule("/metrics", "metrics", metrics_page, methods=["GET"])
