@@ -79,10 +79,25 @@ def _serve_metrics(**_: Any) -> None:
 
     settings = load_settings()
     if settings.worker_metrics_port:
+        from agent33.observability.logging import configure_logging
+
+        configure_logging(settings)  # Celery's own set-up comes later; this line is ours
         try:
             metrics.serve_worker_metrics(settings)
         except (ConfigError, OSError) as exc:
             raise SystemExit(f"worker metrics: {exc}") from None
+
+
+@signals.worker_init.connect
+def _trace_without_fork(sender: Any = None, **_: Any) -> None:
+    """Pools that do not fork (threads, solo) trace from the main process; prefork children
+    start their own tracing after the fork (`_after_fork`)."""
+    from agent33.observability import tracing
+
+    pool = getattr(sender, "pool_cls", None)
+    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
+    if "prefork" not in str(name):
+        tracing.configure("agent33-worker")
 
 
 @signals.setup_logging.connect
