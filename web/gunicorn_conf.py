@@ -4,7 +4,8 @@ Metrics: prometheus_client's multiprocess mode, so `/metrics` from any worker su
 PROMETHEUS_MULTIPROC_DIR defaults to `<AGENT33_VAR_DIR>/metrics/web`, set here in the master
 before any worker imports prometheus_client; it is emptied when the master starts, and a worker
 that exits is marked dead (its live gauges go; counters and histograms keep their totals).
-Tracing is set up by the app factory, which runs in each worker after the fork.
+Tracing is set up by the app factory, which runs in each worker after the fork. gunicorn's own
+lines go through Agent33's log configuration (JSON in production); access lines stay off.
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ os.environ.setdefault(
 )
 
 from agent33.observability import metrics  # noqa: E402 - after the variable is set
+
+logconfig_dict = {
+    "root": {"level": "INFO", "handlers": ["agent33"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+        "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
+    },
+    "handlers": {"agent33": {"()": "agent33.observability.logging.stdlib_handler"}},
+    "formatters": {},
+}
 
 
 def on_starting(server: Any) -> None:

@@ -67,7 +67,32 @@ def configure_logging(settings: Settings, level: int | str | None = None) -> Non
         # Not cached: a worker reconfigures after fork, and loggers made before must follow.
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_agent33", False):  # ours from an earlier call; others stay
+            root.removeHandler(old)
+    root.addHandler(_handler(renderer))
+    root.setLevel(numeric)
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time (test capture replaces it), but never
+    into Celery's stdout redirection, which would log the line again."""
+
+    @property
+    def stream(self) -> Any:
+        current = sys.stderr
+        if type(current).__name__ == "LoggingProxy":
+            return sys.__stderr__
+        return current
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
+def _handler(renderer: structlog.types.Processor) -> logging.Handler:
+    handler = _Stderr()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*_shared(), structlog.stdlib.add_logger_name],
@@ -78,10 +103,18 @@ def configure_logging(settings: Settings, level: int | str | None = None) -> Non
             ],
         )
     )
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        if getattr(old, "_agent33", False):  # ours from an earlier call; others stay
-            root.removeHandler(old)
     handler._agent33 = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    root.setLevel(numeric)
+    return handler
+
+
+def stdlib_handler() -> logging.Handler:
+    """The root handler, for configurations that build their own (gunicorn's
+    `logconfig_dict`), in the format the environment's settings ask for."""
+    from agent33.config import load_settings
+
+    settings = load_settings()
+    return _handler(
+        structlog.processors.JSONRenderer()
+        if wants_json(settings)
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )

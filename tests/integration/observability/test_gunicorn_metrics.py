@@ -1,8 +1,10 @@
 """`/metrics` under gunicorn (`--config python:web.gunicorn_conf`): multiprocess mode is on in
-every worker, the directory is emptied at start, and any worker answers with the sum."""
+every worker, the directory is emptied at start, and any worker answers with the sum; and
+gunicorn's own lines follow AGENT33_LOG_FORMAT."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +24,7 @@ REQUESTS = 12
 
 
 @pytest.fixture
-def gunicorn(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def gunicorn(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
     assert settings.database_url and settings.redis_url
     path = tmp_path / "metrics"
     path.mkdir()
@@ -33,18 +35,22 @@ def gunicorn(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, Path]]:
         DATABASE_URL=settings.database_url,
         REDIS_URL=settings.redis_url,
         PROMETHEUS_MULTIPROC_DIR=str(path),
+        AGENT33_LOG_FORMAT="json",
     )
-    process = subprocess.Popen(  # noqa: S603 - a fixed argv
-        [sys.executable, "-m", "gunicorn", "web.wsgi:app", "--config", "python:web.gunicorn_conf"]
-        + ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(  # noqa: S603 - a fixed argv
+            [sys.executable, "-m", "gunicorn", "web.wsgi:app"]
+            + ["--config", "python:web.gunicorn_conf"]
+            + ["--bind", f"127.0.0.1:{port}", "--workers", "2"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         eventually(lambda: _up(url, process), timeout=30)
-        yield url, path
+        yield url, path, log
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -61,8 +67,8 @@ def _up(url: str, process: subprocess.Popen[bytes]) -> None:
         raise AssertionError(str(exc)) from None
 
 
-def test_every_worker_answers_with_the_sum(gunicorn: tuple[str, Path]) -> None:
-    url, path = gunicorn
+def test_every_worker_answers_with_the_sum(gunicorn: tuple[str, Path, Path]) -> None:
+    url, path, log = gunicorn
     assert not (path / "histogram_1.db").exists(), "the directory is emptied at start"
     for _ in range(REQUESTS):
         assert requests.get(f"{url}/no/such/page", timeout=5).status_code == 404
@@ -72,3 +78,7 @@ def test_every_worker_answers_with_the_sum(gunicorn: tuple[str, Path]) -> None:
         count = value(parse(text), "agent33_http_request_duration_seconds_count", **unmatched)
         assert count == REQUESTS
     assert list(path.glob("histogram_*.db")), "workers write their samples to the directory"
+    lines = log.read_text().splitlines()
+    booted = [json.loads(line) for line in lines if "Booting worker" in line]
+    assert len(booted) == 2, lines
+    assert all(r["logger"] == "gunicorn.error" and r["level"] == "info" for r in booted)

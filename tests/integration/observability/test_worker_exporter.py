@@ -172,5 +172,8 @@ def test_worker_logs_are_json_with_run_step_and_task_ids(
 
     executed = eventually(logged)
     assert all(r["task_id"] and r["level"] == "debug" and r["timestamp"] for r in executed)
-    celery_lines = [r for r in worker.records() if str(r.get("logger", "")).startswith("celery")]
-    assert celery_lines, "Celery's own lines should go through the same JSON configuration"
+    celery_lines = [r for r in worker.records() if r.get("logger") == "celery.app.trace"]
+    ours = [r for r in celery_lines if r.get("run_id") == str(run_id)]
+    assert len(ours) == 2, "Celery's own lines go through the same JSON configuration"
+    assert {r["step_id"] for r in ours} == {"left", "right"}
+    assert all(r["task_id"] in r["event"] and "succeeded" in r["event"] for r in ours)
