@@ -75,24 +75,10 @@ def configure_logging(settings: Settings, level: int | str | None = None) -> Non
     root.setLevel(numeric)
 
 
-class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever `sys.stderr` is at the time (test capture replaces it), but never
-    into Celery's stdout redirection, which would log the line again."""
-
-    @property
-    def stream(self) -> Any:
-        current = sys.stderr
-        if type(current).__name__ == "LoggingProxy":
-            return sys.__stderr__
-        return current
-
-    @stream.setter
-    def stream(self, _: Any) -> None:
-        pass
-
-
 def _handler(renderer: structlog.types.Processor) -> logging.Handler:
-    handler = _Stderr()
+    # The process's own stderr (as Celery's default handler): never a stream someone swapped
+    # in for a while (a CLI runner's capture) or Celery's stdout redirection into logging.
+    handler = logging.StreamHandler(sys.__stderr__ or sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*_shared(), structlog.stdlib.add_logger_name],
