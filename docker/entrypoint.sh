@@ -35,6 +35,7 @@ case "$role" in
             agent33 db upgrade
         fi
         exec gunicorn web.wsgi:app \
+            --config python:web.gunicorn_conf \
             --bind "0.0.0.0:${API_PORT:-8033}" \
             --workers "${WEB_CONCURRENCY:-2}" \
             --worker-class gthread \

@@ -6,6 +6,8 @@ GPU worker:      celery -A tasks worker -Q llm.gpu --concurrency 1
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
 from celery import Celery, signals
@@ -75,10 +77,73 @@ def _refuse_without_broker(**_: Any) -> None:
         )
 
 
+@signals.worker_init.connect
+def _serve_metrics(**_: Any) -> None:
+    """The main process serves its pool's metrics (AGENT33_WORKER_METRICS_PORT), before the
+    pool forks."""
+    from agent33.config import ConfigError, load_settings
+    from agent33.observability import metrics
+
+    settings = load_settings()
+    if settings.worker_metrics_port:
+        from agent33.observability.logging import configure_logging
+
+        configure_logging(settings)  # Celery's own set-up comes later; this line is ours
+        try:
+            metrics.serve_worker_metrics(settings)
+        except (ConfigError, OSError) as exc:
+            raise SystemExit(f"worker metrics: {exc}") from None
+
+
+@signals.worker_init.connect
+def _trace_without_fork(sender: Any = None, **_: Any) -> None:
+    """Pools that do not fork (threads, solo) trace from the main process; prefork children
+    start their own tracing after the fork (`_after_fork`)."""
+    from agent33.observability import tracing
+
+    pool = getattr(sender, "pool_cls", None)
+    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
+    if "prefork" not in str(name):
+        tracing.configure("agent33-worker")
+
+
+@signals.setup_logging.connect
+def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
+    """Celery's own log lines go through Agent33's configuration (JSON in production)."""
+    from agent33.config import load_settings
+    from agent33.observability.logging import configure_logging
+
+    configure_logging(load_settings(), loglevel)
+
+
 @signals.worker_process_init.connect
 def _after_fork(**_: Any) -> None:
     from agent33.db import dispose_after_fork
+    from agent33.observability import tracing
     from agent33.observability.logging import configure_logging
 
     dispose_after_fork()
-    configure_logging(current_settings())
+    configure_logging(current_settings(), logging.getLogger().level)
+    tracing.configure("agent33-worker")
+
+
+@signals.worker_process_shutdown.connect
+def _child_exit(pid: int | None = None, **_: Any) -> None:
+    from agent33.observability import metrics
+
+    metrics.mark_dead(pid or os.getpid())
+
+
+@signals.task_prerun.connect
+def _bind_task(task_id: str | None = None, **_: Any) -> None:
+    from agent33.observability import logging as logs
+
+    logs.clear()
+    logs.bind(task_id=task_id)
+
+
+@signals.task_postrun.connect
+def _unbind_task(**_: Any) -> None:
+    from agent33.observability import logging as logs
+
+    logs.clear()

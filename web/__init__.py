@@ -11,7 +11,7 @@ import flask
 import agent33
 from agent33 import db
 from agent33.config import Settings
-from web import auth, limits
+from web import auth, limits, observability
 from web.errors import Api
 from web.extensions import SETTINGS_KEY
 
@@ -53,7 +53,8 @@ def create_app(config: Settings | None = None) -> flask.Flask:
     api = Api(app)
     for name, scheme in SECURITY_SCHEMES.items():
         api.spec.components.security_scheme(name, scheme)
-    app.before_request(limits.check_body)  # first: no hook or view parses a refused body
+    observability.init_app(app, settings)  # first: refused requests are timed too
+    app.before_request(limits.check_body)  # no hook or view parses a refused body
     auth.init_app(app)
 
     from web.api import register

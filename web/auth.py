@@ -161,6 +161,12 @@ def _authenticate(request: flask.Request) -> Principal:
     raise Unauthorized("authentication required: send 'Authorization: Bearer <token>' or X-API-Key")
 
 
+def authenticate(request: flask.Request) -> Principal:
+    """The caller of a route outside `/api/v1` that chose to require credentials (`/metrics`).
+    Raises Unauthorized."""
+    return _authenticate(request)
+
+
 def _declared_scopes(app: flask.Flask, request: flask.Request) -> tuple[str, ...] | None:
     """Scopes the matched view declared for this method, or None when it declared none."""
     view = app.view_functions.get(request.endpoint or "")

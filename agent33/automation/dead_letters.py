@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from agent33.db.base import utcnow
 from agent33.db.models import DeadLetter
 from agent33.errors import NotFound
+from agent33.observability import metrics
 
 WEBHOOK = "webhook"
 STEP = "step"
@@ -42,6 +43,7 @@ def record(
         last_error=last_error,
     )
     session.add(letter)
+    metrics.after_commit(session.info, metrics.record_dead_letter, kind)
     return letter
 
 

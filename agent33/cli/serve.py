@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
@@ -30,6 +31,7 @@ from agent33.db import migrate
 from agent33.embedded import embedded_services
 from agent33.llm.local_model import LocalModelError, local_model_service
 from agent33.observability.logging import configure_logging
+from agent33.observability.metrics import wipe
 from agent33.wire import Queue
 
 DEMO_WORKFLOW = "demo_assistant"  # ends with an agent step that a model answers
@@ -134,6 +136,8 @@ def commands(
             "-m",
             "gunicorn",
             "web.wsgi:app",
+            "--config",
+            "python:web.gunicorn_conf",
             "--bind",
             f"{host}:{settings.api_port}",
             "--workers",
@@ -184,6 +188,13 @@ def commands(
     }
 
 
+def metrics_dir(settings: Settings, name: str) -> Path:
+    """Each process group's own PROMETHEUS_MULTIPROC_DIR, emptied before it starts."""
+    path = (settings.var_dir / "metrics" / name).absolute()
+    wipe(path)
+    return path
+
+
 def start_children(settings: Settings, argv: dict[str, list[str]], verbose: bool) -> list[Child]:
     log_dir = settings.var_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -192,8 +203,9 @@ def start_children(settings: Settings, argv: dict[str, list[str]], verbose: bool
     children = []
     for name, command in argv.items():
         log = None if verbose else open(log_dir / f"{name}.log", "ab")  # noqa: SIM115
+        own = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(settings, name))}
         process = subprocess.Popen(  # noqa: S603 - argv built above
-            command, env=env, stdout=log, stderr=subprocess.STDOUT if log else None
+            command, env=own, stdout=log, stderr=subprocess.STDOUT if log else None
         )
         children.append(Child(name, process, log))
     return children

@@ -40,6 +40,31 @@ class Settings:
         parse=p.choice(*p.LOG_LEVELS, upper=True),
         meaning="Log level: DEBUG, INFO, WARNING, ERROR or CRITICAL.",
     )
+    log_format: str = setting(
+        "AGENT33_LOG_FORMAT",
+        default="auto",
+        parse=p.choice("auto", "json", "console"),
+        meaning="`json` (one object per line), `console` (readable lines), or `auto`: JSON "
+        "when AGENT33_ENV is production.",
+    )
+    metrics_scope: str = setting(
+        "AGENT33_METRICS_SCOPE",
+        default="",
+        meaning="Scope a caller needs to read the API's `/metrics`; empty: no authentication.",
+    )
+    worker_metrics_port: int = setting(
+        "AGENT33_WORKER_METRICS_PORT",
+        default="0",
+        parse=p.integer(0, 65535),
+        meaning="Port on which a Celery worker's main process serves the metrics of all its "
+        "pool processes (needs PROMETHEUS_MULTIPROC_DIR); `0`: off.",
+    )
+    worker_metrics_host: str = setting(
+        "AGENT33_WORKER_METRICS_HOST",
+        default="127.0.0.1",
+        parse=p.nonblank,
+        meaning="Address the worker's metrics exporter binds.",
+    )
     secret_key: str = setting(
         "API_SECRET_KEY", default=DEV_SECRET, meaning="Flask secret key.", secret=True
     )

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent33.config import ConfigError, Settings
 from agent33.db.engine import make_engine
+from agent33.observability import metrics
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
@@ -65,13 +66,16 @@ def _factory() -> sessionmaker[Session]:
 
 @contextmanager
 def session_scope() -> Iterator[Session]:
-    """Commit on success, roll back on error, always close."""
+    """Commit on success, roll back on error, always close; metrics noted in the transaction
+    (`metrics.after_commit`) are recorded only once it committed."""
     session = _factory()()
     try:
         yield session
         session.commit()
     except BaseException:
         session.rollback()
+        metrics.discard(session.info)
         raise
     finally:
         session.close()
+    metrics.flush(session.info)

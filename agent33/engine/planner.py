@@ -35,6 +35,7 @@ from agent33.db.models import StepRun
 from agent33.definitions.models import StepDef, WorkflowDef
 from agent33.engine.actions import is_inline
 from agent33.engine.states import STEP_DONE_OK, StepState
+from agent33.observability import tracing
 from agent33.wire import Queue, TaskName
 
 HARD_LIMIT_MARGIN = 5.0
@@ -176,18 +177,21 @@ def build_canvas(payload: Mapping[str, Any], app: Celery) -> Signature:
 
 def publish(payload: Mapping[str, Any], app: Celery) -> None:
     """Send an outbox payload: the ready segments of a run, or one named task (a webhook
-    delivery: `{"task", "queue", "kwargs"}`) that rides the same outbox."""
+    delivery: `{"task", "queue", "kwargs"}`) that rides the same outbox; in the trace of whoever
+    wrote it (the relay publishes late)."""
     if "task" in payload:
-        app.send_task(
-            payload["task"],
-            kwargs=dict(payload["kwargs"]),
-            queue=payload["queue"],
-            countdown=payload.get("countdown"),
-        )
+        with tracing.attached(payload.get("trace")):
+            app.send_task(
+                payload["task"],
+                kwargs=dict(payload["kwargs"]),
+                queue=payload["queue"],
+                countdown=payload.get("countdown"),
+            )
         return
     canvas = build_canvas(payload, app)
     countdown = payload.get("countdown")
-    if countdown:
-        canvas.apply_async(countdown=float(countdown))
-    else:
-        canvas.apply_async()
+    with tracing.attached(payload.get("trace")):
+        if countdown:
+            canvas.apply_async(countdown=float(countdown))
+        else:
+            canvas.apply_async()

@@ -31,6 +31,7 @@ from agent33.engine.completion import fail_step
 from agent33.engine.segments import finalize_parent
 from agent33.engine.states import RUN_TERMINAL, StepState
 from agent33.engine.workflows import step_definition, workflow_of
+from agent33.observability import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -147,6 +148,8 @@ def _give_up(
     )
     result.outbox_ids.extend(outcome.outbox_ids)
     result.failed += 1
+    metrics.after_commit(session.info, metrics.step_reaped, "failed")
+    metrics.after_commit(session.info, metrics.record_dead_letter, "step")
 
 
 def _reap_running(
@@ -185,6 +188,7 @@ def _reap_running(
         )
         result.redelivered += 1
         result.step_ids.append(step.id)
+        metrics.after_commit(session.info, metrics.step_reaped, "redelivered")
 
 
 def _due_at(session: Session, step: StepRun) -> dt.datetime | None:
@@ -260,3 +264,4 @@ def _republish_queued(
             store.enqueue_step(session=session, step=step, definition=definition)
         )
         result.redelivered += 1
+        metrics.after_commit(session.info, metrics.step_reaped, "republished")

@@ -15,8 +15,10 @@ retries the delivery).
 
 from __future__ import annotations
 
+import contextvars
 import json
 import random
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -44,6 +46,8 @@ from agent33.engine.outcome import Outcome
 from agent33.engine.request_handlers import record_request
 from agent33.engine.states import RUN_TERMINAL, STEP_TERMINAL, RunState, StepState
 from agent33.engine.workflows import step_definition, workflow_of
+from agent33.observability import logging as logs
+from agent33.observability import metrics, tracing
 from agent33.security import audit
 from agent33.security.vault import mask, secret_context
 
@@ -111,6 +115,7 @@ def _claim(
             f"step delivered {step.deliveries} times without finishing "
             f"(budget {lease.delivery_budget(settings, definition)}); not delivering it again"
         )
+        metrics.after_commit(session.info, metrics.record_dead_letter, "step")
         return fail_step(
             session=session,
             run=run,
@@ -143,6 +148,7 @@ def _start(
     definition: StepDef,
     task_id: str | None,
 ) -> Claim | Outcome:
+    logs.bind(run_id=str(run.id), step_id=step.step_id)
     context = _context(session, run, step, definition, settings)
     if run.state == RunState.PENDING:
         store.set_run_state(session=session, run=run, target=RunState.RUNNING)
@@ -222,7 +228,30 @@ _timeout_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="agent33-st
 
 
 def execute(claimed: Claim, settings: Settings) -> tuple[bool, Any]:
-    """Run the action (bounded by the step timeout); (True, output) or (False, error dict)."""
+    """Run the action (bounded by the step timeout) in a span of its own; (True, output) or
+    (False, error dict)."""
+    attributes = {
+        "agent33.run_id": str(claimed.run_id),
+        "agent33.step_id": claimed.step_id,
+        "agent33.action": claimed.action,
+        "agent33.attempt": claimed.attempt,
+    }
+    started = time.perf_counter()
+    with tracing.span(f"step {claimed.step_id}", attributes) as current:
+        ok, result = _execute(claimed, settings)
+        if current is not None and not ok:
+            current.set_attribute("agent33.error", str(result.get("message", ""))[:500])
+    log.debug(
+        "step.executed",
+        action=claimed.action,
+        attempt=claimed.attempt,
+        ok=ok,
+        seconds=round(time.perf_counter() - started, 6),
+    )
+    return ok, result
+
+
+def _execute(claimed: Claim, settings: Settings) -> tuple[bool, Any]:
     try:
         action = get_action(claimed.action)
         context = ActionContext(
@@ -237,7 +266,8 @@ def execute(claimed: Claim, settings: Settings) -> tuple[bool, Any]:
         )
         if claimed.timeout is None:
             return _checked(action(context))
-        future = _timeout_pool.submit(action, context)
+        # The action's thread continues this one's context: its spans and log fields.
+        future = _timeout_pool.submit(contextvars.copy_context().run, action, context)
         try:
             return _checked(future.result(timeout=claimed.timeout))
         except FutureTimeout:

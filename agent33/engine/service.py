@@ -23,6 +23,7 @@ from agent33.engine import readiness, routes, store
 from agent33.engine.states import RunState, StepState
 from agent33.errors import NotFound, ValidationFailed
 from agent33.llm.router import Route
+from agent33.observability import metrics
 
 
 def start_run(
@@ -97,6 +98,7 @@ def start_run(
         data={"workflow": row.name, "version": row.version},
     )
     routes.record(session=session, run_id=run.id, decided=decided)
+    metrics.after_commit(session.info, metrics.run_started, row.name)
     outbox_ids = readiness.dispatch_ready(session=session, run=run, workflow=workflow)
     return run, outbox_ids, True
 

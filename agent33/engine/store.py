@@ -28,6 +28,7 @@ from agent33.engine.states import (
     check_step_transition,
 )
 from agent33.errors import NotFound
+from agent33.observability import metrics, tracing
 
 
 def add_event(
@@ -72,6 +73,7 @@ def set_run_state(
         run.started_at = now
     if target in RUN_TERMINAL:
         run.finished_at = now
+        metrics.after_commit(session.info, metrics.run_finished, run.workflow_name, target.value)
     event = webhooks_out.RUN_EVENTS.get(target.value)
     if event is not None:  # rare transitions only: the hot path never looks
         webhooks_out.record_event(session=session, run=run, event_type=event, message=message)
@@ -96,13 +98,21 @@ def set_step_state(
         message=message,
         data=data,
     )
+    previous = step.state
     step.state = target.value
     now = utcnow()
     if target is StepState.QUEUED:
         step.queued_at = now
     elif target is StepState.RUNNING:
+        if previous == StepState.RUNNING:
+            metrics.after_commit(session.info, metrics.step_redelivered, step.action)
         step.started_at = now
+    elif target is StepState.RETRYING:
+        metrics.after_commit(session.info, metrics.step_retried, step.action)
     elif target in STEP_TERMINAL:
+        ran = previous == StepState.RUNNING and step.started_at is not None
+        seconds = (now - step.started_at).total_seconds() if ran and step.started_at else 0.0
+        metrics.after_commit(session.info, metrics.step_ended, step.action, target.value, seconds)
         step.finished_at = now
         step.lease_expires_at = None
     if target is StepState.FAILED and webhooks_out.any_active(session):
@@ -130,6 +140,10 @@ def step_states(
 
 
 def enqueue(*, session: Session, run_id: uuid.UUID, payload: dict[str, Any]) -> int:
+    """An outbox row; it carries the current trace, so a later publish (the relay's) joins it."""
+    carrier = tracing.carrier()
+    if carrier:
+        payload = {**payload, "trace": carrier}
     message = OutboxMessage(run_id=run_id, payload=payload)
     session.add(message)
     session.flush()

@@ -22,6 +22,7 @@ import structlog
 
 from agent33.config import Settings
 from agent33.llm import local_model, overflow
+from agent33.llm.observed import model_call
 from agent33.llm.ollama import OllamaProvider
 from agent33.llm.openai_compat import OpenAICompatProvider
 from agent33.llm.provider import LLMError, Provider, ProviderUnavailable, RateLimited
@@ -162,8 +163,8 @@ class Router:
         for candidate in (request.model, *fallbacks):
             key, provider, name = self._route(candidate)
             try:
-                with self._slot(key, name):
-                    response = provider.chat(replace(request, model=name))
+                with self._slot(key, name), model_call("chat", key, name) as call:
+                    response = call.response = provider.chat(replace(request, model=name))
             except FALLBACK_ON as exc:
                 failures.append((f"{key}/{name}", exc))
                 log.warning("llm.fallback", model=f"{key}/{name}", error=exc.message)
@@ -177,18 +178,22 @@ class Router:
         failures: list[tuple[str, LLMError]] = []
         for candidate in (request.model, *fallbacks):
             key, provider, name = self._route(candidate)
-            with self._slot(key, name):
+            # Not the current span: the caller runs between chunks (a streamed HTTP answer).
+            with self._slot(key, name), model_call("chat", key, name, current=False) as call:
                 chunks = provider.stream(replace(request, model=name))
                 try:
                     first = next(chunks)
                 except FALLBACK_ON as exc:
+                    call.failed = True
                     failures.append((f"{key}/{name}", exc))
                     log.warning("llm.fallback", model=f"{key}/{name}", error=exc.message)
                     continue
                 except StopIteration:
                     raise ProviderUnavailable(f"{key} returned an empty stream") from None
+                call.response = first.response
                 yield _stamp(first, key)
                 for chunk in chunks:
+                    call.response = chunk.response or call.response
                     yield _stamp(chunk, key)
                 return
         raise self._exhausted(failures)
@@ -200,7 +205,7 @@ class Router:
         if model is None:
             return self.providers[self.default_provider].embed(texts, dimensions=dimensions)
         key, provider, name = self._route(model)
-        with self._slot(key, name):
+        with self._slot(key, name), model_call("embeddings", key, name):
             return provider.embed(texts, name, dimensions=dimensions)
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ import structlog
 
 from agent33.config import Settings
 from agent33.llm.types import ToolSpec
+from agent33.observability import tracing
 from agent33.security.audit import Outcome, record_now
 from agent33.tools.registry import ToolContext, ToolError, get_tool
 
@@ -95,13 +96,16 @@ def call_tool(
         outcome = "denied"
         record["error"] = f"the arguments of {name!r} must be an object"
     else:
-        try:
-            tool = get_tool(name, settings)
-            result = _bounded(lambda: tool(arguments, context), settings.tool_timeout + GRACE)
-            record["result"] = capped(result, settings.tool_output_limit)
-        except ToolError as exc:
-            outcome = "failed"
-            record["error"] = exc.message
+        with tracing.span(f"tool {name}", {"agent33.tool": name}) as span:
+            try:
+                tool = get_tool(name, settings)
+                result = _bounded(lambda: tool(arguments, context), settings.tool_timeout + GRACE)
+                record["result"] = capped(result, settings.tool_output_limit)
+            except ToolError as exc:
+                outcome = "failed"
+                record["error"] = exc.message
+                if span is not None:
+                    span.set_attribute("agent33.error", exc.message[:500])
     record["duration_ms"] = round((time.monotonic() - started) * 1000)
     _audit(record, outcome, context)
     return record
