@@ -8,10 +8,12 @@ from typing import Any
 
 import click
 
-from agent33.cli.client import ApiClient
+from agent33.cli.client import ApiClient, ApiError
 from agent33.cli.output import emit_json, fail, table
 from agent33.cli.progress import follow
+from agent33.definitions.loader import SUFFIXES, load_workflow_file
 from agent33.embedded import resolve_settings
+from agent33.engine.validation import validate_workflow
 
 
 def parse_inputs(raw: str) -> dict[str, Any]:
@@ -54,6 +56,28 @@ def start_and_follow(
     return run
 
 
+def local_workflow_file(name: str, definitions_dir: Path) -> Path | None:
+    """NAME's definition file under ./definitions or the configured definitions directory."""
+    for folder in (Path("definitions"), definitions_dir):
+        for suffix in SUFFIXES:
+            path = folder / "workflows" / f"{name}{suffix}"
+            if path.is_file():
+                return path
+    return None
+
+
+def push_workflow(client: ApiClient, path: Path) -> dict[str, Any]:
+    """Check the file locally, then store it (what `workflows push` does for one file)."""
+    workflow, document = load_workflow_file(path)
+    validate_workflow(workflow, str(path))
+    stored: dict[str, Any] = client.post(
+        "/api/v1/workflows",
+        data=json.dumps(document, default=str),
+        headers={"Content-Type": "application/json"},
+    )
+    return stored
+
+
 @click.command("run")
 @click.argument("name")
 @click.option(
@@ -62,11 +86,32 @@ def start_and_follow(
 @click.option("--wait/--no-wait", default=False, help="Follow step progress until the run ends.")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait with --wait.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def run_command(name: str, inputs_raw: str, wait: bool, timeout: float, as_json: bool) -> None:
+@click.option(
+    "--push", is_flag=True, help="First store definitions/workflows/NAME.yaml (a local file)."
+)
+def run_command(
+    name: str, inputs_raw: str, wait: bool, timeout: float, as_json: bool, push: bool
+) -> None:
     """Start a run of workflow NAME (and with --wait, show its steps live)."""
     inputs = parse_inputs(inputs_raw)
-    client = ApiClient(resolve_settings())
-    run = start_and_follow(client, name, inputs, wait=wait, timeout=timeout, as_json=as_json)
+    settings = resolve_settings()
+    client = ApiClient(settings)
+    local = local_workflow_file(name, settings.definitions_dir)
+    if push:
+        if local is None:
+            fail(f"--push: no definitions/workflows/{name}.yaml here to push")
+        stored = push_workflow(client, local)
+        if not as_json:
+            click.echo(f"{local}: pushed ({stored['name']} v{stored['version']})")
+    try:
+        run = start_and_follow(client, name, inputs, wait=wait, timeout=timeout, as_json=as_json)
+    except ApiError as exc:
+        if exc.status == 404 and local is not None and not push:
+            fail(
+                f"workflow {name!r} is not stored on the server, but {local} exists: "
+                f"push it with `agent33 workflows push {local}` (or run with --push)"
+            )
+        raise
     if as_json:
         emit_json(run)
     elif wait:

@@ -139,3 +139,52 @@ def test_run_wait_shows_steps_and_outputs(live_api: str, tmp_path: Path) -> None
     assert json.loads(listing.stdout)["total"] == 1
     refused = agent33(["run", "demo_greeting", "--inputs", '{"name": ""}'], tmp_path, **env)
     assert refused.returncode == 1 and "inputs.name" in refused.stderr
+
+
+def _key(*scopes: str) -> str:
+    with session_scope() as session:
+        _, key = create_api_key(session=session, name="cli", scopes=list(scopes))
+    return key
+
+
+def test_init_then_run_says_how_to_push_and_run_push_works(live_api: str, tmp_path: Path) -> None:
+    created = agent33(["init", "my-flow", "--kind", "workflow"], tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert "agent33 workflows push definitions/workflows/my-flow.yaml" in created.stdout
+    assert """agent33 run my-flow --inputs '{"name": "ada"}' --wait""" in created.stdout
+    key = _key("runs:read", "runs:write", "workflows:read", "workflows:write")
+    env = {"AGENT33_API_URL": live_api, "AGENT33_API_KEY": key}
+    inputs = ["--inputs", '{"name": " ada "}', "--wait"]
+    missing = agent33(["run", "my-flow", *inputs], tmp_path, **env)
+    assert missing.returncode == 1
+    line = missing.stderr.strip()
+    assert "\n" not in line and "workflows push definitions/workflows/my-flow.yaml" in line
+    assert "--push" in line
+    pushed = agent33(["run", "my-flow", "--push", *inputs], tmp_path, **env)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "pushed (my-flow v1)" in pushed.stdout
+    assert '"message": "Hello, ada!"' in pushed.stdout
+    again = agent33(["run", "my-flow", *inputs], tmp_path, **env)  # stored now: no push needed
+    assert again.returncode == 0, again.stderr
+
+
+def test_agents_push_list_show_delete(live_api: str, tmp_path: Path) -> None:
+    created = agent33(["init", "helper", "--kind", "agent"], tmp_path)
+    assert "agent33 agents push definitions/agents/helper.yaml" in created.stdout
+    env = {"AGENT33_API_URL": live_api, "AGENT33_API_KEY": _key("agents:read", "agents:write")}
+    path = "definitions/agents/helper.yaml"
+    pushed = agent33(["agents", "push", path], tmp_path, **env)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "pushed (helper v1)" in pushed.stdout
+    listed = agent33(["agents", "list", "--json"], tmp_path, **env)
+    assert "helper" in {a["name"] for a in json.loads(listed.stdout)}
+    shown = agent33(["agents", "show", "helper"], tmp_path, **env)
+    assert shown.returncode == 0 and "system_prompt:" in shown.stdout
+    broken = tmp_path / "definitions/agents/broken.yaml"
+    broken.write_text("name: broken\nversion: 1\n")
+    refused = agent33(["agents", "push", str(broken)], tmp_path, **env)
+    assert refused.returncode == 1 and "model" in refused.stderr
+    deleted = agent33(["agents", "delete", "helper"], tmp_path, **env)
+    assert deleted.returncode == 0, deleted.stderr
+    gone = agent33(["agents", "show", "helper"], tmp_path, **env)
+    assert gone.returncode == 1 and "Traceback" not in gone.stderr
