@@ -22,6 +22,7 @@ import click
 import requests
 
 from agent33 import db
+from agent33.cli import flower as flower_cli
 from agent33.cli.client import ApiClient, admin_key_path
 from agent33.cli.output import fail
 from agent33.cli.progress import follow
@@ -184,6 +185,20 @@ def commands(
     }
 
 
+def with_flower(settings: Settings, argv: dict[str, list[str]], port: int) -> dict[str, list[str]]:
+    """Add Flower, and turn the worker's task events on (Flower shows nothing without them)."""
+    user, password, new = flower_cli.credentials(settings)
+    where = settings.var_dir / flower_cli.CREDENTIALS_FILE
+    click.echo(f"Flower: http://127.0.0.1:{port}  (user {user}; password in {where})")
+    if new:
+        click.echo(f"  password (shown once): {password}")
+    return {
+        **argv,
+        "worker": [*argv["worker"], "--task-events"],
+        "flower": flower_cli.command(settings, port, user, password),
+    }
+
+
 def start_children(settings: Settings, argv: dict[str, list[str]], verbose: bool) -> list[Child]:
     log_dir = settings.var_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -284,6 +299,8 @@ class _Stop:
 @click.option("--demo", is_flag=True, help="Run the demo workflow once the system is healthy.")
 @click.option("--exit-after-demo", is_flag=True, help="Stop everything after the demo (CI, tests).")
 @click.option("--verbose", is_flag=True, help="Show the processes' logs here instead of var/logs/.")
+@click.option("--flower", is_flag=True, help="Also start Flower (basic auth, 127.0.0.1).")
+@click.option("--flower-port", default=flower_cli.DEFAULT_PORT, show_default=True, type=int)
 def serve_command(
     host: str,
     port: int | None,
@@ -292,6 +309,8 @@ def serve_command(
     demo: bool,
     exit_after_demo: bool,
     verbose: bool,
+    flower: bool,
+    flower_port: int,
 ) -> None:
     """Start API, worker and beat (and the embedded servers when no URLs are set)."""
     settings = load_settings()
@@ -310,9 +329,10 @@ def serve_command(
         if new_key:
             click.echo(f"local admin API key (shown once, saved to {admin_key_path(resolved)}):")
             click.echo(f"  {new_key}")
-        children = start_children(
-            resolved, commands(resolved, host, web_workers, concurrency), verbose
-        )
+        argv = commands(resolved, host, web_workers, concurrency)
+        if flower:
+            argv = with_flower(resolved, argv, flower_port)
+        children = start_children(resolved, argv, verbose)
         ok = True
         try:
             health = wait_healthy(resolved, children)
