@@ -124,6 +124,13 @@ WEB_WORKERS = 2
 WEB_THREADS = 32  # per web worker: requests it serves at once (chats waiting on a model)
 
 
+def _control_socket(settings: Settings) -> list[str]:
+    """gunicorn's runtime-management socket lives with our other state, not in $HOME (none
+    where var/ is too deep for a Unix socket path)."""
+    path = (settings.var_dir / "gunicorn.ctl").absolute()
+    return ["--control-socket", str(path)] if len(str(path)) < 100 else ["--no-control-socket"]
+
+
 def commands(
     settings: Settings, host: str, web_workers: int, concurrency: int
 ) -> dict[str, list[str]]:
@@ -153,6 +160,8 @@ def commands(
             "1000",
             "--max-requests-jitter",
             "100",
+            # gunicorn's runtime-management socket lives with our other state, not in $HOME.
+            *_control_socket(settings),
         ],
         "worker": [
             python,
@@ -207,8 +216,14 @@ def start_children(settings: Settings, argv: dict[str, list[str]], verbose: bool
     children = []
     for name, command in argv.items():
         log = None if verbose else open(log_dir / f"{name}.log", "ab")  # noqa: SIM115
+        # Own process group: Ctrl-C reaches serve alone, which then stops each child once
+        # (SIGTERM); a second signal mid-shutdown made beat write to its closed schedule shelf.
         process = subprocess.Popen(  # noqa: S603 - argv built above
-            command, env=env, stdout=log, stderr=subprocess.STDOUT if log else None
+            command,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT if log else None,
+            process_group=0,
         )
         children.append(Child(name, process, log))
     return children

@@ -60,6 +60,7 @@ def test_serve_flower_requires_the_generated_credentials(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        process_group=0,  # like a terminal: Ctrl-C goes to the whole foreground group
     )
     url = f"http://127.0.0.1:{flower_port}"
     try:
@@ -77,10 +78,14 @@ def test_serve_flower_requires_the_generated_credentials(
         assert _workers(url, (user, "wrong")).status_code == 401
         flower = [line for line in _ps() if "flower" in line]
         assert flower and not any(password in line for line in flower)
+        assert (tmp_path / "var" / "gunicorn.ctl").exists()  # under var/, not in $HOME
     finally:
-        serve.send_signal(signal.SIGTERM)
+        os.killpg(serve.pid, signal.SIGINT)  # Ctrl-C
         output, _ = serve.communicate(timeout=60)
     assert f"Flower: {url}" in output and f"password (shown once): {password}" in output
+    assert "stopping..." in output
+    beat = (tmp_path / "var" / "logs" / "beat.log").read_text()
+    assert "closed shelf" not in beat and "Traceback" not in beat
 
 
 def _ps() -> list[str]:
