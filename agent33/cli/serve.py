@@ -344,6 +344,8 @@ def serve_command(
         if new_key:
             click.echo(f"local admin API key (shown once, saved to {admin_key_path(resolved)}):")
             click.echo(f"  {new_key}")
+        else:
+            click.echo(f"local admin API key: in {admin_key_path(resolved)}")
         argv = commands(resolved, host, web_workers, concurrency)
         if flower:
             argv = with_flower(resolved, argv, flower_port)
