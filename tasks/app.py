@@ -147,3 +147,12 @@ def _unbind_task(**_: Any) -> None:
     from agent33.observability import logging as logs
 
     logs.clear()
+
+
+@signals.task_prerun.connect
+def _stop_commands_on_sigterm(**_: Any) -> None:
+    """Here, not at `worker_process_init`: billiard installs its own SIGTERM handler after that
+    hook, and ours must wrap it so a `revoke(terminate=True)` stops the step's commands first."""
+    from agent33.security.processes import install_sigterm_handler
+
+    install_sigterm_handler()

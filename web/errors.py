@@ -17,7 +17,7 @@ import kombu.exceptions
 import marshmallow as ma
 import redis.exceptions
 from sqlalchemy import exc as sa_exc
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
 
 from agent33.errors import Agent33Error
 
@@ -140,6 +140,9 @@ class Api(flask_smorest.Api):  # type: ignore[misc]
                 return envelope(400, "invalid_json", "the request body is not valid JSON", fields)
             return envelope(400, "validation_error", _validation_message(fields), fields, headers)
         message = data.get("message") or error.description or error.name
+        if status == 404 and message == NotFound.description:  # no route matched: say which
+            request = flask.request
+            message = f"no such resource: {request.method} {request.path} (ids are UUIDs)"
         code = CODES.get(status, error.name.lower().replace(" ", "_"))
         return envelope(status, code, str(message), None, headers)
 

@@ -8,6 +8,7 @@ import click
 
 from agent33 import __version__
 from agent33.cli.admin import db_group, keys_group, users_group
+from agent33.cli.agents import agents_group
 from agent33.cli.automation import deadletters_group, webhooks_group
 from agent33.cli.chat import chat_command
 from agent33.cli.config import config_group
@@ -30,6 +31,7 @@ def cli() -> None:
 
 
 for command in (
+    agents_group,
     chat_command,
     config_group,
     db_group,

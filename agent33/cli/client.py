@@ -14,7 +14,9 @@ ADMIN_KEY_FILE = "admin_api_key"
 
 
 class ApiError(Agent33Error):
-    """The API answered with an error envelope (or not at all)."""
+    """The API answered with an error envelope (or not at all: `status` None)."""
+
+    status: int | None = None
 
 
 def admin_key_path(settings: Settings) -> Path:
@@ -55,7 +57,9 @@ class ApiClient:
         if response.status_code >= 400 and not (path == "/health" and response.status_code == 503):
             error = body.get("error", {}) if isinstance(body, dict) else {}
             message = error.get("message") or f"HTTP {response.status_code}"
-            raise ApiError(f"{method} {path}: {message}", fields=error.get("fields") or {})
+            failure = ApiError(f"{method} {path}: {message}", fields=error.get("fields") or {})
+            failure.status = response.status_code
+            raise failure
         return body
 
     def get(self, path: str, **kwargs: Any) -> Any:
@@ -63,3 +67,6 @@ class ApiClient:
 
     def post(self, path: str, **kwargs: Any) -> Any:
         return self.request("POST", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Any:
+        return self.request("DELETE", path, **kwargs)

@@ -21,6 +21,21 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
+def clip(text: str, width: int = 80) -> str:
+    """One line, at most `width` characters: a table row stays readable (`--json` has it all)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def error_text(error: Any) -> str:
+    """A run or step error as a sentence ("step 'x': message"), not a Python dict."""
+    if not isinstance(error, dict):
+        return str(error)
+    message = str(error.get("message") or error.get("type") or "failed")
+    step = error.get("step")
+    return f"step {step!r}: {message}" if step else message
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print one line to stderr and exit non-zero."""
     click.echo(f"error: {message}", err=True)

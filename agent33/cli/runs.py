@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
 import click
 
-from agent33.cli.client import ApiClient
-from agent33.cli.output import emit_json, fail, table
+from agent33.cli.client import ApiClient, ApiError
+from agent33.cli.output import clip, emit_json, error_text, fail, table
 from agent33.cli.progress import follow
+from agent33.definitions.loader import SUFFIXES, load_workflow_file
 from agent33.embedded import resolve_settings
+from agent33.engine.states import RunState
+from agent33.engine.validation import validate_workflow
 
 
 def parse_inputs(raw: str) -> dict[str, Any]:
@@ -54,6 +58,28 @@ def start_and_follow(
     return run
 
 
+def local_workflow_file(name: str, definitions_dir: Path) -> Path | None:
+    """NAME's definition file under ./definitions or the configured definitions directory."""
+    for folder in (Path("definitions"), definitions_dir):
+        for suffix in SUFFIXES:
+            path = folder / "workflows" / f"{name}{suffix}"
+            if path.is_file():
+                return path
+    return None
+
+
+def push_workflow(client: ApiClient, path: Path) -> dict[str, Any]:
+    """Check the file locally, then store it (what `workflows push` does for one file)."""
+    workflow, document = load_workflow_file(path)
+    validate_workflow(workflow, str(path))
+    stored: dict[str, Any] = client.post(
+        "/api/v1/workflows",
+        data=json.dumps(document, default=str),
+        headers={"Content-Type": "application/json"},
+    )
+    return stored
+
+
 @click.command("run")
 @click.argument("name")
 @click.option(
@@ -62,20 +88,47 @@ def start_and_follow(
 @click.option("--wait/--no-wait", default=False, help="Follow step progress until the run ends.")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait with --wait.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def run_command(name: str, inputs_raw: str, wait: bool, timeout: float, as_json: bool) -> None:
+@click.option(
+    "--push", is_flag=True, help="First store definitions/workflows/NAME.yaml (a local file)."
+)
+def run_command(
+    name: str, inputs_raw: str, wait: bool, timeout: float, as_json: bool, push: bool
+) -> None:
     """Start a run of workflow NAME (and with --wait, show its steps live)."""
     inputs = parse_inputs(inputs_raw)
-    client = ApiClient(resolve_settings())
-    run = start_and_follow(client, name, inputs, wait=wait, timeout=timeout, as_json=as_json)
+    settings = resolve_settings()
+    client = ApiClient(settings)
+    local = local_workflow_file(name, settings.definitions_dir)
+    if push:
+        if local is None:
+            fail(f"--push: no definitions/workflows/{name}.yaml here to push")
+        stored = push_workflow(client, local)
+        if not as_json:
+            click.echo(f"{local}: pushed ({stored['name']} v{stored['version']})")
+    try:
+        run = start_and_follow(client, name, inputs, wait=wait, timeout=timeout, as_json=as_json)
+    except ApiError as exc:
+        if exc.status == 404 and local is not None and not push:
+            fail(
+                f"workflow {name!r} is not stored on the server, but {local} exists: "
+                f"push it with `agent33 workflows push {local}` (or run with --push)"
+            )
+        raise
     if as_json:
         emit_json(run)
+        if wait and run["state"] != "succeeded":
+            fail(f"run {run['state']}: {error_text(run.get('error') or {})}")
     elif wait:
-        click.echo(f"run {run['id']} {run['state']}")
-        if run.get("outputs") is not None:
-            click.echo(json.dumps(run["outputs"], indent=2))
-    if wait and run["state"] != "succeeded":
-        error = run.get("error") or {}
-        fail(f"run {run['state']}: {error.get('message') or error}")
+        report(run)
+
+
+def report(run: dict[str, Any]) -> None:
+    """The end of a `--wait`: state and outputs; a run that did not succeed exits 1."""
+    click.echo(f"run {run['id']} {run['state']}")
+    if run.get("outputs") is not None:
+        click.echo(json.dumps(run["outputs"], indent=2))
+    if run["state"] != "succeeded":
+        fail(f"run {run['state']}: {error_text(run.get('error') or {})}")
 
 
 @click.group("runs")
@@ -85,7 +138,7 @@ def runs_group() -> None:
 
 @runs_group.command("list")
 @click.option("--workflow", default=None)
-@click.option("--state", default=None)
+@click.option("--state", default=None, type=click.Choice([s.value for s in RunState]))
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 200))
 @click.option("--json", "as_json", is_flag=True)
 def runs_list(workflow: str | None, state: str | None, limit: int, as_json: bool) -> None:
@@ -100,9 +153,9 @@ def runs_list(workflow: str | None, state: str | None, limit: int, as_json: bool
 
 
 @runs_group.command("show")
-@click.argument("run_id")
+@click.argument("run_id", type=click.UUID)
 @click.option("--json", "as_json", is_flag=True)
-def runs_show(run_id: str, as_json: bool) -> None:
+def runs_show(run_id: uuid.UUID, as_json: bool) -> None:
     """Show a run, its steps and outputs."""
     run = ApiClient(resolve_settings()).get(f"/api/v1/runs/{run_id}")
     if as_json:
@@ -110,47 +163,48 @@ def runs_show(run_id: str, as_json: bool) -> None:
         return
     click.echo(f"run {run['id']}  {run['workflow']} v{run['version']}  {run['state']}")
     table(
-        ["step", "state", "attempt", "queue"],
-        [(s["step_id"], s["state"], s["attempt"], s["queue"]) for s in run["steps"]],
+        ["step", "state", "attempt", "queue", "error"],
+        [
+            (s["step_id"], s["state"], s["attempt"], s["queue"], clip(error_text(s["error"])))
+            if s.get("error")
+            else (s["step_id"], s["state"], s["attempt"], s["queue"], "")
+            for s in run["steps"]
+        ],
     )
     if run.get("outputs") is not None:
         click.echo(json.dumps(run["outputs"], indent=2))
     if run.get("error"):
-        click.echo(f"error: {run['error']}")
+        click.echo(f"error: {error_text(run['error'])}")
 
 
 @runs_group.command("cancel")
-@click.argument("run_id")
-def runs_cancel(run_id: str) -> None:
+@click.argument("run_id", type=click.UUID)
+def runs_cancel(run_id: uuid.UUID) -> None:
     """Cancel a run that has not finished (running steps are terminated)."""
     result = ApiClient(resolve_settings()).post(f"/api/v1/runs/{run_id}/cancel")
     click.echo(f"run {result['id']} {result['state']}")
 
 
 @runs_group.command("resume")
-@click.argument("run_id")
+@click.argument("run_id", type=click.UUID)
 @click.option("--wait/--no-wait", default=False, help="Follow step progress until the run ends.")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait with --wait.")
-def runs_resume(run_id: str, wait: bool, timeout: float) -> None:
+def runs_resume(run_id: uuid.UUID, wait: bool, timeout: float) -> None:
     """Resume a failed or cancelled run: only the steps that did not succeed run again."""
     client = ApiClient(resolve_settings())
     result = client.post(f"/api/v1/runs/{run_id}/resume")
     if not wait:
         click.echo(f"run {result['id']} resumed ({result['state']})")
         return
-    run = follow(client, str(result["id"]), timeout=timeout)
-    click.echo(f"run {run['id']} {run['state']}")
-    if run["state"] != "succeeded":
-        error = run.get("error") or {}
-        fail(f"run {run['state']}: {error.get('message') or error}")
+    report(follow(client, str(result["id"]), timeout=timeout))
 
 
 @runs_group.command("approve")
-@click.argument("run_id")
+@click.argument("run_id", type=click.UUID)
 @click.argument("step_id")
 @click.option("--reject", is_flag=True, help="Reject instead: the waiting step fails.")
 @click.option("--comment", default=None, help="Recorded with the decision (max 2000 chars).")
-def runs_approve(run_id: str, step_id: str, reject: bool, comment: str | None) -> None:
+def runs_approve(run_id: uuid.UUID, step_id: str, reject: bool, comment: str | None) -> None:
     """Approve (or --reject) a `wait` step of a run that awaits approval."""
     body: dict[str, Any] = {"step_id": step_id, "approved": not reject}
     if comment is not None:

@@ -16,29 +16,38 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,99}$")
 
 
 def workflow_template(name: str) -> dict[str, object]:
+    """Takes `{"name": ...}` like the README's first run, so the printed command just works."""
     return {
         "name": name,
         "version": 1,
         "description": f"{name}: describe what this workflow does.",
         "inputs": {
             "type": "object",
-            "required": ["text"],
-            "properties": {"text": {"type": "string"}},
+            "required": ["name"],
+            "properties": {"name": {"type": "string"}},
         },
         "steps": [
-            {"id": "clean", "action": "transform", "with": {"text": "{{ inputs.text | trim }}"}},
+            {"id": "clean", "action": "transform", "with": {"name": "{{ inputs.name | trim }}"}},
             {
-                "id": "measure",
+                "id": "greet",
                 "action": "transform",
                 "depends_on": ["clean"],
-                "with": {"length": "{{ steps.clean.output.text | length }}"},
+                "with": {"message": "Hello, {{ steps.clean.output.name }}!"},
             },
         ],
-        "outputs": {
-            "text": "{{ steps.clean.output.text }}",
-            "length": "{{ steps.measure.output.length }}",
-        },
+        "outputs": {"message": "{{ steps.greet.output.message }}"},
     }
+
+
+def next_steps(kind: str, name: str, path: Path) -> list[str]:
+    """What to type next: a scaffold is only a file until it is pushed to the server."""
+    if kind == "workflow":
+        return [
+            f"  agent33 workflows validate {path}",
+            f"  agent33 workflows push {path}",
+            f'  agent33 run {name} --inputs \'{{"name": "ada"}}\' --wait',
+        ]
+    return [f"  agent33 agents push {path}", f'  agent33 chat {name} "hello"']
 
 
 def agent_template(name: str) -> dict[str, object]:
@@ -80,4 +89,6 @@ def init_command(name: str, kind: str, directory: Path, force: bool) -> None:
     if kind == "workflow":
         workflow, _ = load_workflow_file(path)
         validate_workflow(workflow, str(path))
-    click.echo(f"created {path}")
+    click.echo(f"created {path}; edit it, then (with `agent33 serve` running):")
+    for line in next_steps(kind, name, path):
+        click.echo(line)

@@ -23,6 +23,7 @@ import click
 import requests
 
 from agent33 import db
+from agent33.cli import flower as flower_cli
 from agent33.cli.client import ApiClient, admin_key_path
 from agent33.cli.output import fail
 from agent33.cli.progress import follow
@@ -125,6 +126,13 @@ WEB_WORKERS = 2
 WEB_THREADS = 32  # per web worker: requests it serves at once (chats waiting on a model)
 
 
+def _control_socket(settings: Settings) -> list[str]:
+    """gunicorn's runtime-management socket lives with our other state, not in $HOME (none
+    where var/ is too deep for a Unix socket path)."""
+    path = (settings.var_dir / "gunicorn.ctl").absolute()
+    return ["--control-socket", str(path)] if len(str(path)) < 100 else ["--no-control-socket"]
+
+
 def commands(
     settings: Settings, host: str, web_workers: int, concurrency: int
 ) -> dict[str, list[str]]:
@@ -156,6 +164,8 @@ def commands(
             "1000",
             "--max-requests-jitter",
             "100",
+            # gunicorn's runtime-management socket lives with our other state, not in $HOME.
+            *_control_socket(settings),
         ],
         "worker": [
             python,
@@ -195,6 +205,20 @@ def metrics_dir(settings: Settings, name: str) -> Path:
     return path
 
 
+def with_flower(settings: Settings, argv: dict[str, list[str]], port: int) -> dict[str, list[str]]:
+    """Add Flower, and turn the worker's task events on (Flower shows nothing without them)."""
+    user, password, new = flower_cli.credentials(settings)
+    where = settings.var_dir / flower_cli.CREDENTIALS_FILE
+    click.echo(f"Flower: http://127.0.0.1:{port}  (user {user}; password in {where})")
+    if new:
+        click.echo(f"  password (shown once): {password}")
+    return {
+        **argv,
+        "worker": [*argv["worker"], "--task-events"],
+        "flower": flower_cli.command(settings, port, user, password),
+    }
+
+
 def start_children(settings: Settings, argv: dict[str, list[str]], verbose: bool) -> list[Child]:
     log_dir = settings.var_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -204,8 +228,14 @@ def start_children(settings: Settings, argv: dict[str, list[str]], verbose: bool
     for name, command in argv.items():
         log = None if verbose else open(log_dir / f"{name}.log", "ab")  # noqa: SIM115
         own = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(settings, name))}
+        # Own process group: Ctrl-C reaches serve alone, which then stops each child once
+        # (SIGTERM); a second signal mid-shutdown made beat write to its closed schedule shelf.
         process = subprocess.Popen(  # noqa: S603 - argv built above
-            command, env=own, stdout=log, stderr=subprocess.STDOUT if log else None
+            command,
+            env=own,
+            stdout=log,
+            stderr=subprocess.STDOUT if log else None,
+            process_group=0,
         )
         children.append(Child(name, process, log))
     return children
@@ -296,6 +326,8 @@ class _Stop:
 @click.option("--demo", is_flag=True, help="Run the demo workflow once the system is healthy.")
 @click.option("--exit-after-demo", is_flag=True, help="Stop everything after the demo (CI, tests).")
 @click.option("--verbose", is_flag=True, help="Show the processes' logs here instead of var/logs/.")
+@click.option("--flower", is_flag=True, help="Also start Flower (basic auth, 127.0.0.1).")
+@click.option("--flower-port", default=flower_cli.DEFAULT_PORT, show_default=True, type=int)
 def serve_command(
     host: str,
     port: int | None,
@@ -304,6 +336,8 @@ def serve_command(
     demo: bool,
     exit_after_demo: bool,
     verbose: bool,
+    flower: bool,
+    flower_port: int,
 ) -> None:
     """Start API, worker and beat (and the embedded servers when no URLs are set)."""
     settings = load_settings()
@@ -322,9 +356,12 @@ def serve_command(
         if new_key:
             click.echo(f"local admin API key (shown once, saved to {admin_key_path(resolved)}):")
             click.echo(f"  {new_key}")
-        children = start_children(
-            resolved, commands(resolved, host, web_workers, concurrency), verbose
-        )
+        else:
+            click.echo(f"local admin API key: in {admin_key_path(resolved)}")
+        argv = commands(resolved, host, web_workers, concurrency)
+        if flower:
+            argv = with_flower(resolved, argv, flower_port)
+        children = start_children(resolved, argv, verbose)
         ok = True
         try:
             health = wait_healthy(resolved, children)

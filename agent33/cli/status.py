@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from agent33.cli.client import ApiClient
-from agent33.cli.output import emit_json, fail, table
+from agent33.cli.output import clip, emit_json, fail, table
 from agent33.embedded import resolve_settings
 
 
@@ -25,7 +25,9 @@ def status_command(as_json: bool) -> None:
             if "latency_ms" in info:
                 detail = f"{info['latency_ms']} ms {detail}".strip()
             optional = "" if info.get("required", True) else " (optional)"
-            rows.append((name, f"{info.get('status')}{optional}", detail))
+            rows.append((name, f"{info.get('status')}{optional}", clip(detail)))
         table(["service", "status", "detail"], rows)
+        if any(r[2].endswith("...") for r in rows):
+            click.echo("(details shortened; `agent33 status --json` has them in full)")
     if health.get("status") != "healthy":
         fail(f"degraded: {', '.join(health.get('down', []))}")

@@ -272,6 +272,7 @@ def _execute(claimed: Claim, settings: Settings) -> tuple[bool, Any]:
             return _checked(future.result(timeout=claimed.timeout))
         except FutureTimeout:
             future.cancel()
+            context.stop.set()
             return False, {
                 "type": "StepTimeout",
                 "retryable": True,

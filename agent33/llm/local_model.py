@@ -79,6 +79,10 @@ def _answers(
     """None when `url` answers 2xx, else a short reason."""
     try:
         response = requests.get(url, headers=headers, timeout=timeout)
+    except requests.Timeout:
+        return f"no answer within {timeout:g}s"
+    except requests.ConnectionError:
+        return "connection refused"
     except requests.RequestException as exc:
         return type(exc).__name__
     return None if response.ok else f"HTTP {response.status_code}"

@@ -2,18 +2,24 @@
 
 Shared by the `run_command` step action and the `shell` tool, so both have the same allowlist
 rule, the same confinement (`agent33.security.sandbox`) and the same limits: the child gets its
-own session so a timeout (or a caller that stops wanting it) kills everything it started, and
-reader threads keep only the first and last 32 KiB of each stream.
+own session so a timeout (or a caller that stops wanting it) stops everything it started --
+SIGTERM to the whole group, SIGKILL after `STOP_GRACE` -- and reader threads keep only the first
+and last 32 KiB of each stream. A prefork pool child that is itself terminated (a cancel revokes
+its task with SIGTERM) first stops every group it started (`install_sigterm_handler`): the
+sandbox's death signal reaches only the direct child, not what that child started.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import IO, Any
 
 from agent33.errors import Agent33Error
@@ -25,6 +31,11 @@ _CHUNK = 65536
 _GRACE = 2.0
 EXCERPT = 2048
 WATCH_INTERVAL = 1.0
+STOP_GRACE = 3.0
+_TICK = 0.1
+
+_live: set[int] = set()  # process groups started by this process and not yet stopped
+_live_lock = threading.Lock()
 
 
 class ProgramRefused(sandbox.SandboxRefused):
@@ -126,6 +137,106 @@ def _start(program: str, jail: sandbox.Jail, stdin: str | None) -> subprocess.Po
         raise ProgramFailed(f"command {program!r} could not be started: {exc.strerror}") from None
 
 
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
+    """SIGTERM the child's whole process group, SIGKILL what is left after `grace` seconds.
+
+    The final SIGKILL goes to the group even when the leader exited in time: a grandchild that
+    ignores SIGTERM would otherwise outlive the step, re-parented to PID 1.
+    """
+    _signal_group(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    _signal_group(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _stop_all(grace: float) -> None:
+    """From the SIGTERM handler: stop every live group, reaping leaders so the wait is short."""
+    with _live_lock:
+        groups = set(_live)
+    for pgid in groups:
+        _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    waiting = set(groups)
+    while waiting and time.monotonic() < deadline:
+        for pgid in list(waiting):
+            try:
+                done, _ = os.waitpid(pgid, os.WNOHANG)
+            except ChildProcessError:
+                done = pgid  # reaped by its own Popen.wait already
+            if done:
+                waiting.discard(pgid)
+        if waiting:
+            time.sleep(_TICK)
+    for pgid in groups:
+        _signal_group(pgid, signal.SIGKILL)
+
+
+def install_sigterm_handler(grace: float = STOP_GRACE) -> None:
+    """On SIGTERM stop the commands this process runs, then do what SIGTERM did before.
+
+    Idempotent; a no-op outside the main thread (only it may set handlers, e.g. in the threads
+    pool, where the watcher stops commands instead). Commands started from any thread of the
+    process are covered -- a step with a `timeout` runs its action in a helper thread, which the
+    pool child's own SIGTERM handling (an exception in the main thread) never reaches.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if getattr(previous, "stops_commands", False):
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        _stop_all(grace)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    handler.stops_commands = True  # type: ignore[attr-defined]
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _watch(
+    proc: subprocess.Popen[bytes],
+    deadline: float,
+    wanted: Callable[[], bool] | None,
+    stop: threading.Event | None,
+) -> str | None:
+    """Wait for the child; why it must be stopped ("timeout", "unwanted"), or None if it exited.
+
+    `stop` is checked every tick (a step timeout sets it); `wanted` (a database query) at most
+    once per WATCH_INTERVAL.
+    """
+    asked = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            return "timeout"
+        step = deadline - now
+        if stop is not None:
+            step = min(step, _TICK)
+        if wanted is not None:
+            step = min(step, WATCH_INTERVAL)
+        try:
+            proc.wait(timeout=step)
+            return None
+        except subprocess.TimeoutExpired:
+            pass
+        if stop is not None and stop.is_set():
+            return "unwanted"
+        if wanted is not None and time.monotonic() - asked >= WATCH_INTERVAL:
+            asked = time.monotonic()
+            if not wanted():
+                return "unwanted"
+
+
 def run(
     program: str,
     jail: sandbox.Jail,
@@ -133,11 +244,30 @@ def run(
     timeout: float,
     stdin: str | None = None,
     wanted: Callable[[], bool] | None = None,
+    stop: threading.Event | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     """Run to completion; returns `{exit_code, stdout, stderr, duration_ms}` and why it was
-    stopped ("timeout", "unwanted"), or None when it exited by itself."""
+    stopped ("timeout", "unwanted": `wanted()` said no or `stop` was set), or None when it
+    exited by itself."""
     started = time.monotonic()
     proc = _start(program, jail, stdin)
+    with _live_lock:
+        _live.add(proc.pid)
+    try:
+        return _collect(proc, started, timeout, stdin, wanted, stop)
+    finally:
+        with _live_lock:
+            _live.discard(proc.pid)
+
+
+def _collect(
+    proc: subprocess.Popen[bytes],
+    started: float,
+    timeout: float,
+    stdin: str | None,
+    wanted: Callable[[], bool] | None,
+    stop: threading.Event | None,
+) -> tuple[dict[str, Any], str | None]:
     assert proc.stdout is not None and proc.stderr is not None  # noqa: S101 - PIPE above
     readers = [_Capture(proc.stdout), _Capture(proc.stderr)]
     threads: list[threading.Thread] = list(readers)
@@ -146,24 +276,10 @@ def run(
         threads.append(threading.Thread(target=_feed, args=(proc.stdin, data), daemon=True))
     for thread in threads:
         thread.start()
-    stopped: str | None = None
-    deadline = started + timeout
     try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                stopped = "timeout"
-                break
-            try:
-                proc.wait(timeout=min(remaining, WATCH_INTERVAL) if wanted else remaining)
-                break
-            except subprocess.TimeoutExpired:
-                if wanted is not None and not wanted():
-                    stopped = "unwanted"
-                    break
+        stopped = _watch(proc, started + timeout, wanted, stop)
         if stopped:
-            sandbox.kill_group(proc.pid)
-            proc.wait()
+            stop_group(proc)
     except BaseException:  # a Celery time limit or shutdown: leave no process behind
         sandbox.kill_group(proc.pid)
         proc.wait()

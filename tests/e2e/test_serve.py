@@ -84,7 +84,8 @@ def test_embedded_serve_runs_the_demo_and_stops_everything(tmp_path: Path) -> No
     assert leftovers == "", f"embedded servers still running after serve exited:\n{leftovers}"
     again = _serve(env, tmp_path)  # a second start reuses the data and the admin key
     _assert_demo_succeeded(again, env["API_PORT"])
-    assert "local admin API key" not in again.stdout
+    assert "shown once" not in again.stdout
+    assert f"local admin API key: in {key_file}" in again.stdout  # where it is, every start
 
 
 def test_serve_with_external_urls_starts_no_embedded_server(

@@ -141,12 +141,29 @@ CHECKS: dict[str, Check] = {
 }
 
 
+def describe_failure(exc: Exception) -> str:
+    """A failed check in words ("connection refused at 127.0.0.1:11434"), not an exception repr
+    with a urllib3 pool object in it."""
+    if isinstance(exc, requests.RequestException):
+        url = urlparse(str(getattr(exc.request, "url", "") or ""))
+        where = url.netloc or "the server"
+        if isinstance(exc, requests.Timeout):
+            return f"no answer within {CHECK_TIMEOUT_S:g}s from {where}"
+        if isinstance(exc, requests.ConnectionError):
+            return f"connection refused at {where}"
+        if isinstance(exc, requests.HTTPError) and exc.response is not None:
+            return f"HTTP {exc.response.status_code} from {where}{url.path}"
+        return f"request to {where} failed"
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
 def _timed(check: Check, settings: Settings) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         extra = check(settings)
     except Exception as exc:  # every failure is a report, never an error response
-        error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
+        error = describe_failure(exc)[:ERROR_CHARS]
         result: dict[str, Any] = {"status": "down", "error": error}
     else:
         result = {"status": "up", **extra}

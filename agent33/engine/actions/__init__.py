@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ class ActionContext:
     settings: Settings = field(default_factory=Settings)
     context: dict[str, Any] = field(default_factory=dict)
     previous_output: Any = None
+    # Set by the runner when the step timed out: an action still running in its thread stops.
+    stop: threading.Event = field(default_factory=threading.Event, compare=False)
 
 
 class ActionFailed(Agent33Error):

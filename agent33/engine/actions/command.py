@@ -3,9 +3,9 @@
 The child runs confined by `agent33.security.sandbox` (unprivileged user, bubblewrap where it
 works, `cwd` under the file roots, an environment built from an allowlist, resource limits, death
 with the worker). `agent33.security.processes` (shared with the `shell` tool) starts it in its own
-session so a timeout, a cancel or a reassigned step kills everything it started (`os.killpg`),
-keeps only the first and last 32 KiB of its output, and an error message quotes at most a
-labelled 2 KiB excerpt of it.
+session so a timeout, a cancel or a reassigned step stops everything it started (SIGTERM to the
+group, then SIGKILL), keeps only the first and last 32 KiB of its output, and an error message
+quotes at most a labelled 2 KiB excerpt of it.
 """
 
 from __future__ import annotations
@@ -164,7 +164,12 @@ def run_command(context: ActionContext) -> Any:
         raise _fail(exc.message) from None
     try:
         output, stopped = processes.run(
-            spec.argv[0], jail, timeout=spec.timeout, stdin=spec.stdin, wanted=_watcher(context)
+            spec.argv[0],
+            jail,
+            timeout=spec.timeout,
+            stdin=spec.stdin,
+            wanted=_watcher(context),
+            stop=context.stop,
         )
     except processes.ProgramFailed as exc:
         raise _fail(exc.message) from None

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from werkzeug.serving import make_server
 
 from agent33.config import Settings
@@ -139,3 +140,86 @@ def test_run_wait_shows_steps_and_outputs(live_api: str, tmp_path: Path) -> None
     assert json.loads(listing.stdout)["total"] == 1
     refused = agent33(["run", "demo_greeting", "--inputs", '{"name": ""}'], tmp_path, **env)
     assert refused.returncode == 1 and "inputs.name" in refused.stderr
+
+
+def _key(*scopes: str) -> str:
+    with session_scope() as session:
+        _, key = create_api_key(session=session, name="cli", scopes=list(scopes))
+    return key
+
+
+def test_init_then_run_says_how_to_push_and_run_push_works(live_api: str, tmp_path: Path) -> None:
+    created = agent33(["init", "my-flow", "--kind", "workflow"], tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert "agent33 workflows push definitions/workflows/my-flow.yaml" in created.stdout
+    assert """agent33 run my-flow --inputs '{"name": "ada"}' --wait""" in created.stdout
+    key = _key("runs:read", "runs:write", "workflows:read", "workflows:write")
+    env = {"AGENT33_API_URL": live_api, "AGENT33_API_KEY": key}
+    inputs = ["--inputs", '{"name": " ada "}', "--wait"]
+    missing = agent33(["run", "my-flow", *inputs], tmp_path, **env)
+    assert missing.returncode == 1
+    line = missing.stderr.strip()
+    assert "\n" not in line and "workflows push definitions/workflows/my-flow.yaml" in line
+    assert "--push" in line
+    pushed = agent33(["run", "my-flow", "--push", *inputs], tmp_path, **env)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "pushed (my-flow v1)" in pushed.stdout
+    assert '"message": "Hello, ada!"' in pushed.stdout
+    again = agent33(["run", "my-flow", *inputs], tmp_path, **env)  # stored now: no push needed
+    assert again.returncode == 0, again.stderr
+
+
+def test_agents_push_list_show_delete(live_api: str, tmp_path: Path) -> None:
+    created = agent33(["init", "helper", "--kind", "agent"], tmp_path)
+    assert "agent33 agents push definitions/agents/helper.yaml" in created.stdout
+    env = {"AGENT33_API_URL": live_api, "AGENT33_API_KEY": _key("agents:read", "agents:write")}
+    path = "definitions/agents/helper.yaml"
+    pushed = agent33(["agents", "push", path], tmp_path, **env)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "pushed (helper v1)" in pushed.stdout
+    listed = agent33(["agents", "list", "--json"], tmp_path, **env)
+    assert "helper" in {a["name"] for a in json.loads(listed.stdout)}
+    shown = agent33(["agents", "show", "helper"], tmp_path, **env)
+    assert shown.returncode == 0 and "system_prompt:" in shown.stdout
+    broken = tmp_path / "definitions/agents/broken.yaml"
+    broken.write_text("name: broken\nversion: 1\n")
+    refused = agent33(["agents", "push", str(broken)], tmp_path, **env)
+    assert refused.returncode == 1 and "model" in refused.stderr
+    deleted = agent33(["agents", "delete", "helper"], tmp_path, **env)
+    assert deleted.returncode == 0, deleted.stderr
+    gone = agent33(["agents", "show", "helper"], tmp_path, **env)
+    assert gone.returncode == 1 and "Traceback" not in gone.stderr
+
+
+def test_small_things_read_well(live_api: str, tmp_path: Path) -> None:
+    """Valid choices listed, UUIDs checked, 404s in the JSON error shape, errors as text,
+    a status table of readable width with /health's reasons in words."""
+    key = _key("runs:read", "runs:write", "workflows:read", "workflows:write")
+    env = {"AGENT33_API_URL": live_api, "AGENT33_API_KEY": key}
+    bogus = agent33(["runs", "list", "--state", "bogus"], tmp_path, **env)
+    assert bogus.returncode == 2
+    assert all(s in bogus.stderr for s in ("pending", "running", "succeeded", "cancelled"))
+    not_uuid = agent33(["runs", "show", "not-a-uuid"], tmp_path, **env)
+    assert not_uuid.returncode == 2 and "not-a-uuid" in not_uuid.stderr
+    response = requests.get(f"{live_api}/api/v1/runs/not-a-uuid", headers={"X-API-Key": key})
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "not_found" and "/api/v1/runs/not-a-uuid" in error["message"]
+
+    flow = tmp_path / "definitions" / "workflows" / "breaks.yaml"
+    flow.parent.mkdir(parents=True)
+    steps = "steps:\n  - {id: boom, action: run_command, with: {argv: ['false']}}\n"
+    flow.write_text(f"name: breaks\nversion: 1\n{steps}")
+    failed = agent33(["run", "breaks", "--push", "--wait"], tmp_path, **env)
+    assert failed.returncode == 1
+    assert "step 'boom': command exited with 1" in failed.stderr and "{'" not in failed.stderr
+    run_id = next(line for line in failed.stdout.splitlines() if line.startswith("run ")).split()[1]
+    shown = agent33(["runs", "show", run_id], tmp_path, **env)
+    assert "command exited with 1" in shown.stdout and "{'" not in shown.stdout
+
+    status = agent33(["status"], tmp_path, **env)
+    assert max(len(line) for line in status.stdout.splitlines()) < 140, status.stdout
+    assert "connection refused at 127.0.0.1:9" in status.stdout
+    full = agent33(["status", "--json"], tmp_path, **env)
+    model = json.loads(full.stdout)["services"]["model"]["error"]
+    assert "ConnectionError" not in model and "connection refused" in model

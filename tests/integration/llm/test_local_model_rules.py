@@ -37,7 +37,7 @@ def test_a_configured_openai_server_keeps_it_off(settings: Settings, fake_openai
 
 def test_nothing_answering_starts_it_naming_what_was_tried(settings: Settings) -> None:
     started, reason = local_model.start_decision(settings.replace(ollama_base_url=DEAD))
-    assert reason.startswith(f"no model server answers (ollama at {DEAD}: ConnectionError)")
+    assert reason.startswith(f"no model server answers (ollama at {DEAD}: connection refused)")
     missing = local_model.runtime_missing()
     assert started is (missing is None)
     if missing:
