@@ -149,7 +149,6 @@ def _give_up(
     result.outbox_ids.extend(outcome.outbox_ids)
     result.failed += 1
     metrics.after_commit(session.info, metrics.step_reaped, "failed")
-    metrics.after_commit(session.info, metrics.record_dead_letter, "step")
 
 
 def _reap_running(

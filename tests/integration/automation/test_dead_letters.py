@@ -22,6 +22,7 @@ from agent33.db.models import DeadLetter, WebhookDelivery
 from agent33.embedded import free_port
 from agent33.engine import reaper, service, store
 from agent33.engine.states import StepState
+from agent33.observability import metrics
 from agent33.security.api_keys import create_api_key
 from tasks.app import current_settings, swap_settings
 from tests.integration.automation.receiver import Script, receiver, verify
@@ -135,7 +136,9 @@ def test_a_step_the_reaper_gives_up_on_is_dead_lettered_and_replay_resumes_its_r
         step.worker = "gone-host:1"
         run_id = run.id
     later = store.lease_deadline(0) + dt.timedelta(hours=2)
+    counted = metrics.DEAD_LETTERS.labels("step")._value.get()  # noqa: SLF001 - this process
     assert reaper.reap(settings, now=later).failed == 1
+    assert metrics.DEAD_LETTERS.labels("step")._value.get() == counted + 1  # noqa: SLF001
     assert wait_for(run_id).state == "failed"
     [letter] = _dead_letters()
     assert (letter.kind, letter.run_id, letter.payload["step_id"]) == ("step", run_id, "a")
