@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
-import yaml
 
 from agent33.cli.client import ApiClient
-from agent33.cli.output import emit_json, table
+from agent33.cli.stored import list_stored, push_documents, show_stored
 from agent33.definitions.agents import load_agent_file
 from agent33.embedded import resolve_settings
 
@@ -23,15 +21,7 @@ def agents_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def agents_list(as_json: bool) -> None:
     """Agents stored on the server (latest versions)."""
-    body = ApiClient(resolve_settings()).get("/api/v1/agents")
-    items = body["items"] if isinstance(body, dict) else body
-    if as_json:
-        emit_json(items)
-        return
-    table(
-        ["name", "version", "description"],
-        [(a["name"], a["version"], a.get("description", "")) for a in items],
-    )
+    list_stored("agents", as_json)
 
 
 @agents_group.command("show")
@@ -39,9 +29,7 @@ def agents_list(as_json: bool) -> None:
 @click.option("--version", type=int, default=None)
 def agents_show(name: str, version: int | None) -> None:
     """Print a stored agent definition as YAML."""
-    params = {"version": version} if version else {}
-    body = ApiClient(resolve_settings()).get(f"/api/v1/agents/{name}", params=params)
-    click.echo(yaml.safe_dump(body.get("spec", body), sort_keys=False))
+    show_stored("agents", name, version)
 
 
 @agents_group.command("push")
@@ -51,15 +39,7 @@ def agents_push(paths: tuple[Path, ...]) -> None:
 
     The server checks again (tools, queues): a scaffold needs no `serve` restart to be used.
     """
-    documents = [(path, load_agent_file(path)[1]) for path in paths]
-    client = ApiClient(resolve_settings())
-    for path, document in documents:
-        stored = client.post(
-            "/api/v1/agents",
-            data=json.dumps(document, default=str),
-            headers={"Content-Type": "application/json"},
-        )
-        click.echo(f"{path}: pushed ({stored['name']} v{stored['version']})")
+    push_documents("agents", [(path, load_agent_file(path)[1]) for path in paths])
 
 
 @agents_group.command("delete")
