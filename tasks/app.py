@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery, signals
@@ -44,6 +46,17 @@ def swap_settings(settings: Settings) -> Settings | None:
     previous = _settings.get("value")
     _settings["value"] = settings
     return previous
+
+
+@contextmanager
+def settings_swapped(settings: Settings) -> Iterator[Settings]:
+    """`swap_settings` for a block: the previous settings come back after it."""
+    previous = swap_settings(settings)
+    try:
+        yield settings
+    finally:
+        if previous is not None:
+            swap_settings(previous)
 
 
 def configure_app(settings: Settings) -> Celery:

@@ -28,7 +28,7 @@ from agent33.engine import planner, service
 from agent33.engine.lifecycle import cancel_run
 from agent33.engine.outbox import publish_pending
 from agent33.security import processes, sandbox
-from tasks.app import swap_settings
+from tasks.app import settings_swapped
 from tasks.dispatch import flush_outbox
 from tests.integration.engine.helpers import save, start, steps_of, wait_for
 
@@ -49,13 +49,8 @@ def plain_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def shell_allowed(settings: Settings) -> Iterator[Settings]:
     """The in-process worker may start `sh` (not in the default allowlist)."""
-    own = settings.replace(command_allowlist=ALLOW)
-    previous = swap_settings(own)
-    try:
+    with settings_swapped(settings.replace(command_allowlist=ALLOW)) as own:
         yield own
-    finally:
-        if previous is not None:
-            swap_settings(previous)
 
 
 def _marker() -> str:

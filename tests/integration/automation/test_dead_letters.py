@@ -24,7 +24,7 @@ from agent33.engine import reaper, service, store
 from agent33.engine.states import StepState
 from agent33.observability import metrics
 from agent33.security.api_keys import create_api_key
-from tasks.app import current_settings, swap_settings
+from tasks.app import current_settings, settings_swapped
 from tests.integration.automation.receiver import Script, receiver, verify
 from tests.integration.automation.test_webhooks_out import OK_FLOW, subscribe
 from tests.integration.cli.test_cli import agent33
@@ -36,13 +36,8 @@ pytestmark = [pytest.mark.automation, pytest.mark.usefixtures("committed_db", "c
 
 @pytest.fixture
 def three_attempts(settings: Settings) -> Iterator[Settings]:
-    own = settings.replace(webhook_retry_base=0.05, webhook_max_attempts=3)
-    previous = swap_settings(own)
-    try:
+    with settings_swapped(settings.replace(webhook_retry_base=0.05, webhook_max_attempts=3)) as own:
         yield own
-    finally:
-        if previous is not None:
-            swap_settings(previous)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.models import WebhookDelivery
 from agent33.engine import lifecycle, outbox, service
-from tasks.app import swap_settings
+from tasks.app import settings_swapped
 from tasks.dispatch import flush_outbox
 from tests.integration.automation.receiver import Script, receiver, verify
 from tests.integration.engine.helpers import save, start, wait_for
@@ -39,13 +39,8 @@ FAILING_FLOW = {
 
 @pytest.fixture
 def fast_retries(settings: Settings) -> Iterator[Settings]:
-    own = settings.replace(webhook_retry_base=0.05, webhook_max_attempts=8)
-    previous = swap_settings(own)
-    try:
+    with settings_swapped(settings.replace(webhook_retry_base=0.05, webhook_max_attempts=8)) as own:
         yield own
-    finally:
-        if previous is not None:
-            swap_settings(previous)
 
 
 def subscribe(client: FlaskClient, headers: dict[str, str], **body: Any) -> dict[str, Any]:
@@ -190,18 +185,14 @@ def test_a_delivery_whose_publish_was_lost_is_sent_by_the_relay(
 def test_a_redirect_is_a_failed_attempt_never_followed(
     client: FlaskClient, admin_headers: dict[str, str], settings: Settings
 ) -> None:
-    previous = swap_settings(settings.replace(webhook_retry_base=0.05, webhook_max_attempts=2))
-    try:
-        script = Script(broken=True, status=307)
-        with receiver(script) as url:
-            subscribe(client, admin_headers, url=url, events=["run.succeeded"])
-            wait_for(start(OK_FLOW))
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and _states() != ["dead"]:
-                time.sleep(0.05)
-    finally:
-        if previous is not None:
-            swap_settings(previous)
+    script = Script(broken=True, status=307)
+    two_attempts = settings.replace(webhook_retry_base=0.05, webhook_max_attempts=2)
+    with settings_swapped(two_attempts), receiver(script) as url:
+        subscribe(client, admin_headers, url=url, events=["run.succeeded"])
+        wait_for(start(OK_FLOW))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _states() != ["dead"]:
+            time.sleep(0.05)
     assert _states() == ["dead"]
     assert [(r.path, r.status) for r in script.seen] == [("/hook", 307)] * 2
 

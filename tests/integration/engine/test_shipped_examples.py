@@ -24,7 +24,7 @@ from agent33.embedded import free_port
 from agent33.engine.actions import agent, command, http, validate  # noqa: F401 - registers them
 from agent33.engine.lifecycle import approve_step
 from agent33.llm.local_model import MODEL_ALIAS
-from tasks.app import swap_settings
+from tasks.app import settings_swapped
 from tasks.dispatch import flush_outbox
 from tests.integration.engine.helpers import start_shipped, wait_for
 from web import create_app
@@ -59,12 +59,8 @@ def api_port(settings: Settings) -> Iterator[int]:
 @pytest.fixture
 def local_model(settings: Settings, fake_openai: Any) -> Iterator[Any]:
     fake_openai.models.append(MODEL_ALIAS)
-    previous = swap_settings(settings.replace(local_model_url=f"{fake_openai.url}/v1"))
-    try:
+    with settings_swapped(settings.replace(local_model_url=f"{fake_openai.url}/v1")):
         yield fake_openai
-    finally:
-        if previous is not None:
-            swap_settings(previous)
 
 
 def test_every_shipped_workflow_documents_its_inputs() -> None:

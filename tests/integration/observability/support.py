@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.definitions.agents import sync_agents
-from tasks.app import swap_settings
+from tasks.app import settings_swapped
 from tests.integration.engine.helpers import wait_for
 from web import create_app
 
@@ -28,12 +28,8 @@ def api_and_worker(settings: Settings, fake_ollama: Any) -> Iterator[FlaskClient
     own = settings.replace(ollama_base_url=fake_ollama.url)
     with session_scope() as session:
         sync_agents(session=session, directory=own.definitions_dir)
-    previous = swap_settings(own)
-    try:
+    with settings_swapped(own):
         yield create_app(own).test_client()
-    finally:
-        if previous is not None:
-            swap_settings(previous)
 
 
 def run_example_agent(client: FlaskClient, headers: Mapping[str, str]) -> uuid.UUID:
