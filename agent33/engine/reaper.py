@@ -27,6 +27,7 @@ from agent33.db.base import utcnow
 from agent33.db.models import Run, RunEvent, StepRun
 from agent33.definitions.models import WorkflowDef
 from agent33.engine import lease, readiness, store
+from agent33.engine.actions import is_repeat_safe
 from agent33.engine.completion import fail_step
 from agent33.engine.segments import finalize_parent
 from agent33.engine.states import RUN_TERMINAL, StepState
@@ -172,6 +173,13 @@ def _reap_running(
             f"lease expired at {_when(expires)}, last heartbeat {_when(step.heartbeat_at)}, "
             f"worker {step.worker or 'unknown'} ({lease.liveness(step.worker, step.id)})"
         )
+        if not is_repeat_safe(definition.action) and lease.liveness(step.worker, step.id) != "dead":
+            message = (
+                f"{seen}; {definition.action} is not safe to repeat and that worker may have run "
+                "it, so it is not run again (resume the run to run it again)"
+            )
+            _give_up(session, run, workflow, step, "PossiblyExecuted", message, result)
+            return
         if lease.deliveries_exhausted(step.deliveries, settings, definition):
             message = f"{seen}; delivery budget spent ({step.deliveries} of {budget}): worker lost"
             _give_up(session, run, workflow, step, "WorkerLost", message, result)

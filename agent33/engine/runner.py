@@ -36,7 +36,7 @@ from agent33.db.models import Run, StepRun
 from agent33.definitions.models import StepDef, WorkflowDef
 from agent33.engine import children, lease, readiness, store
 from agent33.engine.action_requests import Special
-from agent33.engine.actions import ActionContext, get_action, is_inline
+from agent33.engine.actions import ActionContext, get_action, is_inline, is_repeat_safe
 from agent33.engine.completion import fail_step, finish_step
 from agent33.engine.context import referenced_steps, run_context
 from agent33.engine.errors import error_dict
@@ -110,6 +110,12 @@ def _claim(
         )
         return Outcome("waiting-for-dependencies")
     definition = step_definition(session, workflow, step)
+    if (
+        step.state == StepState.RUNNING
+        and not is_repeat_safe(definition.action)
+        and lease.liveness(step.worker, step.id) != "dead"
+    ):
+        return Outcome("duplicate:running")  # maybe ran: the reaper fails it, never runs it twice
     if lease.deliveries_exhausted(step.deliveries, settings, definition):
         message = (
             f"step delivered {step.deliveries} times without finishing "
