@@ -205,6 +205,13 @@ class Settings:
         parse=p.positive_number,
         meaning="Seconds `/health` waits for all checks together.",
     )
+    publish_timeout: float = setting(
+        "AGENT33_PUBLISH_TIMEOUT",
+        default="1.0",
+        parse=p.positive_number,
+        meaning="Seconds an API request waits to publish what it committed; past it (a hung "
+        "broker) it answers anyway and beat's outbox relay publishes the message.",
+    )
     health_optional: tuple[str, ...] = setting(
         "AGENT33_HEALTH_OPTIONAL",
         default="ollama",
