@@ -1,0 +1,257 @@
+"""Rerun from a step: a new run of the same workflow version that keeps what came before it.
+
+Steps not downstream of `from` keep the original run's outcome: their rows are copied
+(`copied_from` names the original run) and they never execute again, so a model step among
+them makes no call. `from` and everything downstream of it run again. A map or branch child
+(`fan[2]`) reruns alone: its siblings are copied, and its parent runs again to spawn it and
+join them. Takes `session=` and never commits; the caller publishes the outbox ids.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from agent33.config import Settings
+from agent33.db.models import Run, StepRun
+from agent33.definitions.models import WorkflowDef
+from agent33.engine import readiness, routes, service, store
+from agent33.engine.completion import finish_if_done
+from agent33.engine.states import RUN_TERMINAL, RunState, StepState
+from agent33.engine.workflows import workflow_of
+from agent33.errors import Conflict, NotFound, ValidationFailed
+from agent33.llm.router import Route
+from agent33.observability import metrics
+
+CHILD_ID = re.compile(r"^(?P<parent>[^\[\]]+)\[(?P<key>[^\[\]]+)\]$")
+
+
+class InvalidRerun(ValidationFailed):
+    """The request names no step of the run (422, like any other invalid field)."""
+
+    http_status = 422
+
+
+@dataclass
+class RerunResult:
+    """The new run and what to publish after the commit."""
+
+    run_id: uuid.UUID
+    state: str
+    copied: list[str] = field(default_factory=list)
+    outbox_ids: list[int] = field(default_factory=list)
+
+
+def downstream(workflow: WorkflowDef, start: str) -> set[str]:
+    """`start` and every step that depends on it, transitively. A step's fallback joins the
+    set with it (it stands in for the step), and so does the step a fallback replaces."""
+    replaced = {s.fallback: s.id for s in workflow.steps if s.fallback is not None}
+    found: set[str] = set()
+    frontier = [start]
+    while frontier:
+        current = frontier.pop()
+        if current in found:
+            continue
+        found.add(current)
+        frontier.extend(workflow.dependents[current])
+        fallback = workflow.step(current).fallback
+        if fallback is not None:
+            frontier.append(fallback)
+        if current in replaced:
+            frontier.append(replaced[current])
+    return found
+
+
+def _keeps(step: StepRun, rerun: set[str], satisfied: set[str]) -> bool:
+    """Whether a top-level step's outcome is copied: it is not downstream of `from` and its
+    dependents could proceed after it (succeeded, skipped, or failed but tolerated); or a
+    conditional outside the rerun skipped it, a decision that stands."""
+    if step.step_id not in rerun:
+        return step.step_id in satisfied
+    output = step.output if isinstance(step.output, dict) else {}
+    skipped_by = output.get("skipped_by")
+    return step.state == StepState.SKIPPED and skipped_by is not None and skipped_by not in rerun
+
+
+def _copy(old: StepRun, original: Run, **overrides: Any) -> StepRun:
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "step_id": old.step_id,
+        "position": old.position,
+        "action": old.action,
+        "state": old.state,
+        "attempt": old.attempt,
+        "depends_on": list(old.depends_on),
+        "inputs": old.inputs,
+        "output": old.output,
+        "error": old.error,
+        "queue": old.queue,
+        "worker": old.worker,
+        "queued_at": old.queued_at,
+        "started_at": old.started_at,
+        "finished_at": old.finished_at,
+        "key": old.key,
+        "copied_from": original.id,
+    }
+    values.update(overrides)
+    return StepRun(**values)
+
+
+def _pending(workflow: WorkflowDef, step_id: str, position: int, queue: str) -> StepRun:
+    return StepRun(
+        step_id=step_id,
+        position=position,
+        action=workflow.step(step_id).action,
+        state=StepState.PENDING.value,
+        depends_on=list(workflow.step(step_id).depends_on),
+        queue=queue,
+    )
+
+
+def _load(session: Session, run_id: uuid.UUID) -> Run:
+    original = session.scalar(
+        select(Run).where(Run.id == run_id).options(selectinload(Run.steps)).with_for_update()
+    )
+    if original is None:
+        raise NotFound(f"run {run_id} not found", fields={"run_id": ["not found"]})
+    if original.state not in RUN_TERMINAL:
+        raise Conflict(
+            f"run {run_id} is {original.state}; only a finished run can be rerun",
+            fields={"state": [original.state]},
+        )
+    return original
+
+
+def _target(original: Run, workflow: WorkflowDef, from_step: str) -> tuple[str, StepRun | None]:
+    """The top-level step to rerun from and, for a child id, the original child."""
+    match = CHILD_ID.match(from_step)
+    top = match.group("parent") if match else from_step
+    if top not in workflow.by_id:
+        known = ", ".join(s.id for s in workflow.steps)
+        raise InvalidRerun(
+            f"from: {top!r} is not a step of {original.workflow_name} (steps: {known})",
+            fields={"from": [f"unknown step {from_step!r}"]},
+        )
+    if match is None:
+        return top, None
+    child = next((s for s in original.steps if s.step_id == from_step), None)
+    if child is None or child.parent_id is None:
+        raise InvalidRerun(
+            f"from: run {original.id} has no child step {from_step!r}",
+            fields={"from": [f"no child step {from_step!r} in run {original.id}"]},
+        )
+    return top, child
+
+
+def rerun_run(
+    *,
+    session: Session,
+    settings: Settings,
+    run_id: uuid.UUID,
+    from_step: str,
+    inputs: dict[str, Any] | None = None,
+    by: str | None = None,
+) -> RerunResult:
+    """Create the rerun of a finished run from `from_step` (a top-level id or a child id such
+    as `fan[2]`); `inputs` replace the original's keys of the same name.
+
+    Raises NotFound (no run), Conflict (the run is not finished), InvalidRerun (`from` names
+    no step of the run) or ValidationFailed (the merged inputs do not match the schema).
+    """
+    original = _load(session, run_id)
+    workflow = workflow_of(session, original)
+    top, child = _target(original, workflow, from_step)
+    merged = {**original.inputs, **(inputs or {})}
+    service.validate_inputs(workflow, merged)
+    rerun = downstream(workflow, top)
+    old_top = {s.step_id: s for s in original.steps if s.parent_id is None}
+    satisfied = readiness.satisfied({k: s.state for k, s in old_top.items()}, workflow)
+    run = Run(
+        workflow_id=original.workflow_id,
+        workflow_name=original.workflow_name,
+        workflow_version=original.workflow_version,
+        state=RunState.PENDING.value,
+        inputs=merged,
+        created_by=by,
+        rerun_of=original.id,
+    )
+    copied: list[str] = []
+    decided: dict[str, Route] = {}
+    kept_parents: dict[uuid.UUID, uuid.UUID] = {}
+    for position, definition in enumerate(workflow.steps):
+        old = old_top.get(definition.id)
+        if old is not None and _keeps(old, rerun, satisfied):
+            new = _copy(old, original, position=position)
+            kept_parents[old.id] = new.id
+            copied.append(old.step_id)
+        else:
+            queue, route = routes.plan(session, settings, workflow, definition.id)
+            if route is not None:
+                decided[definition.id] = route
+            new = _pending(workflow, definition.id, position, queue)
+        run.steps.append(new)
+    session.add(run)
+    session.flush()
+    children = _copy_children(session, original, run, kept_parents, child)
+    store.add_event(
+        session=session,
+        run_id=run.id,
+        kind="run.created",
+        to_state=run.state,
+        data={"workflow": run.workflow_name, "version": run.workflow_version},
+    )
+    store.add_event(
+        session=session,
+        run_id=run.id,
+        kind="run.rerun",
+        message=f"rerun of {original.id} from {from_step}",
+        data={"rerun_of": str(original.id), "from": from_step, "copied": copied + children},
+    )
+    routes.record(session=session, run_id=run.id, decided=decided)
+    metrics.after_commit(session.info, metrics.run_started, run.workflow_name)
+    outbox = readiness.dispatch_ready(session=session, run=run, workflow=workflow)
+    if not outbox:  # everything was copied (a step a standing conditional skipped)
+        store.set_run_state(session=session, run=run, target=RunState.RUNNING)
+        outbox = finish_if_done(session=session, run=run, workflow=workflow)
+    return RerunResult(run.id, run.state, copied + children, outbox)
+
+
+def _copy_children(
+    session: Session,
+    original: Run,
+    run: Run,
+    kept_parents: dict[uuid.UUID, uuid.UUID],
+    rerun_child: StepRun | None,
+) -> list[str]:
+    """Children of copied parents come along; so do the siblings of a rerun child that
+    succeeded (its parent runs again and spawns only what is missing: the rerun child, and
+    siblings that had not succeeded)."""
+    parents = dict(kept_parents)
+    if rerun_child is not None:
+        assert rerun_child.parent_id is not None
+        parent = next(s for s in run.steps if s.step_id == rerun_child.step_id.split("[")[0])
+        parents[rerun_child.parent_id] = parent.id
+    top = max((s.position for s in run.steps), default=0)
+    copied: list[str] = []
+    for old, parent_id in _children(original.steps, parents):
+        if rerun_child is not None and old.parent_id == rerun_child.parent_id:
+            if old.id == rerun_child.id or old.state != StepState.SUCCEEDED:
+                continue
+        top += 1
+        session.add(_copy(old, original, run_id=run.id, position=top, parent_id=parents[parent_id]))
+        copied.append(old.step_id)
+    session.flush()
+    return copied
+
+
+def _children(
+    steps: Iterable[StepRun], parents: dict[uuid.UUID, uuid.UUID]
+) -> list[tuple[StepRun, uuid.UUID]]:
+    """The original children of the given parents, each with its (original) parent's id."""
+    return [(s, s.parent_id) for s in steps if s.parent_id is not None and s.parent_id in parents]
