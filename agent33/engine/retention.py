@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, Select, cast, delete, func, literal, select
+from sqlalchemy import Select, delete, func, literal, select
 from sqlalchemy.orm import Session
 
 from agent33.config import Settings
@@ -68,7 +68,7 @@ Candidates = tuple[type[Run] | type[ChatMessage] | type[OutboxMessage], Select[A
 
 
 def _run_candidates(policy: Policy, now: dt.datetime) -> Candidates:
-    override = cast(WorkflowDefinition.spec["retention"]["days"].astext, Float)
+    override = WorkflowDefinition.spec[("retention", "days")].as_float()
     days = func.coalesce(override, literal(float(policy.run_days)))
     finished_before = literal(now) - func.make_interval(0, 0, 0, 0, 0, 0, days * DAY_SECONDS)
     query = (
