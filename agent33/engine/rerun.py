@@ -4,7 +4,9 @@ Steps not downstream of `from` keep the original run's outcome: their rows are c
 (`copied_from` names the original run) and they never execute again, so a model step among
 them makes no call. `from` and everything downstream of it run again. A map or branch child
 (`fan[2]`) reruns alone: its siblings are copied, and its parent runs again to spawn it and
-join them. Takes `session=` and never commits; the caller publishes the outbox ids.
+join them. `sub/inner` reruns the sub-run of `sub_workflow` step `sub` from its step `inner`,
+and the parent's rerun waits on that sub-run as on a fresh one. Takes `session=` and never
+commits; the caller publishes the outbox ids.
 """
 
 from __future__ import annotations
@@ -158,21 +160,41 @@ def rerun_run(
     inputs: dict[str, Any] | None = None,
     by: str | None = None,
 ) -> RerunResult:
-    """Create the rerun of a finished run from `from_step` (a top-level id or a child id such
-    as `fan[2]`); `inputs` replace the original's keys of the same name.
+    """Create the rerun of a finished run from `from_step`: a top-level id, a child id such as
+    `fan[2]`, or `sub/inner` for a step inside the sub-run of `sub_workflow` step `sub`;
+    `inputs` replace the original's keys of the same name.
 
-    Raises NotFound (no run), Conflict (the run is not finished), InvalidRerun (`from` names
-    no step of the run) or ValidationFailed (the merged inputs do not match the schema).
+    Raises NotFound (no run), Conflict (the run, or the sub-run named, is not finished),
+    InvalidRerun (`from` names no step of the run) or ValidationFailed (the merged inputs do
+    not match the workflow's input schema).
     """
     original = _load(session, run_id)
+    return _rerun(session, settings, original, from_step, inputs, by, None)
+
+
+def _rerun(
+    session: Session,
+    settings: Settings,
+    original: Run,
+    from_step: str,
+    inputs: dict[str, Any] | None,
+    by: str | None,
+    parent_step: StepRun | None,
+    *,
+    run_id: uuid.UUID | None = None,
+) -> RerunResult:
+    """One rerun; a sub-workflow's (`parent_step`, with its id known in advance) recurses."""
     workflow = workflow_of(session, original)
-    top, child = _target(original, workflow, from_step)
+    head, _, inner = from_step.partition("/")
+    top, child = _target(original, workflow, head)
     merged = {**original.inputs, **(inputs or {})}
     service.validate_inputs(workflow, merged)
     rerun = downstream(workflow, top)
     old_top = {s.step_id: s for s in original.steps if s.parent_id is None}
+    sub_original = _sub_run_of(session, original, workflow, old_top, head) if inner else None
     satisfied = readiness.satisfied({k: s.state for k, s in old_top.items()}, workflow)
     run = Run(
+        id=run_id or uuid.uuid4(),
         workflow_id=original.workflow_id,
         workflow_name=original.workflow_name,
         workflow_version=original.workflow_version,
@@ -180,6 +202,7 @@ def rerun_run(
         inputs=merged,
         created_by=by,
         rerun_of=original.id,
+        parent_step_run_id=parent_step.id if parent_step is not None else None,
     )
     copied: list[str] = []
     decided: dict[str, Route] = {}
@@ -215,11 +238,63 @@ def rerun_run(
     )
     routes.record(session=session, run_id=run.id, decided=decided)
     metrics.after_commit(session.info, metrics.run_started, run.workflow_name)
-    outbox = readiness.dispatch_ready(session=session, run=run, workflow=workflow)
+    outbox: list[int] = []
+    if sub_original is not None:
+        outbox += _rerun_inside(session, settings, run, head, sub_original, inner, by)
+    outbox += readiness.dispatch_ready(session=session, run=run, workflow=workflow)
     if not outbox:  # everything was copied (a step a standing conditional skipped)
-        store.set_run_state(session=session, run=run, target=RunState.RUNNING)
+        if run.state == RunState.PENDING:
+            store.set_run_state(session=session, run=run, target=RunState.RUNNING)
         outbox = finish_if_done(session=session, run=run, workflow=workflow)
     return RerunResult(run.id, run.state, copied + children, outbox)
+
+
+def _sub_run_of(
+    session: Session, original: Run, workflow: WorkflowDef, old_top: dict[str, StepRun], head: str
+) -> Run:
+    """The finished sub-run that `sub_workflow` step `head` of the original started."""
+    old = old_top.get(head)
+    output = old.output if old is not None and isinstance(old.output, dict) else {}
+    if workflow.step(head).action != "sub_workflow" or "run_id" not in output:
+        raise InvalidRerun(
+            f"from: {head!r} started no sub-run in run {original.id}",
+            fields={"from": [f"{head!r} is not a sub_workflow step with a sub-run"]},
+        )
+    return _load(session, uuid.UUID(str(output["run_id"])))
+
+
+def _rerun_inside(
+    session: Session,
+    settings: Settings,
+    run: Run,
+    step_id: str,
+    sub_original: Run,
+    inner: str,
+    by: str | None,
+) -> list[int]:
+    """Park the rerun's `sub_workflow` step on a rerun of its original sub-run from `inner`
+    (with the original sub-run's inputs); that sub-run ending completes the step as a fresh
+    sub-run would. The step is parked first, so a sub-run with nothing to run that finishes at
+    once finds its parent waiting for it."""
+    step = next(s for s in run.steps if s.step_id == step_id)
+    store.set_run_state(session=session, run=run, target=RunState.RUNNING)
+    store.set_step_state(session=session, step=step, target=StepState.QUEUED)
+    store.set_step_state(session=session, step=step, target=StepState.RUNNING)
+    step.attempt = 1
+    step.waiting_for = "sub_run"
+    sub_run_id = uuid.uuid4()
+    step.output = {"run_id": str(sub_run_id)}
+    store.add_event(
+        session=session,
+        run_id=run.id,
+        step_id=step_id,
+        kind="step.waiting",
+        message=f"sub-run {sub_run_id} reruns {sub_original.id} from {inner}",
+        data=step.output,
+    )
+    session.flush()
+    result = _rerun(session, settings, sub_original, inner, None, by, step, run_id=sub_run_id)
+    return result.outbox_ids
 
 
 def _copy_children(

@@ -12,6 +12,7 @@ import pytest
 
 from agent33.config import Settings
 from agent33.db import session_scope
+from agent33.db.models import Run
 from agent33.definitions.agents import sync_agents
 from agent33.engine.actions import ActionContext, register
 from agent33.engine.lifecycle import approve_step, cancel_run
@@ -19,7 +20,7 @@ from agent33.engine.rerun import InvalidRerun, RerunResult, rerun_run
 from agent33.errors import Conflict, ValidationFailed
 from tasks.app import swap_settings
 from tasks.dispatch import flush_outbox
-from tests.integration.engine.helpers import events_of, start, steps_of, wait_for
+from tests.integration.engine.helpers import events_of, save, start, steps_of, wait_for
 
 pytestmark = [pytest.mark.run_control, pytest.mark.usefixtures("committed_db", "celery_worker")]
 EXECUTED: list[tuple[str, str]] = []
@@ -197,3 +198,55 @@ def test_rerun_one_child_of_a_map(settings: Settings) -> None:
     steps = steps_of(rerun)
     assert [o["item"] for o in steps["fan"].output] == ["a", "b", "c"]  # item order kept
     assert steps["fan[0]"].copied_from == original.id and steps["fan[1]"].copied_from is None
+
+
+def test_rerun_from_a_step_inside_a_sub_workflow(settings: Settings) -> None:
+    child = {
+        "name": "inner_flow",
+        "inputs": {"type": "object"},
+        "steps": [
+            {"id": "x", "action": "test_rerun_count"},
+            {"id": "y", "action": "test_rerun_count", "depends_on": ["x"]},
+        ],
+        "outputs": {"y": "{{ steps.y.output.step }}"},
+    }
+    save(child)
+    parent = {
+        "name": "outer_flow",
+        "inputs": {"type": "object"},
+        "steps": [
+            {"id": "a", "action": "test_rerun_count"},
+            {
+                "id": "sub",
+                "action": "sub_workflow",
+                "depends_on": ["a"],
+                "with": {"workflow": "inner_flow"},
+            },
+            {"id": "after", "action": "test_rerun_count", "depends_on": ["sub"]},
+        ],
+        "outputs": {"y": "{{ steps.sub.output.outputs.y }}"},
+    }
+    original = wait_for(start(parent))
+    assert original.state == "succeeded", original.error
+    old_sub_run = uuid.UUID(steps_of(original)["sub"].output["run_id"])
+
+    with pytest.raises(InvalidRerun):  # `a` starts no sub-run
+        _rerun(settings, original.id, "a/x")
+    with pytest.raises(InvalidRerun):  # no step `z` in the sub-workflow
+        _rerun(settings, original.id, "sub/z")
+    result = _rerun(settings, original.id, "sub/y")
+    assert result.copied == ["a"]
+    rerun = wait_for(result.run_id)
+
+    assert rerun.state == "succeeded", rerun.error
+    assert rerun.outputs == {"y": "y"}
+    sub = steps_of(rerun)["sub"]
+    new_sub_run = uuid.UUID(sub.output["run_id"])
+    assert new_sub_run != old_sub_run
+    with session_scope() as session:
+        inner = session.get(Run, new_sub_run)
+        assert inner is not None
+        assert inner.rerun_of == old_sub_run and inner.parent_step_run_id == sub.id
+        assert inner.state == "succeeded"
+    assert sorted(s for r, s in EXECUTED if r == str(rerun.id)) == ["after"]
+    assert sorted(s for r, s in EXECUTED if r == str(new_sub_run)) == ["y"]
