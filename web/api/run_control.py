@@ -29,7 +29,10 @@ class RerunSchema(ma.Schema):
         data_key="from",
         required=True,
         validate=ma.validate.Length(min=1, max=200),
-        metadata={"description": "Step id to rerun from: `summarise`, or a map child `fan[2]`"},
+        metadata={
+            "description": "Step to rerun from: `summarise`, a map child `fan[2]`, or `sub/inner`"
+            " for a step inside the sub-run of sub_workflow step `sub`"
+        },
     )
     inputs = ma.fields.Dict(
         keys=ma.fields.String(),
