@@ -250,3 +250,36 @@ def test_rerun_from_a_step_inside_a_sub_workflow(settings: Settings) -> None:
         assert inner.state == "succeeded"
     assert sorted(s for r, s in EXECUTED if r == str(rerun.id)) == ["after"]
     assert sorted(s for r, s in EXECUTED if r == str(new_sub_run)) == ["y"]
+
+
+def test_a_conditionals_decision_stands_in_a_rerun(settings: Settings) -> None:
+    doc = {
+        "name": "branchy_rerun",
+        "inputs": {"type": "object"},
+        "steps": [
+            {
+                "id": "pick",
+                "action": "conditional",
+                "with": {"branches": [{"when": "true", "next": ["left"]}], "default": ["right"]},
+            },
+            {"id": "left", "action": "test_rerun_count", "depends_on": ["pick"]},
+            {"id": "right", "action": "test_rerun_count", "depends_on": ["pick"]},
+        ],
+    }
+    original = wait_for(start(doc))
+    assert {k: s.state for k, s in steps_of(original).items()} == {
+        "pick": "succeeded",
+        "left": "succeeded",
+        "right": "skipped",
+    }
+    nothing = _rerun(settings, original.id, "right")  # skipped by `pick`, which is not rerun
+    assert sorted(nothing.copied) == ["left", "pick", "right"]
+    assert wait_for(nothing.run_id).state == "succeeded"
+    assert not [s for r, s in EXECUTED if r == str(nothing.run_id)]
+    again = wait_for(_rerun(settings, original.id, "pick").run_id)
+    assert {k: s.state for k, s in steps_of(again).items()} == {
+        "pick": "succeeded",
+        "left": "succeeded",
+        "right": "skipped",
+    }
+    assert [s for r, s in EXECUTED if r == str(again.id)] == ["left"]
