@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,12 +205,10 @@ def _rerun(
     )
     copied: list[str] = []
     decided: dict[str, Route] = {}
-    kept_parents: dict[uuid.UUID, uuid.UUID] = {}
     for position, definition in enumerate(workflow.steps):
         old = old_top.get(definition.id)
         if old is not None and _keeps(old, rerun, satisfied):
             new = _copy(old, original, position=position)
-            kept_parents[old.id] = new.id
             copied.append(old.step_id)
         else:
             queue, route = routes.plan(session, settings, workflow, definition.id)
@@ -221,7 +218,7 @@ def _rerun(
         run.steps.append(new)
     session.add(run)
     session.flush()
-    children = _copy_children(session, original, run, kept_parents, child)
+    children = _copy_children(session, original, run, rerun, child)
     store.add_event(
         session=session,
         run_id=run.id,
@@ -301,32 +298,38 @@ def _copy_children(
     session: Session,
     original: Run,
     run: Run,
-    kept_parents: dict[uuid.UUID, uuid.UUID],
+    rerun: set[str],
     rerun_child: StepRun | None,
 ) -> list[str]:
-    """Children of copied parents come along; so do the siblings of a rerun child that
-    succeeded (its parent runs again and spawns only what is missing: the rerun child, and
-    siblings that had not succeeded)."""
-    parents = dict(kept_parents)
-    if rerun_child is not None:
-        assert rerun_child.parent_id is not None
-        parent = next(s for s in run.steps if s.step_id == rerun_child.step_id.split("[")[0])
-        parents[rerun_child.parent_id] = parent.id
+    """Children of a copied parent come along, all of them. A parent that runs again spawns
+    only the children it is missing, so the ones that succeeded are copied too, except where
+    the rerun itself reruns that parent (then all of them run again) or one of its children
+    (then all but that one are copied)."""
+    new_steps = {s.step_id: s for s in run.steps}
+    every: dict[uuid.UUID, uuid.UUID] = {}
+    succeeded: dict[uuid.UUID, uuid.UUID] = {}
+    for old in original.steps:
+        if old.parent_id is not None or old.action != "parallel_group":
+            continue
+        new = new_steps[old.step_id]
+        if new.copied_from is not None:
+            every[old.id] = new.id
+        elif old.step_id not in rerun or (
+            rerun_child is not None and rerun_child.parent_id == old.id
+        ):
+            succeeded[old.id] = new.id
     top = max((s.position for s in run.steps), default=0)
     copied: list[str] = []
-    for old, parent_id in _children(original.steps, parents):
-        if rerun_child is not None and old.parent_id == rerun_child.parent_id:
-            if old.id == rerun_child.id or old.state != StepState.SUCCEEDED:
-                continue
+    for old in sorted(original.steps, key=lambda s: s.position):
+        if old.parent_id is None or (rerun_child is not None and old.id == rerun_child.id):
+            continue
+        parent_id = every.get(old.parent_id)
+        if parent_id is None and old.state == StepState.SUCCEEDED:
+            parent_id = succeeded.get(old.parent_id)
+        if parent_id is None:
+            continue
         top += 1
-        session.add(_copy(old, original, run_id=run.id, position=top, parent_id=parents[parent_id]))
+        session.add(_copy(old, original, run_id=run.id, position=top, parent_id=parent_id))
         copied.append(old.step_id)
     session.flush()
     return copied
-
-
-def _children(
-    steps: Iterable[StepRun], parents: dict[uuid.UUID, uuid.UUID]
-) -> list[tuple[StepRun, uuid.UUID]]:
-    """The original children of the given parents, each with its (original) parent's id."""
-    return [(s, s.parent_id) for s in steps if s.parent_id is not None and s.parent_id in parents]

@@ -14,7 +14,7 @@ from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.models import Run
 from agent33.definitions.agents import sync_agents
-from agent33.engine.actions import ActionContext, register
+from agent33.engine.actions import ActionContext, ActionFailed, register
 from agent33.engine.lifecycle import approve_step, cancel_run
 from agent33.engine.rerun import InvalidRerun, RerunResult, rerun_run
 from agent33.errors import Conflict, ValidationFailed
@@ -33,6 +33,14 @@ def counted(context: ActionContext) -> Any:
     with _lock:
         EXECUTED.append((context.run_id, context.step_id))
     return {"item": context.context.get("item"), "step": context.step_id}
+
+
+@register("test_rerun_picky")
+def picky(context: ActionContext) -> Any:
+    """Like test_rerun_count, but fails for the item named by `bad`."""
+    if context.context.get("item") == context.params.get("bad"):
+        raise ActionFailed(f"item {context.params.get('bad')!r} refused")
+    return counted(context)
 
 
 @pytest.fixture
@@ -283,3 +291,29 @@ def test_a_conditionals_decision_stands_in_a_rerun(settings: Settings) -> None:
         "right": "skipped",
     }
     assert [s for r, s in EXECUTED if r == str(again.id)] == ["left"]
+
+
+def test_a_failed_map_upstream_reruns_only_its_failed_children(settings: Settings) -> None:
+    doc = {
+        "name": "picky_map",
+        "inputs": {"type": "object", "properties": {"bad": {"type": "string"}}},
+        "steps": [
+            {
+                "id": "fan",
+                "action": "parallel_group",
+                "with": {
+                    "items": ["a", "b", "c"],
+                    "step": {"action": "test_rerun_picky", "with": {"bad": "{{ inputs.bad }}"}},
+                },
+            },
+            {"id": "after", "action": "test_rerun_count", "depends_on": ["fan"]},
+        ],
+    }
+    original = wait_for(start(doc, {"bad": "b"}))
+    assert original.state == "failed"
+    result = _rerun(settings, original.id, "after", inputs={"bad": "none"})
+    assert sorted(result.copied) == ["fan[0]", "fan[2]"]
+    rerun = wait_for(result.run_id)
+    assert rerun.state == "succeeded", rerun.error
+    assert sorted(s for r, s in EXECUTED if r == str(rerun.id)) == ["after", "fan[1]"]
+    assert [o["item"] for o in steps_of(rerun)["fan"].output] == ["a", "b", "c"]
