@@ -100,6 +100,13 @@ def build_config(settings: Settings) -> dict[str, Any]:
                 "schedule": 300.0,
                 "options": {"expires": 300},
             },
+            # Finished runs, chat messages and published outbox rows past their age, in
+            # batches (agent33.engine.retention).
+            TaskName.PURGE_RUNS.value: {
+                "task": TaskName.PURGE_RUNS.value,
+                "schedule": settings.retention_interval,
+                "options": {"expires": settings.retention_interval},
+            },
         },
     }
     config.update(settings.extra)

@@ -17,6 +17,7 @@ class TaskName(StrEnum):
     REAP_STALE = "agent33.maintenance.reap_stale"
     RELAY_OUTBOX = "agent33.maintenance.relay_outbox"
     RETENTION = "agent33.maintenance.retention"
+    PURGE_RUNS = "agent33.maintenance.purge_runs"
     POLL_SENSORS = "agent33.maintenance.poll_sensors"
     FIRE_SCHEDULES = "agent33.maintenance.fire_schedules"
     MEMORY_INGEST = "agent33.memory.ingest"

@@ -376,6 +376,37 @@ class Settings:
         meaning="Seconds between beat's sensor checks (`agent33.maintenance.poll_sensors`); a "
         "sensor's own `interval` may space its checks further.",
     )
+    retention_run_days: int = setting(
+        "AGENT33_RETENTION_RUN_DAYS",
+        default="30",
+        parse=p.integer(0, 36500),
+        meaning="Days a finished run (its steps, events and recorded calls) is kept; a "
+        "workflow's `retention: {days: N}` overrides it, pinned runs are kept; `0`: forever.",
+    )
+    retention_chat_days: int = setting(
+        "AGENT33_RETENTION_CHAT_DAYS",
+        default="90",
+        parse=p.integer(0, 36500),
+        meaning="Days chat messages are kept (`0`: forever).",
+    )
+    retention_outbox_days: int = setting(
+        "AGENT33_RETENTION_OUTBOX_DAYS",
+        default="7",
+        parse=p.integer(0, 36500),
+        meaning="Days published outbox rows are kept (`0`: forever); unpublished ones always are.",
+    )
+    retention_batch: int = setting(
+        "AGENT33_RETENTION_BATCH",
+        default="500",
+        parse=p.integer(1, 100_000),
+        meaning="Rows deleted per transaction by the retention purge (short locks, small WAL).",
+    )
+    retention_interval: float = setting(
+        "AGENT33_RETENTION_INTERVAL",
+        default="3600",
+        parse=p.positive_number,
+        meaning="Seconds between beat's retention purges (`agent33.maintenance.purge_runs`).",
+    )
     embedding_model: str = setting(
         "AGENT33_EMBEDDING_MODEL",
         default="local/all-minilm-l6-v2",

@@ -12,6 +12,10 @@ IDENTIFIER = validate.Regexp(
     r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$",
     error="must start with a letter or _ and contain only letters, digits, _ and - (max 100)",
 )
+ERROR_TYPE = validate.Regexp(
+    r"^[A-Za-z_][A-Za-z0-9_]{0,99}$",
+    error="must be an error type name such as ProviderUnavailable or StepTimeout",
+)
 NAME = validate.Regexp(
     r"^[a-z0-9][a-z0-9_\-]{0,99}$",
     error="must be lower-case letters, digits, _ and - (max 100), starting with a letter or digit",
@@ -22,10 +26,29 @@ class RetrySchema(Schema):
     max = fields.Integer(load_default=0, validate=validate.Range(0, 20))
     backoff = fields.Float(load_default=2.0, validate=validate.Range(1.0, 10.0))
     max_delay = fields.Float(load_default=300.0, validate=validate.Range(0.0, 3600.0))
+    on = fields.List(
+        fields.String(validate=ERROR_TYPE),
+        load_default=list,
+        validate=validate.Length(max=50),
+        metadata={"description": "Error types to retry (e.g. ProviderUnavailable); others fail"},
+    )
+
+    @validates_schema
+    def _on_needs_attempts(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("on") and not data.get("max"):
+            raise ValidationError("`on` needs `max` of 1 or more", "on")
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> RetryPolicy:
-        return RetryPolicy(**data)
+        return RetryPolicy(**{**data, "on": tuple(data["on"])})
+
+
+class RetentionSchema(Schema):
+    """How long this workflow's finished runs are kept, over AGENT33_RETENTION_RUN_DAYS."""
+
+    days = fields.Float(
+        required=True, validate=validate.Range(min=0, min_inclusive=False, max=36500)
+    )
 
 
 class StepSchema(Schema):
@@ -64,6 +87,7 @@ class WorkflowSchema(Schema):
     schedules = fields.List(
         fields.Dict(keys=fields.String()), load_default=list, validate=validate.Length(max=100)
     )
+    retention = fields.Nested(RetentionSchema, load_default=None, allow_none=True)
 
     @validates_schema
     def _inputs_is_json_schema(self, data: dict[str, Any], **_: Any) -> None:
@@ -85,4 +109,5 @@ class WorkflowSchema(Schema):
             steps=tuple(data["steps"]),
             outputs=data["outputs"],
             schedules=tuple(data["schedules"]),
+            retention_days=(data["retention"] or {}).get("days"),
         )

@@ -340,7 +340,7 @@ def _record(
             session=session, run=run, workflow=workflow, step=step, target=StepState.SUCCEEDED
         )
     step.error = result
-    if step.attempt <= definition.retries.max and result.get("retryable", True):
+    if step.attempt <= definition.retries.max and definition.retries.allows(result):
         return schedule_retry(session, settings, step, definition)
     return fail_step(session=session, run=run, workflow=workflow, step=step, error=result)
 
@@ -356,7 +356,7 @@ def schedule_retry(
         step=step,
         target=StepState.RETRYING,
         message=f"retry {step.attempt}/{policy.max} in {delay:.1f}s: {step.error}",
-        data={"delay": delay},
+        data={"delay": delay, "attempt": step.attempt, "type": (step.error or {}).get("type")},
     )
     store.set_step_state(session=session, step=step, target=StepState.QUEUED)
     return Outcome(

@@ -45,6 +45,10 @@ class RunSummarySchema(ma.Schema):
             "description": "What started the run when no caller did (schedule, sensor, event)"
         },
     )
+    rerun_of = ma.fields.UUID(
+        allow_none=True, metadata={"description": "The run this one reruns from a step"}
+    )
+    pinned = ma.fields.Boolean(metadata={"description": "Kept by retention whatever its age"})
     created_at = ma.fields.DateTime()
     started_at = ma.fields.DateTime(allow_none=True)
     finished_at = ma.fields.DateTime(allow_none=True)
@@ -63,6 +67,10 @@ class StepSchema(ma.Schema):
     queued_at = ma.fields.DateTime(allow_none=True)
     started_at = ma.fields.DateTime(allow_none=True)
     finished_at = ma.fields.DateTime(allow_none=True)
+    copied_from = ma.fields.UUID(
+        allow_none=True,
+        metadata={"description": "In a rerun: the run this step's outcome was copied from"},
+    )
 
 
 class EventSchema(ma.Schema):
@@ -113,6 +121,8 @@ RUN_ATTRIBUTES = (
     "error",
     "created_by",
     "trigger",
+    "rerun_of",
+    "pinned",
     "created_at",
     "started_at",
     "finished_at",

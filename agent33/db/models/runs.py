@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Identity, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Identity, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from agent33.db.base import Base, JSONColumn, utcnow
@@ -33,9 +33,15 @@ class Run(Base):
     # What started the run when no person did: {"kind": "schedule", "schedule": ..., "slot": ...}
     # for a schedule's slot, {"kind": "sensor" | "event", ...} for automation; None for API/CLI.
     trigger: Mapped[dict[str, Any] | None]
+    # The run this one reruns from a step (its steps before that step are copied from it).
+    rerun_of: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL"), index=True
+    )
+    # A pinned run is never purged by retention.
+    pinned: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[dt.datetime | None]
-    finished_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None] = mapped_column(index=True)
 
     steps: Mapped[list[StepRun]] = relationship(
         back_populates="run",
@@ -77,6 +83,8 @@ class StepRun(Base):
     )
     key: Mapped[str | None] = mapped_column(String(200))
     waiting_for: Mapped[str | None] = mapped_column(String(20))
+    # Set on a rerun's step whose outcome was copied from this run (it did not execute again).
+    copied_from: Mapped[uuid.UUID | None]
 
     run: Mapped[Run] = relationship(back_populates="steps", foreign_keys=[run_id])
 
