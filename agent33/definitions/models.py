@@ -15,6 +15,15 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class ConcurrencyPolicy:
+    """At most `limit` runs of one workflow share a `key` (an expression over the inputs)
+    at once; the others wait, queued, in creation order."""
+
+    key: str
+    limit: int = 1
+
+
+@dataclass(frozen=True)
 class StepDef:
     id: str
     action: str
@@ -43,6 +52,7 @@ class WorkflowDef:
     # `schedules:` entries as written; agent33.automation checks and stores them (synced when
     # the workflow is stored).
     schedules: tuple[dict[str, Any], ...] = ()
+    concurrency: ConcurrencyPolicy | None = None
 
     @cached_property
     def by_id(self) -> dict[str, StepDef]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from agent33.definitions.models import RetryPolicy, StepDef, WorkflowDef
+from agent33.definitions.models import ConcurrencyPolicy, RetryPolicy, StepDef, WorkflowDef
 
 IDENTIFIER = validate.Regexp(
     r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$",
@@ -26,6 +26,15 @@ class RetrySchema(Schema):
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> RetryPolicy:
         return RetryPolicy(**data)
+
+
+class ConcurrencySchema(Schema):
+    key = fields.String(required=True, validate=validate.Length(1, 1000))
+    limit = fields.Integer(load_default=1, validate=validate.Range(1, 100_000))
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> ConcurrencyPolicy:
+        return ConcurrencyPolicy(**data)
 
 
 class StepSchema(Schema):
@@ -64,6 +73,7 @@ class WorkflowSchema(Schema):
     schedules = fields.List(
         fields.Dict(keys=fields.String()), load_default=list, validate=validate.Length(max=100)
     )
+    concurrency = fields.Nested(ConcurrencySchema, load_default=None, allow_none=True)
 
     @validates_schema
     def _inputs_is_json_schema(self, data: dict[str, Any], **_: Any) -> None:
@@ -85,4 +95,5 @@ class WorkflowSchema(Schema):
             steps=tuple(data["steps"]),
             outputs=data["outputs"],
             schedules=tuple(data["schedules"]),
+            concurrency=data["concurrency"],
         )

@@ -8,6 +8,7 @@ from agent33.errors import IllegalTransition
 
 
 class RunState(StrEnum):
+    QUEUED = "queued"  # over its concurrency key's limit: waits, holding no worker
     PENDING = "pending"
     RUNNING = "running"
     WAITING = "waiting"
@@ -34,6 +35,7 @@ STEP_TERMINAL = frozenset(
 STEP_DONE_OK = frozenset({StepState.SUCCEEDED, StepState.SKIPPED})
 
 RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    RunState.QUEUED: frozenset({RunState.PENDING, RunState.CANCELLED}),  # admitted, or not
     RunState.PENDING: frozenset({RunState.RUNNING, RunState.FAILED, RunState.CANCELLED}),
     RunState.RUNNING: frozenset(
         {RunState.WAITING, RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED}
