@@ -5,23 +5,30 @@ the real broker and worker with a fake model server."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
+from werkzeug.serving import make_server
 
+from agent33.cli import cli as main_group
 from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.definitions.agents import parse_agent, save_agent
+from agent33.embedded import free_port
 from agent33.engine.lifecycle import ControlResult, approve_step
 from agent33.engine.service import get_run
 from agent33.errors import Conflict
+from agent33.security.api_keys import create_api_key
 from agent33.tools import known_tools
 from tasks.app import swap_settings
 from tasks.dispatch import flush_outbox
 from tests.integration.engine.helpers import start, steps_of, wait_for
+from web import create_app
 
 pytestmark = [pytest.mark.run_control, pytest.mark.usefixtures("committed_db", "celery_worker")]
 
@@ -205,19 +212,45 @@ def test_a_tool_call_approval_in_a_parallel_branch_parks_then_continues(
     assert client.get(f"/api/v1/runs/{run_id}", headers=admin_headers).get_json()["awaiting"] == []
 
 
+@pytest.fixture
+def cli_env(worker_settings: Settings) -> Iterator[dict[str, str]]:
+    """The real app on a socket (the CLI talks HTTP) and a key for it."""
+    port = free_port()
+    server = make_server("127.0.0.1", port, create_app(worker_settings), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with session_scope() as session:
+        _, key = create_api_key(session=session, name="cli", scopes=["runs:read", "runs:write"])
+    try:
+        yield {"AGENT33_API_URL": f"http://127.0.0.1:{port}", "AGENT33_API_KEY": key}
+    finally:
+        server.shutdown()
+
+
 def test_a_rejected_tool_call_sends_the_model_a_refusal(
-    worker_settings: Settings, fake_ollama: Any
+    worker_settings: Settings, fake_ollama: Any, cli_env: dict[str, str]
 ) -> None:
     _save_careful_agent()
     fake_ollama.script(tool_calls=[{"name": "calculator", "arguments": {"expression": "6 * 7"}}])
     fake_ollama.script(content="I was not allowed to calculate.")
     run_id = start(_branches_with_agent("tool_reject"))
     _parked(run_id, "fork[ask]")
-    _do(approve_step, run_id=run_id, step_id="fork[ask]", approved=False, comment="no", by="bob")
+    runner = CliRunner()
+    shown = runner.invoke(main_group, ["runs", "show", str(run_id)], env=cli_env)
+    assert shown.exit_code == 0, shown.output
+    assert (
+        "awaiting approval: fork[ask] agent 'careful' wants to call tool 'calculator': "
+        'tool calculator {"expression": "6 * 7"}'
+    ) in shown.output
+    args = ["runs", "approve", str(run_id), "fork[ask]", "--reject", "--comment", "no"]
+    rejected = runner.invoke(main_group, args, env=cli_env)
+    assert rejected.exit_code == 0 and "rejected" in rejected.output, rejected.output
     run = wait_for(run_id)
     assert run.state == "succeeded", run.error
     output = steps_of(run)["fork[ask]"].output
     assert output["content"] == "I was not allowed to calculate."
     assert "result" not in output["tool_calls"][0]
     refusal = json.loads(_chat_bodies(fake_ollama)[1]["messages"][-1]["content"])
-    assert refusal == {"error": "the call of tool 'calculator' was rejected by bob: no"}
+    assert refusal["error"].startswith("the call of tool 'calculator' was rejected by ")
+    assert refusal["error"].endswith(": no")
+    again = runner.invoke(main_group, args, env=cli_env)
+    assert again.exit_code != 0 and "not awaiting an approval" in str(again.exception)
