@@ -128,6 +128,21 @@ def admit(*, session: Session, workflow_name: str, key: str) -> list[int]:
         admitted += 1
 
 
+def admit_stranded(*, session: Session, limit: int = 100) -> list[int]:
+    """Admit queued runs whose key has a free slot that no ending run handed on (the run was
+    ended outside the engine, or its admission was skipped); the reaper calls this."""
+    keys = session.execute(
+        select(Run.workflow_name, Run.concurrency_key)
+        .where(Run.state == RunState.QUEUED.value, Run.concurrency_key.is_not(None))
+        .group_by(Run.workflow_name, Run.concurrency_key)
+        .limit(limit)
+    ).all()
+    outbox_ids: list[int] = []
+    for workflow_name, key in keys:
+        outbox_ids.extend(admit(session=session, workflow_name=workflow_name, key=str(key)))
+    return outbox_ids
+
+
 def _admit_before_commit(session: Session) -> None:
     keys: set[tuple[str, str]] | None = session.info.pop(store.FREED_KEYS, None)
     if not keys:

@@ -116,6 +116,22 @@ def test_a_cancelled_run_frees_its_slot_and_a_cancelled_queued_run_never_starts(
     assert _admitted_order("cancels") == [admitted]
 
 
+def test_the_reaper_admits_a_queued_run_whose_slot_was_freed_outside_the_engine(
+    settings: Any,
+) -> None:
+    from agent33.engine import reaper
+
+    save(_gated("stranded", limit=1))
+    holder, waiting = _start("stranded", "acme"), _start("stranded", "acme")
+    wait_for(holder, ["waiting"])
+    with session_scope() as session:  # ended by hand: no admission hands its slot on
+        session.execute(update(Run).where(Run.id == holder).values(state="cancelled"))
+    assert _state(waiting) == "queued"
+    flush_outbox(reaper.reap(settings).outbox_ids)
+    wait_for(waiting, ["waiting"])
+    assert _admitted_order("stranded") == [waiting]
+
+
 def test_runs_ending_at_once_never_admit_the_same_run_or_exceed_the_limit() -> None:
     save(_gated("racing", limit=3))
     holders = [_start("racing", "acme") for _ in range(3)]
