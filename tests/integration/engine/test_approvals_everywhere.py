@@ -254,3 +254,49 @@ def test_a_rejected_tool_call_sends_the_model_a_refusal(
     assert refusal["error"].endswith(": no")
     again = runner.invoke(main_group, args, env=cli_env)
     assert again.exit_code != 0 and "not awaiting an approval" in str(again.exception)
+
+
+def test_approvals_inside_map_children_and_a_tool_call_in_a_map_child(
+    worker_settings: Settings, fake_ollama: Any
+) -> None:
+    _save_careful_agent()
+    fake_ollama.script(tool_calls=[{"name": "calculator", "arguments": {"expression": "2 + 2"}}])
+    fake_ollama.script(content="Four.")
+    run_id = start(
+        {
+            "name": "map_tool_gate",
+            "inputs": {"type": "object"},
+            "steps": [
+                {
+                    "id": "gates",
+                    "action": "parallel_group",
+                    "with": {
+                        "items": ["a", "b"],
+                        "step": {"action": "wait", "with": {"approval": True}},
+                    },
+                },
+                {
+                    "id": "asks",
+                    "action": "parallel_group",
+                    "with": {
+                        "items": ["2 + 2"],
+                        "step": {
+                            "action": "invoke_agent",
+                            "with": {"agent": "careful", "input": "{{ item }}"},
+                        },
+                    },
+                },
+            ],
+        }
+    )
+    parked = _parked(run_id, "asks[0]")
+    assert parked.output["tool_call"]["arguments"] == {"expression": "2 + 2"}
+    _parked(run_id, "gates[0]")
+    _parked(run_id, "gates[1]")
+    for step_id in ("asks[0]", "gates[1]", "gates[0]"):
+        _do(approve_step, run_id=run_id, step_id=step_id, by="ops")
+    run = wait_for(run_id)
+    assert run.state == "succeeded", run.error
+    assert [o["approved"] for o in steps_of(run)["gates"].output] == [True, True]
+    answer = steps_of(run)["asks"].output[0]
+    assert answer["content"] == "Four." and answer["tool_calls"][0]["result"]["result"] == 4
