@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from agent33.db.models import Run, StepRun
-from agent33.engine import readiness, store
+from agent33.engine import admission, readiness, store
 from agent33.engine.completion import after_terminal, cancel_unfinished
 from agent33.engine.states import RUN_TERMINAL, RunState, StepState
 from agent33.engine.workflows import step_definition, workflow_of
@@ -52,6 +52,7 @@ def cancel_run(*, session: Session, run_id: uuid.UUID, by: str | None = None) ->
 
 def resume_run(*, session: Session, run_id: uuid.UUID, by: str | None = None) -> ControlResult:
     """Re-plan a failed or cancelled run from its checkpoints: only what did not succeed runs.
+    A run whose concurrency key is at its limit goes back to `queued` until admitted.
 
     Raises NotFound, or Conflict when the run is not failed/cancelled.
     """
@@ -82,12 +83,16 @@ def resume_run(*, session: Session, run_id: uuid.UUID, by: str | None = None) ->
             step.finished_at = None
     run.error = None
     run.finished_at = None
-    store.set_run_state(
+    message = f"resumed by {by}" if by else "resumed"
+    if run.concurrency_key is not None and not admission.may_start(
         session=session,
-        run=run,
-        target=RunState.RUNNING,
-        message=f"resumed by {by}" if by else "resumed",
-    )
+        workflow_name=run.workflow_name,
+        key=run.concurrency_key,
+        limit=run.concurrency_limit or 1,
+    ):  # its key is at its limit: it waits its turn like a new run
+        store.set_run_state(session=session, run=run, target=RunState.QUEUED, message=message)
+        return ControlResult(state=run.state)
+    store.set_run_state(session=session, run=run, target=RunState.RUNNING, message=message)
     workflow = workflow_of(session, run)
     return ControlResult(
         state=run.state,

@@ -42,8 +42,8 @@ RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     ),
     RunState.WAITING: frozenset({RunState.RUNNING, RunState.FAILED, RunState.CANCELLED}),
     RunState.SUCCEEDED: frozenset(),
-    RunState.FAILED: frozenset({RunState.RUNNING}),  # resume
-    RunState.CANCELLED: frozenset({RunState.RUNNING}),  # resume
+    RunState.FAILED: frozenset({RunState.RUNNING, RunState.QUEUED}),  # resume
+    RunState.CANCELLED: frozenset({RunState.RUNNING, RunState.QUEUED}),  # resume
 }
 
 STEP_TRANSITIONS: dict[StepState, frozenset[StepState]] = {

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from agent33.db import session_scope
 from agent33.db.models import Run, RunEvent
 from agent33.engine import service
-from agent33.engine.lifecycle import ControlResult, approve_step, cancel_run
+from agent33.engine.lifecycle import ControlResult, approve_step, cancel_run, resume_run
 from agent33.errors import ValidationFailed
 from tasks.app import current_settings
 from tasks.dispatch import flush_outbox
@@ -114,6 +114,20 @@ def test_a_cancelled_run_frees_its_slot_and_a_cancelled_queued_run_never_starts(
     wait_for(admitted, ["waiting"])
     assert _state(skipped) == "cancelled"
     assert _admitted_order("cancels") == [admitted]
+
+
+def test_a_resumed_run_waits_its_turn_when_its_key_is_full() -> None:
+    save(_gated("resumed", limit=1))
+    first = _start("resumed", "acme")
+    wait_for(first, ["waiting"])
+    _do(cancel_run, run_id=first, by="ops")
+    holder = _start("resumed", "acme")
+    wait_for(holder, ["waiting"])
+    assert _do(resume_run, run_id=first, by="ops").state == "queued"
+    _do(approve_step, run_id=holder, step_id="gate", by="ops")
+    wait_for(first, ["waiting"])
+    _do(approve_step, run_id=first, step_id="gate", by="ops")
+    assert wait_for(first).state == "succeeded"
 
 
 def test_the_reaper_admits_a_queued_run_whose_slot_was_freed_outside_the_engine(
