@@ -5,7 +5,6 @@ the real broker and worker with a fake model server."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,22 +12,19 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from werkzeug.serving import make_server
 
 from agent33.cli import cli as main_group
 from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.definitions.agents import parse_agent, save_agent
-from agent33.embedded import free_port
 from agent33.engine.lifecycle import ControlResult, approve_step
 from agent33.engine.service import get_run
 from agent33.errors import Conflict
-from agent33.security.api_keys import create_api_key
 from agent33.tools import known_tools
 from tasks.app import swap_settings
 from tasks.dispatch import flush_outbox
 from tests.integration.engine.helpers import start, steps_of, wait_for
-from web import create_app
+from tests.integration.engine.live_api import live_cli_env
 
 pytestmark = [pytest.mark.run_control, pytest.mark.usefixtures("committed_db", "celery_worker")]
 
@@ -213,17 +209,9 @@ def test_a_tool_call_approval_in_a_parallel_branch_parks_then_continues(
 
 
 @pytest.fixture
-def cli_env(worker_settings: Settings) -> Iterator[dict[str, str]]:
-    """The real app on a socket (the CLI talks HTTP) and a key for it."""
-    port = free_port()
-    server = make_server("127.0.0.1", port, create_app(worker_settings), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    with session_scope() as session:
-        _, key = create_api_key(session=session, name="cli", scopes=["runs:read", "runs:write"])
-    try:
-        yield {"AGENT33_API_URL": f"http://127.0.0.1:{port}", "AGENT33_API_KEY": key}
-    finally:
-        server.shutdown()
+def cli_env(settings: Settings) -> Iterator[dict[str, str]]:
+    with live_cli_env(settings) as env:
+        yield env
 
 
 def test_a_rejected_tool_call_sends_the_model_a_refusal(

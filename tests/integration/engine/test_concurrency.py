@@ -8,16 +8,19 @@ import uuid
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import func, select, update
 
+from agent33.cli import cli as main_group
 from agent33.db import session_scope
-from agent33.db.models import Run, RunEvent
+from agent33.db.models import OutboxMessage, Run, RunEvent
 from agent33.engine import service
 from agent33.engine.lifecycle import ControlResult, approve_step, cancel_run, resume_run
 from agent33.errors import ValidationFailed
 from tasks.app import current_settings
 from tasks.dispatch import flush_outbox
 from tests.integration.engine.helpers import save, steps_of, wait_for
+from tests.integration.engine.live_api import live_cli_env
 
 pytestmark = [pytest.mark.run_control, pytest.mark.usefixtures("committed_db", "celery_worker")]
 
@@ -251,6 +254,37 @@ def test_a_key_that_cannot_be_evaluated_is_a_validation_error_naming_it() -> Non
     assert "concurrency.key" in caught.value.fields
 
 
+def test_every_step_message_of_a_run_carries_its_priority() -> None:
+    save(
+        {
+            "name": "urgent_chain",
+            "inputs": {"type": "object"},
+            "steps": [
+                {"id": "a", "action": "transform", "with": {"v": 1}},
+                {"id": "pause", "action": "wait", "depends_on": ["a"], "with": {"seconds": 0}},
+                {"id": "b", "action": "transform", "depends_on": ["pause"], "with": {"v": 2}},
+            ],
+        }
+    )
+    with session_scope() as session:
+        run, outbox_ids, _ = service.start_run(
+            session=session,
+            settings=current_settings(),
+            workflow_name="urgent_chain",
+            inputs={},
+            priority=7,
+        )
+        run_id = run.id
+    flush_outbox(outbox_ids)
+    assert wait_for(run_id).state == "succeeded"
+    with session_scope() as session:
+        payloads = list(
+            session.scalars(select(OutboxMessage.payload).where(OutboxMessage.run_id == run_id))
+        )
+    assert len(payloads) >= 2, "the first segment and what the worker queued after the wait"
+    assert {p.get("priority") for p in payloads} == {7}
+
+
 def test_the_broker_serves_a_more_urgent_runs_steps_first(settings: Any) -> None:
     """Step messages carry the run's priority: published low first, the urgent one is taken
     first (a queue no worker consumes: its own key prefix)."""
@@ -294,3 +328,24 @@ def test_the_api_takes_a_priority_and_answers_queued_over_the_limit(
     assert bad.status_code == 400 and "priority" in bad.get_json()["error"]["fields"]
     missing = client.post(url, json={"inputs": {}}, headers=admin_headers)
     assert missing.status_code == 400, missing.get_json()
+
+
+def test_the_cli_starts_a_run_with_a_priority_and_says_when_it_is_queued(
+    settings: Any,
+) -> None:
+    save(_gated("cli_limited", limit=1))
+    runner = CliRunner()
+    inputs = ["--inputs", '{"tenant": "t"}']
+    with live_cli_env(settings) as env:
+        first = runner.invoke(
+            main_group, ["run", "cli_limited", *inputs, "--priority", "5"], env=env
+        )
+        assert first.exit_code == 0 and "queued" not in first.output, first.output
+        second = runner.invoke(main_group, ["run", "cli_limited", *inputs], env=env)
+        assert "queued: its concurrency key is at its limit" in second.output
+        shown = runner.invoke(main_group, ["runs", "show", first.output.split()[1]], env=env)
+        assert "concurrency key 't'  priority 5" in shown.output
+        bad = runner.invoke(
+            main_group, ["run", "cli_limited", *inputs, "--priority", "10"], env=env
+        )
+        assert bad.exit_code == 2 and "--priority" in bad.output
