@@ -178,6 +178,7 @@ def test_runs_ending_at_once_never_admit_the_same_run_or_exceed_the_limit() -> N
     assert sorted(_admitted_order("racing")) == sorted(waiting[:3])
 
 
+@pytest.mark.slow
 def test_one_tenants_backlog_does_not_delay_another_tenants_run() -> None:
     """1,000 runs queued for one key (limit 2) and one run of another key: the other key's run
     starts after at most a few of the backlog's steps, not after the backlog."""
