@@ -27,6 +27,15 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class ConcurrencyPolicy:
+    """At most `limit` runs of one workflow share a `key` (an expression over the inputs)
+    at once; the others wait, queued, in creation order."""
+
+    key: str
+    limit: int = 1
+
+
+@dataclass(frozen=True)
 class StepDef:
     id: str
     action: str
@@ -57,6 +66,7 @@ class WorkflowDef:
     schedules: tuple[dict[str, Any], ...] = ()
     # `retention: {days: N}`: days its finished runs are kept (None: the setting's default).
     retention_days: float | None = None
+    concurrency: ConcurrencyPolicy | None = None
 
     @cached_property
     def by_id(self) -> dict[str, StepDef]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from agent33.definitions.models import RetryPolicy, StepDef, WorkflowDef
+from agent33.definitions.models import ConcurrencyPolicy, RetryPolicy, StepDef, WorkflowDef
 
 IDENTIFIER = validate.Regexp(
     r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$",
@@ -51,6 +51,15 @@ class RetentionSchema(Schema):
     )
 
 
+class ConcurrencySchema(Schema):
+    key = fields.String(required=True, validate=validate.Length(1, 1000))
+    limit = fields.Integer(load_default=1, validate=validate.Range(1, 100_000))
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> ConcurrencyPolicy:
+        return ConcurrencyPolicy(**data)
+
+
 class StepSchema(Schema):
     id = fields.String(required=True, validate=IDENTIFIER)
     action = fields.String(required=True)
@@ -88,6 +97,7 @@ class WorkflowSchema(Schema):
         fields.Dict(keys=fields.String()), load_default=list, validate=validate.Length(max=100)
     )
     retention = fields.Nested(RetentionSchema, load_default=None, allow_none=True)
+    concurrency = fields.Nested(ConcurrencySchema, load_default=None, allow_none=True)
 
     @validates_schema
     def _inputs_is_json_schema(self, data: dict[str, Any], **_: Any) -> None:
@@ -110,4 +120,5 @@ class WorkflowSchema(Schema):
             outputs=data["outputs"],
             schedules=tuple(data["schedules"]),
             retention_days=(data["retention"] or {}).get("days"),
+            concurrency=data["concurrency"],
         )

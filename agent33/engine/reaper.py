@@ -26,7 +26,7 @@ from agent33.db import session_scope
 from agent33.db.base import utcnow
 from agent33.db.models import Run, RunEvent, StepRun
 from agent33.definitions.models import WorkflowDef
-from agent33.engine import lease, readiness, store
+from agent33.engine import admission, lease, readiness, store
 from agent33.engine.actions import is_repeat_safe
 from agent33.engine.completion import fail_step
 from agent33.engine.segments import finalize_parent
@@ -98,7 +98,14 @@ def reap(settings: Settings, *, now: dt.datetime | None = None) -> ReapResult:
     for candidate in _stale_queued(now, settings.step_lease_seconds):
         if candidate.id not in reaped:
             _guarded(_republish_queued, candidate, settings, now, result)
+    _guarded(_admit_stranded, result)
     return result
+
+
+def _admit_stranded(result: ReapResult) -> None:
+    """Queued runs of a concurrency key with a free slot start (see `admission`)."""
+    with session_scope() as session:
+        result.outbox_ids.extend(admission.admit_stranded(session=session))
 
 
 def _guarded(func: Callable[..., None], *args: object) -> None:

@@ -148,6 +148,11 @@ def _check_steps_and_outputs(
     problems: Problems,
     tools: Collection[str] | None = None,
 ) -> None:
+    if workflow.concurrency is not None:
+        key = workflow.concurrency.key
+        syntax = check_syntax(key if "{{" in key else "{{ " + key + " }}")
+        if syntax:
+            problems.setdefault("concurrency.key", []).extend(syntax)
     for step in workflow.steps:
         _check_step(step, workflow, actions, problems, tools)
     for step in workflow.steps:

@@ -49,6 +49,11 @@ class RunSummarySchema(ma.Schema):
         allow_none=True, metadata={"description": "The run this one reruns from a step"}
     )
     pinned = ma.fields.Boolean(metadata={"description": "Kept by retention whatever its age"})
+    priority = ma.fields.Integer(metadata={"description": "0 (default) to 9 (most urgent)"})
+    concurrency_key = ma.fields.String(
+        allow_none=True,
+        metadata={"description": "The workflow's concurrency key for this run (`queued`: waits)"},
+    )
     created_at = ma.fields.DateTime()
     started_at = ma.fields.DateTime(allow_none=True)
     finished_at = ma.fields.DateTime(allow_none=True)
@@ -89,7 +94,20 @@ class UsageSchema(ma.Schema):
     model_calls = ma.fields.Integer()
 
 
+class AwaitingSchema(ma.Schema):
+    step_id = ma.fields.String()
+    prompt = ma.fields.String()
+    tool_call = ma.fields.Dict(
+        allow_none=True,
+        metadata={"description": "The agent's proposed tool call: {id, name, arguments}"},
+    )
+
+
 class RunDetailSchema(RunSummarySchema):
+    awaiting = ma.fields.List(
+        ma.fields.Nested(AwaitingSchema),
+        metadata={"description": "Steps awaiting an approval (`POST .../approve` answers)"},
+    )
     steps = ma.fields.List(ma.fields.Nested(StepSchema))
     events = ma.fields.List(ma.fields.Nested(EventSchema))
     usage = ma.fields.Nested(UsageSchema, metadata={"description": "Model usage of all steps"})
@@ -123,6 +141,8 @@ RUN_ATTRIBUTES = (
     "trigger",
     "rerun_of",
     "pinned",
+    "priority",
+    "concurrency_key",
     "created_at",
     "started_at",
     "finished_at",
@@ -166,10 +186,27 @@ class RunById(MethodView):
         # Dumped after the commit: rows stay loaded (expire_on_commit=False, steps eager-loaded).
         return {
             **{name: getattr(run, name) for name in RUN_ATTRIBUTES},
+            "awaiting": awaiting(run.steps),
             "steps": run.steps,
             "events": events,
             "usage": run_usage(run.steps),
         }
+
+
+def awaiting(steps: Any) -> list[dict[str, Any]]:
+    """What the run waits for from a person: each step's prompt and proposed tool call."""
+    found = []
+    for step in steps:
+        if step.waiting_for == "approval":
+            output = step.output if isinstance(step.output, dict) else {}
+            found.append(
+                {
+                    "step_id": step.step_id,
+                    "prompt": str(output.get("prompt", "")),
+                    "tool_call": output.get("tool_call"),
+                }
+            )
+    return found
 
 
 def run_usage(steps: Any) -> dict[str, int]:
@@ -223,8 +260,9 @@ class RunApprove(MethodView):
     def post(self, body: dict[str, Any], run_id: uuid.UUID) -> dict[str, Any]:
         """Approve or reject a step
 
-        Answers a `wait` step awaiting approval (`approved: false` fails it); 409 when the
-        step is not awaiting one.
+        Answers a `wait` step awaiting approval (`approved: false` fails it), or an agent
+        step parked on a proposed tool call (approved: the tool runs; rejected: the model is
+        told so; either way the conversation continues); 409 when the step is not awaiting one.
         """
         with session_scope() as session:
             result = approve_step(

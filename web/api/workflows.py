@@ -21,6 +21,7 @@ from agent33.engine.validation import validate_workflow
 from agent33.errors import Conflict, DefinitionError, ValidationFailed
 from agent33.security import scopes as sc
 from agent33.tools import known_tools
+from agent33.wire import MAX_PRIORITY
 from web.auth import current_principal, require_scopes
 from web.extensions import BIGINT_MAX, Blueprint, get_settings, list_schema
 from web.outbox import publish
@@ -102,6 +103,11 @@ class RunCreateSchema(ma.Schema):
         allow_none=True,
         validate=ma.validate.Range(min=1, max=BIGINT_MAX),
         metadata={"description": "Workflow version; omitted means the latest"},
+    )
+    priority = ma.fields.Integer(
+        load_default=0,
+        validate=ma.validate.Range(min=0, max=MAX_PRIORITY),
+        metadata={"description": "0 (default) to 9 (most urgent): the broker serves it first"},
     )
 
 
@@ -238,8 +244,9 @@ class WorkflowRuns(MethodView):
         """Start a run
 
         Validates `inputs` against the workflow, records the run and queues its first steps;
-        answers 202 at once with the run id. A repeated `Idempotency-Key` returns the
-        existing run with 200 and starts nothing.
+        answers 202 at once with the run id (state `queued` when the workflow's concurrency
+        key is at its limit: it starts when a run of that key ends). A repeated
+        `Idempotency-Key` returns the existing run with 200 and starts nothing.
         """
         with session_scope() as session:
             run, outbox_ids, created = start_run(
@@ -250,6 +257,7 @@ class WorkflowRuns(MethodView):
                 version=body["version"],
                 idempotency_key=idempotency_key,
                 created_by=current_principal().subject,
+                priority=body["priority"],
             )
         publish(outbox_ids)
         location = f"/api/v1/runs/{run.id}"

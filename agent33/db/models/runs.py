@@ -6,7 +6,18 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Identity, String, Text, UniqueConstraint, false
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Identity,
+    Index,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from agent33.db.base import Base, JSONColumn, utcnow
@@ -14,6 +25,17 @@ from agent33.db.base import Base, JSONColumn, utcnow
 
 class Run(Base):
     __tablename__ = "runs"
+    __table_args__ = (
+        # Admission: the oldest queued run of a key, and the count of a key's admitted runs.
+        Index(
+            "ix_runs_concurrency",
+            "workflow_name",
+            "concurrency_key",
+            "state",
+            "created_at",
+            postgresql_where=text("concurrency_key IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     workflow_id: Mapped[uuid.UUID] = mapped_column(
@@ -39,6 +61,12 @@ class Run(Base):
     )
     # A pinned run is never purged by retention.
     pinned: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # `concurrency:` of the workflow, evaluated at creation: runs of one workflow sharing a key
+    # are admitted at most `concurrency_limit` at a time, the rest wait `queued`.
+    concurrency_key: Mapped[str | None] = mapped_column(String(200))
+    concurrency_limit: Mapped[int | None]
+    # 0 (default) to 9 (most urgent): the broker delivers this run's step messages by it.
+    priority: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None] = mapped_column(index=True)
