@@ -43,6 +43,8 @@ class WorkflowDef:
     # `schedules:` entries as written; agent33.automation checks and stores them (synced when
     # the workflow is stored).
     schedules: tuple[dict[str, Any], ...] = ()
+    # `budget:` and `on_budget:` as {tokens, cost, on_budget}: see agent33.engine.budgets.
+    budget: dict[str, Any] | None = None
 
     @cached_property
     def by_id(self) -> dict[str, StepDef]:

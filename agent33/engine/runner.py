@@ -37,6 +37,7 @@ from agent33.definitions.models import StepDef, WorkflowDef
 from agent33.engine import children, lease, readiness, store
 from agent33.engine.action_requests import Special
 from agent33.engine.actions import ActionContext, get_action, is_inline
+from agent33.engine.call_scope import step_calls
 from agent33.engine.completion import fail_step, finish_step
 from agent33.engine.context import referenced_steps, run_context
 from agent33.engine.errors import error_dict
@@ -417,6 +418,9 @@ def run_step(step_run_id: str, settings: Settings, task_id: str | None = None) -
         raise
     except Exception as exc:  # noqa: BLE001 - recorded on the step: never parked in `queued`
         return fail_unexpected(ident, exc, stage="start")
-    with lease.heartbeat(claimed.step_run_id, claimed.attempt, settings):
+    with (
+        lease.heartbeat(claimed.step_run_id, claimed.attempt, settings),
+        step_calls(settings, claimed.run_id, claimed.step_id, claimed.attempt),
+    ):
         ok, result = execute(claimed, settings)
     return record(claimed, ok, result, settings)

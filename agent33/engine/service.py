@@ -19,7 +19,7 @@ from agent33.config import Settings
 from agent33.db.models import Run, RunEvent, StepRun
 from agent33.definitions.models import WorkflowDef
 from agent33.definitions.registry import definition_of, get_workflow
-from agent33.engine import readiness, routes, store
+from agent33.engine import budgets, readiness, routes, store
 from agent33.engine.states import RunState, StepState
 from agent33.errors import NotFound, ValidationFailed
 from agent33.llm.router import Route
@@ -37,13 +37,15 @@ def start_run(
     created_by: str | None = None,
     parent_step_run_id: uuid.UUID | None = None,
     trigger: dict[str, Any] | None = None,
+    budget: dict[str, Any] | None = None,
 ) -> tuple[Run, list[int], bool]:
     """Create a run, its steps (pending) and the outbox row for the first ready segment.
 
     Returns (run, outbox_ids_to_flush_after_commit, created). With a repeated idempotency key
     returns the existing run, no outbox ids and created=False. `parent_step_run_id`: the
     `sub_workflow` step this run finishes. `trigger`: what started it when no caller did (a
-    schedule's slot, a sensor, an event), recorded on the run.
+    schedule's slot, a sensor, an event), recorded on the run. `budget`: {tokens, cost,
+    on_budget} for this run instead of the workflow's (a sub-run spends its root run's).
     Raises NotFound (unknown workflow) or ValidationFailed (inputs do not match the schema;
     `fields` maps `inputs.<path>` to messages).
     """
@@ -90,6 +92,9 @@ def start_run(
         existing = session.scalar(select(Run).where(Run.idempotency_key == idempotency_key))
         assert existing is not None
         return existing, [], False
+    limits = budget or workflow.budget
+    if limits is not None and parent_step_run_id is None:
+        budgets.create(session=session, run_id=run.id, budget=limits)
     store.add_event(
         session=session,
         run_id=run.id,

@@ -15,6 +15,7 @@ from agent33.db.models import Run, WorkflowDefinition
 from agent33.definitions.loader import parse_workflow
 from agent33.definitions.models import WorkflowDef
 from agent33.definitions.registry import get_workflow, is_latest, list_workflows, save_workflow
+from agent33.definitions.schemas import ON_BUDGET, BudgetSchema, budget_of
 from agent33.definitions.versions import require_newer
 from agent33.engine.service import start_run
 from agent33.engine.validation import validate_workflow
@@ -102,6 +103,17 @@ class RunCreateSchema(ma.Schema):
         allow_none=True,
         validate=ma.validate.Range(min=1, max=BIGINT_MAX),
         metadata={"description": "Workflow version; omitted means the latest"},
+    )
+    budget = ma.fields.Nested(
+        BudgetSchema,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "A run-wide model budget instead of the workflow's"},
+    )
+    on_budget = ma.fields.String(
+        load_default="fail",
+        validate=ma.validate.OneOf(ON_BUDGET),
+        metadata={"description": "What a call that would pass the budget does"},
     )
 
 
@@ -250,6 +262,7 @@ class WorkflowRuns(MethodView):
                 version=body["version"],
                 idempotency_key=idempotency_key,
                 created_by=current_principal().subject,
+                budget=budget_of(body["budget"], body["on_budget"]),
             )
         publish(outbox_ids)
         location = f"/api/v1/runs/{run.id}"

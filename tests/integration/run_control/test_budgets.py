@@ -1,0 +1,214 @@
+"""Run-wide budgets: every model call reserves against the run's budget before it goes out
+(one conditional UPDATE), settles after, and a call that would pass it is not made; usage per
+step and per run in `GET /runs/<id>` and `agent33 runs show`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from agent33.config import Settings
+from agent33.config.load import load_settings
+from agent33.config.parsers import ConfigError
+from agent33.db import session_scope
+from agent33.engine import budgets
+from agent33.llm.types import ChatRequest, Message, Options
+from tests.integration.engine.helpers import save, start, steps_of, wait_for
+from tests.integration.run_control.support import (
+    budget_of,
+    calls_of,
+    chats,
+    store_agent,
+    worker_on,
+)
+
+pytestmark = [pytest.mark.run_control, pytest.mark.usefixtures("committed_db", "celery_worker")]
+
+PRICES = {"ollama/llama3.2": {"prompt": 1.0, "completion": 2.0}}
+
+
+def _fan(tokens: int | None = None) -> dict[str, Any]:
+    flow: dict[str, Any] = {
+        "name": "fan_budget",
+        "inputs": {"type": "object"},
+        "steps": [
+            {
+                "id": "fan",
+                "action": "parallel_group",
+                "with": {
+                    "items": list(range(10)),
+                    "step": {
+                        "action": "invoke_agent",
+                        "with": {"agent": "counter", "input": "item {{ item }}"},
+                    },
+                },
+            }
+        ],
+    }
+    if tokens is not None:
+        flow["budget"] = {"tokens": tokens}
+    return flow
+
+
+def _reservation(settings: Settings) -> int:
+    """What one `counter` call on item 0 reserves (the system prompt and input of each child
+    are the same length)."""
+    request = ChatRequest(
+        model="llama3.2",
+        messages=[Message("system", "Answer briefly."), Message("user", "item 0")],
+        options=Options(max_tokens=8),
+    )
+    return budgets.estimate(settings, "ollama/llama3.2", request).tokens
+
+
+def test_a_budget_across_a_ten_wide_map_stops_at_its_limit(
+    settings: Settings, fake_ollama: Any
+) -> None:
+    store_agent()
+    reservation = _reservation(settings)
+    limit = 3 * reservation
+    with worker_on(settings, fake_ollama.url):
+        run = wait_for(start(_fan(limit)), timeout=60)
+    assert run.state == "failed"
+    made = chats(fake_ollama)
+    assert 2 <= made < 10, "some calls went out, the ones past the budget did not"
+    budget = budget_of(run.id)
+    assert budget is not None and budget.token_limit == limit
+    recorded = [c for c in calls_of(run.id) if c.kind == "model"]
+    used = sum(c.prompt_tokens + c.completion_tokens for c in recorded)
+    assert len(recorded) == made and budget.tokens_used == used
+    assert used <= limit, "reservations never let the run pass its limit"
+    assert budget.tokens_reserved == budget.tokens_used, "every reservation was settled"
+    assert used + reservation > limit - reservation, "it stopped at the limit, not before"
+    refused = [s for s in run.steps if s.error and s.error.get("type") == "BudgetExceeded"]
+    assert refused, [s.error for s in run.steps]
+    child = refused[0]
+    assert child.step_id.startswith("fan[") and f"step {child.step_id!r}" in child.error["message"]
+    assert child.attempt == 1, "not retried"
+
+
+def test_a_run_request_budget_and_per_step_usage_with_cost(
+    settings: Settings, fake_ollama: Any, client: FlaskClient, make_api_key: Any
+) -> None:
+    store_agent()
+    save(
+        {
+            "name": "priced",
+            "inputs": {"type": "object"},
+            "steps": [
+                {"id": "one", "action": "invoke_agent", "with": {"agent": "counter", "input": "a"}},
+                {
+                    "id": "two",
+                    "action": "invoke_agent",
+                    "depends_on": ["one"],
+                    "with": {"agent": "counter", "input": "b c"},
+                },
+            ],
+        }
+    )
+    headers = make_api_key(["runs:read", "runs:write"])
+    with worker_on(settings, fake_ollama.url, model_prices=PRICES):
+        created = client.post(
+            "/api/v1/workflows/priced/runs",
+            json={"budget": {"tokens": 10_000, "cost": 5.0}},
+            headers=headers,
+        )
+        assert created.status_code == 202, created.get_json()
+        run = wait_for(uuid.UUID(created.get_json()["id"]))
+    assert run.state == "succeeded", run.error
+    usage = client.get(f"/api/v1/runs/{run.id}", headers=headers).get_json()["usage"]
+    for step_id in ("one", "two"):
+        step = usage["steps"][step_id]
+        output = steps_of(run)[step_id].output["usage"]
+        assert step["prompt_tokens"] == output["prompt_tokens"] > 0
+        assert step["completion_tokens"] == output["completion_tokens"] > 0
+        expected = (step["prompt_tokens"] * 1.0 + step["completion_tokens"] * 2.0) / 1000
+        assert step["cost"] == pytest.approx(expected) and step["latency_ms"] > 0
+        assert step["model_calls"] == 1
+    assert usage["total_tokens"] == sum(s["total_tokens"] for s in usage["steps"].values())
+    assert usage["cost"] == pytest.approx(sum(s["cost"] for s in usage["steps"].values()))
+    assert usage["budget"]["tokens"] == 10_000 and usage["budget"]["cost"] == 5.0
+    assert usage["budget"]["tokens_used"] == usage["total_tokens"]
+    assert usage["budget"]["cost_used"] == pytest.approx(usage["cost"])
+
+
+def test_a_cost_budget_refuses_the_call_that_would_pass_it(
+    settings: Settings, fake_ollama: Any
+) -> None:
+    store_agent()
+    flow = _fan()
+    flow["budget"] = {"cost": 0.001}  # less than one call's reservation at these prices
+    with worker_on(settings, fake_ollama.url, model_prices=PRICES):
+        run = wait_for(start(flow), timeout=60)
+    assert run.state == "failed" and chats(fake_ollama) == 0
+    assert any(s.error and s.error["type"] == "BudgetExceeded" for s in run.steps)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"budget": {"tokens": 0}}, "tokens"),
+        ({"budget": {}}, "tokens"),
+        ({"budget": {"cost": -1}}, "cost"),
+        ({"budget": {"tokens": 5}, "on_budget": "explode"}, "on_budget"),
+    ],
+)
+def test_bad_budgets_are_refused_naming_the_field(
+    client: FlaskClient, make_api_key: Any, body: dict[str, Any], field: str
+) -> None:
+    save({"name": "tiny", "steps": [{"id": "a", "action": "transform", "with": {"v": 1}}]})
+    headers = make_api_key(["runs:write"])
+    response = client.post("/api/v1/workflows/tiny/runs", json=body, headers=headers)
+    assert response.status_code in (400, 422)
+    assert field in str(response.get_json()["error"])
+
+
+def test_a_workflow_budget_that_is_not_a_mapping_is_a_definition_error() -> None:
+    from agent33.definitions.loader import parse_workflow
+    from agent33.errors import DefinitionError
+
+    flow = {**_fan(), "budget": 5}
+    with pytest.raises(DefinitionError, match="budget"):
+        parse_workflow(flow)
+
+
+def test_model_prices_setting_is_checked() -> None:
+    loaded = load_settings(
+        {"AGENT33_MODEL_PRICES": '{"openai/x": {"prompt": 0.5}}'}, dotenv_path=None
+    )
+    assert loaded.model_prices == {"openai/x": {"prompt": 0.5, "completion": 0.0}}
+    with pytest.raises(ConfigError, match="AGENT33_MODEL_PRICES"):
+        load_settings({"AGENT33_MODEL_PRICES": '{"openai/x": {"prompt": -1}}'}, dotenv_path=None)
+    with pytest.raises(ConfigError, match="AGENT33_MODEL_PRICES"):
+        load_settings({"AGENT33_MODEL_PRICES": "[1]"}, dotenv_path=None)
+
+
+def test_a_sub_run_spends_its_root_runs_budget() -> None:
+    """Sub-runs have no budget row of their own: they find the root's."""
+    from agent33.db.models import Run, StepRun
+
+    save({"name": "leaf", "steps": [{"id": "a", "action": "transform", "with": {"v": 1}}]})
+    flow = {
+        "name": "rooted",
+        "budget": {"tokens": 5},
+        "steps": [{"id": "a", "action": "transform"}],
+    }
+    root = wait_for(start(flow))
+    with session_scope() as session:
+        parent_step = session.query(StepRun).filter(StepRun.run_id == root.id).first()
+        assert parent_step is not None
+        child = Run(
+            workflow_id=root.workflow_id,
+            workflow_name="leaf",
+            workflow_version=1,
+            state="pending",
+            inputs={},
+            parent_step_run_id=parent_step.id,
+        )
+        session.add(child)
+        session.flush()
+        assert budgets.root_run(session=session, run_id=child.id) == root.id
+        assert budgets.root_run(session=session, run_id=root.id) == root.id
