@@ -13,7 +13,7 @@ from agent33.db import session_scope
 from agent33.engine.run_replay import diff, start_replay
 from agent33.security import scopes as sc
 from web.auth import current_principal, require_scopes
-from web.extensions import Blueprint, get_settings
+from web.extensions import BIGINT_MAX, Blueprint, get_settings
 from web.outbox import publish
 
 blp = Blueprint(
@@ -29,7 +29,7 @@ class ReplayRequestSchema(ma.Schema):
     version = ma.fields.Integer(
         load_default=None,
         allow_none=True,
-        validate=ma.validate.Range(min=1),
+        validate=ma.validate.Range(min=1, max=BIGINT_MAX),
         metadata={"description": "Replay on this stored workflow version (default: the run's)"},
     )
 
