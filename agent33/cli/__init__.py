@@ -14,7 +14,7 @@ from agent33.cli.chat import chat_command
 from agent33.cli.config import config_group
 from agent33.cli.ingest import ingest_command
 from agent33.cli.memory import memory_group, search_command
-from agent33.cli.replay import runs_replay
+from agent33.cli.replay import runs_budget, runs_replay
 from agent33.cli.runs import run_command, runs_group
 from agent33.cli.scaffold import init_command
 from agent33.cli.schedules import schedules_group
@@ -56,6 +56,7 @@ for command in (
 ):
     cli.add_command(command)
 runs_group.add_command(runs_replay)
+runs_group.add_command(runs_budget)
 
 
 def main() -> None:

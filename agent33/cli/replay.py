@@ -1,4 +1,5 @@
-"""`agent33 runs replay RUN_ID`: re-execute a run from its recorded calls and print the diff."""
+"""`agent33 runs replay RUN_ID`: re-execute a run from its recorded calls and print the diff;
+`agent33 runs budget RUN_ID`: raise a run's budget."""
 
 from __future__ import annotations
 
@@ -55,3 +56,18 @@ def runs_replay(
         print_diff(result)
     if run["state"] != "succeeded":
         fail(f"replay {run['state']}: {error_text(run.get('error') or {})}")
+
+
+@click.command("budget")
+@click.argument("run_id", type=click.UUID)
+@click.option("--tokens", type=click.IntRange(min=1), default=None, help="New token limit.")
+@click.option(
+    "--cost", type=click.FloatRange(min=0, min_open=True), default=None, help="New cost limit."
+)
+def runs_budget(run_id: uuid.UUID, tokens: int | None, cost: float | None) -> None:
+    """Set new limits on RUN_ID's budget; steps paused on it (`on_budget: pause`) run again."""
+    if tokens is None and cost is None:
+        fail("give --tokens, --cost or both")
+    body = {k: v for k, v in {"tokens": tokens, "cost": cost}.items() if v is not None}
+    result = ApiClient(resolve_settings()).post(f"/api/v1/runs/{run_id}/budget", json=body)
+    click.echo(f"run {result['id']} budget raised; run {result['state']}")

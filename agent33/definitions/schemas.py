@@ -76,7 +76,7 @@ class BudgetSchema(Schema):
             raise ValidationError("give `tokens`, `cost` or both", "tokens")
 
 
-ON_BUDGET = ("fail",)
+ON_BUDGET = ("fail", "pause")
 
 
 def budget_of(budget: dict[str, Any] | None, on_budget: str | None) -> dict[str, Any] | None:

@@ -30,6 +30,10 @@ class BudgetExceeded(Agent33Error):
     http_status = 409
     retryable = False
 
+    def __init__(self, message: str, *, step_id: str, details: dict[str, Any]) -> None:
+        super().__init__(message, fields={"step_id": [step_id]})
+        self.details = details
+
 
 @dataclass(frozen=True)
 class Reservation:

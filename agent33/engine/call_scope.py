@@ -65,6 +65,7 @@ class StepCalls:
         self._loaded = False
         self.replay: _Recorded | None = None
         self.budget_run: uuid.UUID | None = None
+        self.on_budget = "fail"
 
     def _load(self) -> None:
         if self._loaded:
@@ -78,8 +79,9 @@ class StepCalls:
                 session.expunge_all()
                 self.replay = _Recorded(link.source_run_id, link.strict, calls)
             root = budgets.root_run(session=session, run_id=self.run_id)
-            if session.scalar(select(RunBudget.run_id).where(RunBudget.run_id == root)):
-                self.budget_run = root
+            policy = session.scalar(select(RunBudget.on_budget).where(RunBudget.run_id == root))
+            if policy is not None:
+                self.budget_run, self.on_budget = root, policy
         self._loaded = True
 
     def _next(self) -> int:
@@ -157,7 +159,8 @@ class StepCalls:
             raise budgets.BudgetExceeded(
                 f"step {self.step_id!r}: a call to {model} (up to {amount.tokens} tokens) would "
                 f"pass the run's budget; it was not made",
-                fields={"step_id": [self.step_id]},
+                step_id=self.step_id,
+                details={"on_budget": self.on_budget, "tokens": amount.tokens, "cost": amount.cost},
             )
         tokens, cost = 0, 0.0
         try:

@@ -34,7 +34,7 @@ from agent33.db import session_scope
 from agent33.db.base import utcnow
 from agent33.db.models import Run, StepRun
 from agent33.definitions.models import StepDef, WorkflowDef
-from agent33.engine import children, lease, readiness, store
+from agent33.engine import budget_pause, children, lease, readiness, store
 from agent33.engine.action_requests import Special
 from agent33.engine.actions import ActionContext, get_action, is_inline
 from agent33.engine.call_scope import step_calls
@@ -334,6 +334,8 @@ def _record(
         return finish_step(
             session=session, run=run, workflow=workflow, step=step, target=StepState.SUCCEEDED
         )
+    if budget_pause.parks(result):
+        return budget_pause.park(session, run, step, result)
     step.error = result
     if step.attempt <= definition.retries.max and result.get("retryable", True):
         return schedule_retry(session, settings, step, definition)

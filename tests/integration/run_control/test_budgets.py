@@ -212,3 +212,64 @@ def test_a_sub_run_spends_its_root_runs_budget() -> None:
         session.flush()
         assert budgets.root_run(session=session, run_id=child.id) == root.id
         assert budgets.root_run(session=session, run_id=root.id) == root.id
+
+
+def test_on_budget_pause_parks_the_step_until_the_budget_is_raised(
+    settings: Settings, fake_ollama: Any, client: FlaskClient, make_api_key: Any
+) -> None:
+    store_agent()
+    reservation = _reservation(settings)
+    flow = {
+        "name": "paused_budget",
+        "inputs": {"type": "object"},
+        "budget": {"tokens": reservation + 2},  # room for one call, not two
+        "on_budget": "pause",
+        "steps": [
+            {
+                "id": "one",
+                "action": "invoke_agent",
+                "with": {"agent": "counter", "input": "item 0"},
+            },
+            {
+                "id": "two",
+                "action": "invoke_agent",
+                "depends_on": ["one"],
+                "with": {"agent": "counter", "input": "item 1"},
+            },
+        ],
+    }
+    headers = make_api_key(["runs:read", "runs:write"])
+    with worker_on(settings, fake_ollama.url):
+        run_id = start(flow)
+        waiting = wait_for(run_id, ["waiting"], timeout=60)
+        two = steps_of(waiting)["two"]
+        assert two.waiting_for == "budget" and two.state == "running"
+        assert "step 'two'" in two.output["message"] and chats(fake_ollama) == 1
+        raised = client.post(
+            f"/api/v1/runs/{run_id}/budget", json={"tokens": 10_000}, headers=headers
+        )
+        assert raised.status_code == 200, raised.get_json()
+        run = wait_for(run_id, timeout=60)
+    assert run.state == "succeeded", run.error
+    assert chats(fake_ollama) == 2, "the refused call was not made; the resumed one was"
+    budget = budget_of(run_id)
+    assert budget is not None and budget.token_limit == 10_000
+    assert budget.tokens_used == budget.tokens_reserved > 0
+    refused = client.post(f"/api/v1/runs/{run_id}/budget", json={}, headers=headers)
+    assert refused.status_code in (400, 422) and "tokens" in str(refused.get_json())
+
+
+def test_raising_the_budget_of_a_run_without_one_is_404(
+    client: FlaskClient, make_api_key: Any
+) -> None:
+    save({"name": "free", "steps": [{"id": "a", "action": "transform", "with": {"v": 1}}]})
+    run = wait_for(_start_free())
+    headers = make_api_key(["runs:write"])
+    response = client.post(f"/api/v1/runs/{run.id}/budget", json={"tokens": 5}, headers=headers)
+    assert response.status_code == 404 and "budget" in response.get_json()["error"]["message"]
+
+
+def _start_free() -> uuid.UUID:
+    from tests.integration.engine.helpers import _start_run
+
+    return _start_run("free", {})

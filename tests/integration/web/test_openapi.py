@@ -36,6 +36,7 @@ EXPECTED_OPERATIONS = {
     ("/api/v1/runs/{run_id}/approve", "post"),
     ("/api/v1/runs/{run_id}/replay", "post"),
     ("/api/v1/runs/{run_id}/diff", "get"),
+    ("/api/v1/runs/{run_id}/budget", "post"),
     ("/api/v1/agents", "get"),
     ("/api/v1/agents", "post"),
     ("/api/v1/agents/{name}", "get"),

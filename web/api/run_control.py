@@ -1,5 +1,5 @@
 """`/api/v1/runs/<id>/replay` and `/diff`: re-execute a run from its recorded calls and compare
-the two runs' step outputs."""
+the two runs' step outputs; `/budget`: raise a run's budget (and wake steps paused on it)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,20 @@ import marshmallow as ma
 from flask.views import MethodView
 
 from agent33.db import session_scope
+from agent33.definitions.schemas import BudgetSchema
+from agent33.engine.budget_pause import raise_budget
 from agent33.engine.run_replay import diff, start_replay
 from agent33.security import scopes as sc
+from tasks.dispatch import revoke
 from web.auth import current_principal, require_scopes
 from web.extensions import BIGINT_MAX, Blueprint, get_settings
 from web.outbox import publish
 
 blp = Blueprint(
-    "replays", __name__, url_prefix="/api/v1/runs", description="Replaying recorded runs"
+    "run_control",
+    __name__,
+    url_prefix="/api/v1/runs",
+    description="Replaying recorded runs and raising budgets",
 )
 
 
@@ -105,3 +111,33 @@ class RunDiff(MethodView):
         """
         with session_scope() as session:
             return diff(session=session, run_id=run_id)
+
+
+class BudgetRaisedSchema(ma.Schema):
+    id = ma.fields.UUID()
+    state = ma.fields.String(metadata={"description": "The run's state after the change"})
+
+
+@blp.route("/<uuid:run_id>/budget")
+class RunBudget(MethodView):
+    @require_scopes(sc.RUNS_WRITE)
+    @blp.arguments(BudgetSchema)
+    @blp.response(200, BudgetRaisedSchema)
+    def post(self, body: dict[str, Any], run_id: uuid.UUID) -> dict[str, Any]:
+        """Raise a run's budget
+
+        Sets new `tokens` and/or `cost` limits on the budget the run spends (its root run's)
+        and queues again every step paused on it (`on_budget: pause`); 404 when the run has
+        no budget.
+        """
+        with session_scope() as session:
+            result = raise_budget(
+                session=session,
+                run_id=run_id,
+                tokens=body["tokens"],
+                cost=body["cost"],
+                by=current_principal().subject,
+            )
+        publish(result.outbox_ids)
+        revoke(result.revoke_task_ids)
+        return {"id": run_id, "state": result.state}
