@@ -118,7 +118,10 @@ def raise_budget(
             store.set_step_state(session=session, step=step, target=StepState.QUEUED)
             definition = step_definition(session, workflow, step)
             outbox.append(store.enqueue_step(session=session, step=step, definition=definition))
-        if run.state == RunState.WAITING and not any(s.waiting_for for s in run.steps):
+        # A map parent waits for its children too: only what a person answers keeps it waiting.
+        if run.state == RunState.WAITING and not any(
+            s.waiting_for in ("approval", PARKED) for s in run.steps
+        ):
             store.set_run_state(session=session, run=run, target=RunState.RUNNING)
         if tree_run == run_id:
             state = run.state

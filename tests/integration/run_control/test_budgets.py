@@ -4,6 +4,7 @@ step and per run in `GET /runs/<id>` and `agent33 runs show`."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -273,3 +274,32 @@ def _start_free() -> uuid.UUID:
     from tests.integration.engine.helpers import _start_run
 
     return _start_run("free", {})
+
+
+def test_paused_map_children_all_run_once_the_budget_is_raised(
+    settings: Settings, fake_ollama: Any, client: FlaskClient, make_api_key: Any
+) -> None:
+    store_agent()
+    flow = _fan(_reservation(settings) + 2)  # room for one call at a time
+    flow["on_budget"] = "pause"
+    headers = make_api_key(["runs:write"])
+    with worker_on(settings, fake_ollama.url):
+        run_id = start(flow)
+        deadline = time.monotonic() + 60
+        while True:  # every child has either answered or parked
+            run = wait_for(run_id, ["waiting"], timeout=60)
+            children = [s for s in run.steps if s.parent_id is not None]
+            settled = [s for s in children if s.state == "succeeded" or s.waiting_for == "budget"]
+            if len(children) == 10 and len(settled) == 10:
+                break
+            assert time.monotonic() < deadline, [(s.step_id, s.state) for s in children]
+            time.sleep(0.2)
+        parked = [s for s in children if s.waiting_for == "budget"]
+        assert parked and chats(fake_ollama) == 10 - len(parked)
+        raised = client.post(
+            f"/api/v1/runs/{run_id}/budget", json={"tokens": 10**6}, headers=headers
+        )
+        assert raised.status_code == 200, raised.get_json()
+        run = wait_for(run_id, timeout=60)
+    assert run.state == "succeeded", run.error
+    assert chats(fake_ollama) == 10 and len(steps_of(run)["fan"].output) == 10
