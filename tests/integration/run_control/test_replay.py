@@ -139,3 +139,39 @@ def test_replay_requests_are_checked(client: FlaskClient, make_api_key: Any) -> 
     assert "strict" in json.dumps(bad.get_json())
     not_replay = client.get(f"/api/v1/runs/{uuid.uuid4()}/diff", headers=headers)
     assert not_replay.status_code == 404
+
+
+def test_a_map_replays_child_by_child_without_a_call(settings: Settings, fake_ollama: Any) -> None:
+    store_agent()
+    flow = {
+        "name": "replayed_map",
+        "inputs": {"type": "object"},
+        "steps": [
+            {
+                "id": "fan",
+                "action": "parallel_group",
+                "with": {
+                    "items": ["a", "b", "c"],
+                    "step": {
+                        "action": "invoke_agent",
+                        "with": {"agent": "counter", "input": "say {{ item }}"},
+                    },
+                },
+            }
+        ],
+    }
+    with worker_on(settings, fake_ollama.url):
+        run = wait_for(start(flow))
+    assert run.state == "succeeded", run.error
+    assert sorted(c.step_id for c in calls_of(run.id)) == ["fan[0]", "fan[1]", "fan[2]"]
+    before = chats(fake_ollama)
+    with worker_on(settings, CLOSED):
+        result = replay_run(run.id)
+    result.assert_unchanged()
+    assert chats(fake_ollama) == before
+    replayed = wait_for(result.run_id)
+    assert [o["content"] for o in steps_of(replayed)["fan"].output] == [
+        "echo: say a",
+        "echo: say b",
+        "echo: say c",
+    ]
