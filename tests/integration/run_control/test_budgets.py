@@ -303,3 +303,37 @@ def test_paused_map_children_all_run_once_the_budget_is_raised(
         run = wait_for(run_id, timeout=60)
     assert run.state == "succeeded", run.error
     assert chats(fake_ollama) == 10 and len(steps_of(run)["fan"].output) == 10
+
+
+def test_a_sub_workflow_spends_its_parents_budget(settings: Settings, fake_ollama: Any) -> None:
+    store_agent()
+    two_calls = {
+        "name": "two_calls",
+        "inputs": {"type": "object"},
+        "steps": [
+            {"id": "one", "action": "invoke_agent", "with": {"agent": "counter", "input": "x"}},
+            {
+                "id": "two",
+                "action": "invoke_agent",
+                "depends_on": ["one"],
+                "with": {"agent": "counter", "input": "y"},
+            },
+        ],
+    }
+    save(two_calls)
+    parent = {
+        "name": "parent_budget",
+        "inputs": {"type": "object"},
+        "budget": {"tokens": _reservation(settings) + 2},  # room for one call, not two
+        "steps": [{"id": "child", "action": "sub_workflow", "with": {"workflow": "two_calls"}}],
+    }
+    with worker_on(settings, fake_ollama.url):
+        run = wait_for(start(parent), timeout=60)
+    assert run.state == "failed" and chats(fake_ollama) == 1
+    child_run = uuid.UUID(steps_of(run)["child"].output["run_id"])
+    assert budget_of(child_run) is None, "a sub-run has no budget of its own"
+    child = wait_for(child_run)
+    assert steps_of(child)["two"].error["type"] == "BudgetExceeded"
+    used = sum(c.prompt_tokens + c.completion_tokens for c in calls_of(child_run))
+    budget = budget_of(run.id)
+    assert budget is not None and budget.tokens_used == used > 0
