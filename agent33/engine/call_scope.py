@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
 from sqlalchemy import select
 
 from agent33.config import Settings
@@ -26,9 +25,6 @@ from agent33.engine import budgets, recording
 from agent33.errors import Agent33Error
 from agent33.llm import hooks
 from agent33.llm.types import ChatRequest, ChatResponse
-
-log = structlog.get_logger(__name__)
-
 
 class ReplayMismatch(Agent33Error):
     """A strict replay met a call its recording does not have (a changed prompt or code)."""
@@ -127,6 +123,12 @@ class StepCalls:
             response = send()
         usage = response.usage
         model = f"{response.provider}/{response.model.removesuffix(':latest')}"
+        # An answer from the recording was paid for by the original run, not this one.
+        cost = 0.0
+        if recorded is None:
+            cost = budgets.cost_of(
+                self.settings, model, usage.prompt_tokens, usage.completion_tokens
+            )
         self._write(
             sequence=sequence,
             kind="model",
@@ -136,11 +138,7 @@ class StepCalls:
             response=recording.response_json(response),
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
-            cost=0.0
-            if recorded
-            else budgets.cost_of(
-                self.settings, model, usage.prompt_tokens, usage.completion_tokens
-            ),
+            cost=cost,
             latency_ms=response.latency_ms,
             replayed=recorded is not None,
         )
