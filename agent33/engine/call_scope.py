@@ -26,6 +26,7 @@ from agent33.errors import Agent33Error
 from agent33.llm import hooks
 from agent33.llm.types import ChatRequest, ChatResponse
 
+
 class ReplayMismatch(Agent33Error):
     """A strict replay met a call its recording does not have (a changed prompt or code)."""
 
