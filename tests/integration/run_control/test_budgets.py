@@ -337,3 +337,28 @@ def test_a_sub_workflow_spends_its_parents_budget(settings: Settings, fake_ollam
     used = sum(c.prompt_tokens + c.completion_tokens for c in calls_of(child_run))
     budget = budget_of(run.id)
     assert budget is not None and budget.tokens_used == used > 0
+
+
+def test_a_fallback_model_reserves_again_and_the_failed_attempt_is_released(
+    settings: Settings, fake_ollama: Any, fake_openai: Any
+) -> None:
+    store_agent(fallbacks=["openai/gpt-4o-mini"])
+    fake_ollama.mode = "503"
+    fake_openai.script(content="From the fallback.")
+    flow = {
+        "name": "fallback_budget",
+        "inputs": {"type": "object"},
+        "budget": {"tokens": 10_000},
+        "steps": [
+            {"id": "ask", "action": "invoke_agent", "with": {"agent": "counter", "input": "x"}}
+        ],
+    }
+    with worker_on(settings, fake_ollama.url, openai_base_url=fake_openai.url):
+        run = wait_for(start(flow), timeout=60)
+    assert run.state == "succeeded", run.error
+    assert steps_of(run)["ask"].output["provider"] == "openai"
+    (call,) = calls_of(run.id)
+    budget = budget_of(run.id)
+    assert budget is not None
+    assert budget.tokens_used == call.prompt_tokens + call.completion_tokens > 0
+    assert budget.tokens_reserved == budget.tokens_used, "the refused ollama attempt was released"
