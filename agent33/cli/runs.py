@@ -198,10 +198,30 @@ def runs_show(run_id: uuid.UUID, as_json: bool) -> None:
         call = wait.get("tool_call")
         proposed = f": tool {call['name']} {json.dumps(call['arguments'])}" if call else ""
         click.echo(f"awaiting approval: {wait['step_id']} {wait['prompt']}{proposed}")
+    show_usage(run.get("usage") or {})
     if run.get("outputs") is not None:
         click.echo(json.dumps(run["outputs"], indent=2))
     if run.get("error"):
         click.echo(f"error: {error_text(run['error'])}")
+
+
+def show_usage(usage: dict[str, Any]) -> None:
+    """Model usage per step and in total (tokens, cost, time in model calls), and the budget."""
+    steps = usage.get("steps") or {}
+    if not steps:
+        return
+    columns = ("prompt_tokens", "completion_tokens", "cost", "latency_ms", "model_calls")
+    rows = [(step, *(values.get(c, 0) for c in columns)) for step, values in steps.items()]
+    rows.append(("total", *(usage.get(c, 0) for c in columns)))
+    table(["usage", "prompt", "completion", "cost", "model ms", "calls"], rows)
+    budget = usage.get("budget")
+    if budget:
+        limits = ", ".join(
+            f"{k} {budget[k]}" for k in ("tokens", "cost") if budget.get(k) is not None
+        )
+        click.echo(
+            f"budget: {limits}; used {budget['tokens_used']} tokens, cost {budget['cost_used']}"
+        )
 
 
 @runs_group.command("cancel")

@@ -341,6 +341,27 @@ class Settings:
         parse=p.model_limits,
         meaning="Per-model in-process call limits, e.g. `ollama/llama3.2=2,openai/gpt-4o-mini=8`.",
     )
+    model_prices: Mapping[str, Mapping[str, float]] = setting(
+        "AGENT33_MODEL_PRICES",
+        default="",
+        parse=p.model_prices,
+        meaning="Prices per 1K tokens by model, for run budgets and usage: JSON like "
+        '`{"openai/gpt-4o-mini": {"prompt": 0.00015, "completion": 0.0006}}`.',
+    )
+    budget_reserve_tokens: int = setting(
+        "AGENT33_BUDGET_RESERVE_TOKENS",
+        default="1024",
+        parse=p.integer(1, 1_000_000),
+        meaning="Completion tokens a model call reserves against its run's budget when its "
+        "agent sets no `max_tokens` (the prompt is estimated from its length).",
+    )
+    record_calls: bool = setting(
+        "AGENT33_RECORD_CALLS",
+        default="true",
+        parse=p.boolean,
+        meaning="Record every model and tool call of a run (request, response, usage, "
+        "latency) for `agent33 runs replay` and per-step usage.",
+    )
     llm_gpu_models: tuple[str, ...] = setting(
         "AGENT33_LLM_GPU_MODELS",
         default="",

@@ -67,6 +67,8 @@ class WorkflowDef:
     # `retention: {days: N}`: days its finished runs are kept (None: the setting's default).
     retention_days: float | None = None
     concurrency: ConcurrencyPolicy | None = None
+    # `budget:` and `on_budget:` as {tokens, cost, on_budget}: see agent33.engine.budgets.
+    budget: dict[str, Any] | None = None
 
     @cached_property
     def by_id(self) -> dict[str, StepDef]:

@@ -86,6 +86,38 @@ class StepSchema(Schema):
         )
 
 
+class BudgetSchema(Schema):
+    """A run-wide limit on model usage; each field optional, at least one given."""
+
+    tokens = fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(1, 10**12),
+        metadata={"description": "Prompt + completion tokens of every model call of the run"},
+    )
+    cost = fields.Float(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(0, None, min_inclusive=False),
+        metadata={"description": "Cost at AGENT33_MODEL_PRICES of every model call of the run"},
+    )
+
+    @validates_schema
+    def _one_limit(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("tokens") is None and data.get("cost") is None:
+            raise ValidationError("give `tokens`, `cost` or both", "tokens")
+
+
+ON_BUDGET = ("fail", "pause")
+
+
+def budget_of(budget: dict[str, Any] | None, on_budget: str | None) -> dict[str, Any] | None:
+    """The stored form of a loaded `budget` and `on_budget`, or None without a budget."""
+    if budget is None:
+        return None
+    return {"tokens": budget["tokens"], "cost": budget["cost"], "on_budget": on_budget or "fail"}
+
+
 class WorkflowSchema(Schema):
     name = fields.String(required=True, validate=NAME)
     version = fields.Integer(load_default=1, validate=validate.Range(1, 1_000_000))
@@ -98,6 +130,8 @@ class WorkflowSchema(Schema):
     )
     retention = fields.Nested(RetentionSchema, load_default=None, allow_none=True)
     concurrency = fields.Nested(ConcurrencySchema, load_default=None, allow_none=True)
+    budget = fields.Nested(BudgetSchema, load_default=None, allow_none=True)
+    on_budget = fields.String(load_default="fail", validate=validate.OneOf(ON_BUDGET))
 
     @validates_schema
     def _inputs_is_json_schema(self, data: dict[str, Any], **_: Any) -> None:
@@ -121,4 +155,5 @@ class WorkflowSchema(Schema):
             schedules=tuple(data["schedules"]),
             retention_days=(data["retention"] or {}).get("days"),
             concurrency=data["concurrency"],
+            budget=budget_of(data["budget"], data["on_budget"]),
         )

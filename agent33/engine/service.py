@@ -19,7 +19,7 @@ from agent33.config import Settings
 from agent33.db.models import Run, RunEvent, StepRun
 from agent33.definitions.models import WorkflowDef
 from agent33.definitions.registry import definition_of, get_workflow
-from agent33.engine import admission, readiness, routes, store
+from agent33.engine import admission, budgets, readiness, routes, store
 from agent33.engine.states import RunState, StepState
 from agent33.errors import NotFound, ValidationFailed
 from agent33.llm.router import Route
@@ -39,6 +39,7 @@ def start_run(
     parent_step_run_id: uuid.UUID | None = None,
     trigger: dict[str, Any] | None = None,
     priority: int = 0,
+    budget: dict[str, Any] | None = None,
 ) -> tuple[Run, list[int], bool]:
     """Create a run, its steps (pending) and the outbox row for the first ready segment.
 
@@ -48,7 +49,8 @@ def start_run(
     schedule's slot, a sensor, an event), recorded on the run. `priority`: 0 (default) to 9
     (most urgent), how the broker orders this run's step messages. A workflow with
     `concurrency:` whose key is at its limit gets a `queued` run (no outbox ids): it starts
-    when a run of its key ends (see `admission`).
+    when a run of its key ends (see `admission`). `budget`: {tokens, cost, on_budget} for this
+    run instead of the workflow's (a sub-run spends its root run's).
     Raises NotFound (unknown workflow) or ValidationFailed (inputs do not match the schema;
     `fields` maps `inputs.<path>` to messages).
     """
@@ -107,6 +109,9 @@ def start_run(
         existing = session.scalar(select(Run).where(Run.idempotency_key == idempotency_key))
         assert existing is not None
         return existing, [], False
+    limits = budget or workflow.budget
+    if limits is not None and parent_step_run_id is None:
+        budgets.create(session=session, run_id=run.id, budget=limits)
     store.add_event(
         session=session,
         run_id=run.id,

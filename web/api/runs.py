@@ -12,6 +12,7 @@ from agent33.db import session_scope
 from agent33.engine.lifecycle import ControlResult, approve_step, cancel_run, resume_run
 from agent33.engine.service import get_run, list_events, list_runs
 from agent33.engine.states import RunState
+from agent33.engine.usage import run_usage
 from agent33.security import scopes as sc
 from tasks.dispatch import revoke
 from web.auth import current_principal, require_scopes
@@ -87,10 +88,12 @@ class EventSchema(ma.Schema):
     created_at = ma.fields.DateTime()
 
 
-class UsageSchema(ma.Schema):
+class StepUsageSchema(ma.Schema):
     prompt_tokens = ma.fields.Integer()
     completion_tokens = ma.fields.Integer()
     total_tokens = ma.fields.Integer()
+    cost = ma.fields.Float(metadata={"description": "At AGENT33_MODEL_PRICES (per 1K tokens)"})
+    latency_ms = ma.fields.Float(metadata={"description": "Time spent in model calls"})
     model_calls = ma.fields.Integer()
 
 
@@ -103,6 +106,24 @@ class AwaitingSchema(ma.Schema):
     )
 
 
+class BudgetStateSchema(ma.Schema):
+    tokens = ma.fields.Integer(allow_none=True)
+    cost = ma.fields.Float(allow_none=True)
+    on_budget = ma.fields.String()
+    tokens_used = ma.fields.Integer()
+    cost_used = ma.fields.Float()
+    tokens_reserved = ma.fields.Integer(metadata={"description": "Used + held by calls out now"})
+
+
+class UsageSchema(StepUsageSchema):
+    steps = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Nested(StepUsageSchema),
+        metadata={"description": "The same per step (map children as `step[key]`)"},
+    )
+    budget = ma.fields.Nested(BudgetStateSchema, allow_none=True)
+
+
 class RunDetailSchema(RunSummarySchema):
     awaiting = ma.fields.List(
         ma.fields.Nested(AwaitingSchema),
@@ -110,7 +131,9 @@ class RunDetailSchema(RunSummarySchema):
     )
     steps = ma.fields.List(ma.fields.Nested(StepSchema))
     events = ma.fields.List(ma.fields.Nested(EventSchema))
-    usage = ma.fields.Nested(UsageSchema, metadata={"description": "Model usage of all steps"})
+    usage = ma.fields.Nested(
+        UsageSchema, metadata={"description": "Model usage of the run and of each step"}
+    )
 
 
 RunPageSchema = page_schema(RunSummarySchema, "Run")
@@ -183,13 +206,14 @@ class RunById(MethodView):
         with session_scope() as session:
             run = get_run(session=session, run_id=run_id)
             events = list_events(session=session, run_id=run_id)
+            usage = run_usage(session=session, run_id=run_id)
         # Dumped after the commit: rows stay loaded (expire_on_commit=False, steps eager-loaded).
         return {
             **{name: getattr(run, name) for name in RUN_ATTRIBUTES},
             "awaiting": awaiting(run.steps),
             "steps": run.steps,
             "events": events,
-            "usage": run_usage(run.steps),
+            "usage": usage,
         }
 
 
@@ -207,19 +231,6 @@ def awaiting(steps: Any) -> list[dict[str, Any]]:
                 }
             )
     return found
-
-
-def run_usage(steps: Any) -> dict[str, int]:
-    """Token usage rolled up over the run's model steps (each `invoke_agent` output has it)."""
-    total = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "model_calls": 0}
-    for step in steps:
-        output = step.output if isinstance(step.output, dict) else {}
-        usage = output.get("usage")
-        if isinstance(usage, dict):
-            for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
-                total[key] += int(usage.get(key) or 0)
-            total["model_calls"] += int(output.get("model_calls") or 0)
-    return total
 
 
 @blp.route("/<uuid:run_id>/cancel")

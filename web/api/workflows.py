@@ -15,6 +15,7 @@ from agent33.db.models import Run, WorkflowDefinition
 from agent33.definitions.loader import parse_workflow
 from agent33.definitions.models import WorkflowDef
 from agent33.definitions.registry import get_workflow, is_latest, list_workflows, save_workflow
+from agent33.definitions.schemas import ON_BUDGET, BudgetSchema, budget_of
 from agent33.definitions.versions import require_newer
 from agent33.engine.service import start_run
 from agent33.engine.validation import validate_workflow
@@ -108,6 +109,17 @@ class RunCreateSchema(ma.Schema):
         load_default=0,
         validate=ma.validate.Range(min=0, max=MAX_PRIORITY),
         metadata={"description": "0 (default) to 9 (most urgent): the broker serves it first"},
+    )
+    budget = ma.fields.Nested(
+        BudgetSchema,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "A run-wide model budget instead of the workflow's"},
+    )
+    on_budget = ma.fields.String(
+        load_default="fail",
+        validate=ma.validate.OneOf(ON_BUDGET),
+        metadata={"description": "What a call that would pass the budget does"},
     )
 
 
@@ -258,6 +270,7 @@ class WorkflowRuns(MethodView):
                 idempotency_key=idempotency_key,
                 created_by=current_principal().subject,
                 priority=body["priority"],
+                budget=budget_of(body["budget"], body["on_budget"]),
             )
         publish(outbox_ids)
         location = f"/api/v1/runs/{run.id}"
