@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from agent33.errors import Agent33Error
 from agent33.security import scopes
 from web.dashboard import csrf, session
+from web.errors import CODES, envelope, handle_agent33_error
 
 blp = flask.Blueprint(
     "dashboard",
@@ -52,11 +53,18 @@ def _page(status: int, title: str, message: str) -> tuple[str, int]:
 
 
 @blp.errorhandler(Agent33Error)
-def agent33_error(error: Agent33Error) -> tuple[str, int]:
+def agent33_error(error: Agent33Error) -> Any:
+    """An HTML page; a JSON body (refused by `web.limits` before any view) gets the API's
+    JSON envelope, as on every other route."""
+    if flask.request.is_json:
+        return handle_agent33_error(error)
     return _page(error.http_status, error.code.replace("_", " "), error.message)
 
 
 @blp.errorhandler(HTTPException)
-def http_error(error: HTTPException) -> tuple[str, int]:
+def http_error(error: HTTPException) -> Any:
     status = error.code or 500
-    return _page(status, error.name, error.description or error.name)
+    message = error.description or error.name
+    if flask.request.is_json:
+        return envelope(status, CODES.get(status, "error"), message)
+    return _page(status, error.name, message)

@@ -11,11 +11,13 @@ shows exactly the messages a 422 from the API would carry.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from agent33.errors import ValidationFailed
+from web.limits import check_json_bytes
 
 WHOLE = "inputs"  # the field name when the schema lists no properties
 SCALARS = {"string", "integer", "number", "boolean"}
@@ -81,7 +83,16 @@ def fields_for(schema: Mapping[str, Any]) -> list[Field]:
 
 
 def _convert(field: Field, raw: str) -> Any:
-    """The typed value of one submitted control; raises ValueError with the API's wording."""
+    """The typed value of one submitted control; raises ValueError with the API's wording.
+
+    Numbers and JSON first pass the API's body limits (`web.limits`): no deep nesting, no
+    30+ digit numbers, no NaN or Infinity, which PostgreSQL's JSON could not store anyway.
+    """
+    if field.kind in ("integer", "number", "json"):
+        try:
+            check_json_bytes(raw.encode())
+        except ValidationFailed as exc:
+            raise ValueError(exc.message) from None
     if field.kind == "integer":
         try:
             return int(raw)
@@ -92,6 +103,8 @@ def _convert(field: Field, raw: str) -> Any:
             number = float(raw)
         except ValueError:
             raise ValueError(f"{raw!r} is not of type 'number'") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{raw!r} is not a finite number")
         return int(number) if number.is_integer() and "." not in raw else number
     if field.kind == "json":
         try:
