@@ -89,22 +89,29 @@ def start(name: str) -> Any:
     return flask.redirect(flask.url_for("dashboard.run", run_id=run.id))
 
 
-def _after(run_id: uuid.UUID, result: ControlResult, done: str) -> WerkzeugResponse:
-    """Publish and revoke once the change is committed (as the API does), then show the run."""
+def _answer(run_id: uuid.UUID, message: str, category: str, status: int) -> Any:
+    """The run page again with the message flashed; the page's script (which posts without
+    leaving the page, so the live view keeps running) asks for JSON instead."""
+    if flask.request.accept_mimetypes.best == "application/json":
+        return flask.jsonify({"message": message, "ok": category == "ok"}), status
+    flask.flash(message, category)
+    return flask.redirect(flask.url_for("dashboard.run", run_id=run_id))
+
+
+def _after(run_id: uuid.UUID, result: ControlResult, done: str) -> Any:
+    """Publish and revoke once the change is committed, as the API does."""
     publish(result.outbox_ids)
     revoke(result.revoke_task_ids)
-    flask.flash(done, "ok")
-    return flask.redirect(flask.url_for("dashboard.run", run_id=run_id))
+    return _answer(run_id, done, "ok", 200)
 
 
-def _refused(run_id: uuid.UUID, error: Agent33Error) -> WerkzeugResponse:
-    flask.flash(error.message, "error")
-    return flask.redirect(flask.url_for("dashboard.run", run_id=run_id))
+def _refused(run_id: uuid.UUID, error: Agent33Error) -> Any:
+    return _answer(run_id, error.message, "error", error.http_status)
 
 
 @blp.post("/runs/<uuid:run_id>/approve")
 @session.needs(sc.RUNS_WRITE)
-def approve(run_id: uuid.UUID) -> WerkzeugResponse:
+def approve(run_id: uuid.UUID) -> Any:
     """Approve (`approved=true`) or reject a step waiting for approval."""
     try:
         body = ApprovalSchema().load(
@@ -131,7 +138,7 @@ def approve(run_id: uuid.UUID) -> WerkzeugResponse:
 
 @blp.post("/runs/<uuid:run_id>/cancel")
 @session.needs(sc.RUNS_WRITE)
-def cancel(run_id: uuid.UUID) -> WerkzeugResponse:
+def cancel(run_id: uuid.UUID) -> Any:
     try:
         with session_scope() as db:
             result = cancel_run(session=db, run_id=run_id, by=current_principal().subject)
@@ -142,7 +149,7 @@ def cancel(run_id: uuid.UUID) -> WerkzeugResponse:
 
 @blp.post("/runs/<uuid:run_id>/resume")
 @session.needs(sc.RUNS_WRITE)
-def resume(run_id: uuid.UUID) -> WerkzeugResponse:
+def resume(run_id: uuid.UUID) -> Any:
     try:
         with session_scope() as db:
             result = resume_run(session=db, run_id=run_id, by=current_principal().subject)

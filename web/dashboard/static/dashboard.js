@@ -61,7 +61,42 @@
     showControls(section, run.state);
   }
 
+  function say(message, ok) {
+    let box = document.getElementById("live-message");
+    if (!box) {
+      box = document.createElement("p");
+      box.id = "live-message";
+      box.setAttribute("role", "status");
+      document.querySelector("main").prepend(box);
+    }
+    box.className = "flash " + (ok ? "ok" : "error");
+    box.textContent = message;
+  }
+
+  // Approve/reject without leaving the page: the live view keeps following the run.
+  function postInPlace(form) {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const data = new URLSearchParams(new FormData(form, event.submitter));
+      form.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+      try {
+        const response = await fetch(form.action, {
+          method: "POST", body: data, credentials: "same-origin",
+          headers: { Accept: "application/json" },
+        });
+        const answer = await response.json().catch(() => ({ message: response.statusText }));
+        say(answer.message, response.ok);
+        if (response.ok) form.hidden = true;
+      } catch (error) {
+        say(String(error), false);
+      } finally {
+        form.querySelectorAll("button").forEach((b) => { b.disabled = false; });
+      }
+    });
+  }
+
   function followRun(section) {
+    section.querySelectorAll("form.approval").forEach(postInPlace);
     const status = document.getElementById("live-status");
     showControls(section, section.dataset.state);
     if (section.hasAttribute("data-terminal") || !window.EventSource) return;
