@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 
 from agent33.db import session_scope
+from agent33.errors import NotFound
 from web.dashboard.runview import snapshot
 
 INTERVAL_SECONDS = 0.5
@@ -38,8 +39,12 @@ def events(
     previous: str | None = None
     yield f"retry: {RETRY_MS}\n\n"
     while True:
-        with session_scope() as session:
-            current = snapshot(session=session, run_id=run_id)
+        try:
+            with session_scope() as session:
+                current = snapshot(session=session, run_id=run_id)
+        except NotFound:
+            yield _event("end", {"state": None})  # the run was deleted while followed
+            return
         encoded = json.dumps(current, default=str, sort_keys=True)
         now = time.monotonic()
         if encoded != previous:

@@ -11,12 +11,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from agent33.db.models import Run, StepRun
-from agent33.engine.service import get_run
+from agent33.db.models import Run, RunEvent, StepRun
+from agent33.engine.service import get_run, list_events
 from agent33.engine.states import RUN_TERMINAL, RunState
 from web.dashboard.dag import StepShape
 
 APPROVAL = "approval"
+EVENTS_SHOWN = 500  # the newest ones; a run's full log stays in the API and the CLI
 
 
 def display_state(step: StepRun) -> str:
@@ -51,6 +52,23 @@ def step_view(step: StepRun) -> dict[str, Any]:
     }
 
 
+def event_view(event: RunEvent) -> dict[str, Any]:
+    """One event-log line: when, what, which step, to which state, why."""
+    return {
+        "at": event.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        "kind": event.kind,
+        "step_id": event.step_id,
+        "to_state": event.to_state,
+        "message": event.message,
+    }
+
+
+def events_of(*, session: Session, run_id: uuid.UUID) -> list[dict[str, Any]]:
+    return [event_view(event) for event in list_events(session=session, run_id=run_id)][
+        -EVENTS_SHOWN:
+    ]
+
+
 def top_level(run: Run) -> list[StepRun]:
     """The run's own steps in definition order (map and parallel children are not drawn)."""
     return sorted((s for s in run.steps if s.parent_id is None), key=lambda s: s.position)
@@ -70,4 +88,5 @@ def snapshot(*, session: Session, run_id: uuid.UUID) -> dict[str, Any]:
         "outputs": run.outputs,
         "error": run.error,
         "steps": [step_view(step) for step in sorted(run.steps, key=lambda s: s.position)],
+        "events": events_of(session=session, run_id=run_id),
     }

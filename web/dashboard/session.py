@@ -28,6 +28,7 @@ from web.dashboard import csrf
 SESSION_KEY = "dashboard_identity"
 NEEDS_ATTR = "_dashboard_scopes"
 OPEN = "_dashboard_open"
+STATIC = "dashboard.static"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -115,9 +116,10 @@ def _principal(identity: Any) -> Principal | None:
 
 def enforce() -> flask.typing.ResponseReturnValue | None:
     """`before_request` of the blueprint: log-in redirect, then the view's declared scopes."""
-    view = flask.current_app.view_functions.get(flask.request.endpoint or "")
-    if view is None or getattr(view, OPEN, False):
-        return None
+    endpoint = flask.request.endpoint or ""
+    view = flask.current_app.view_functions.get(endpoint)
+    if view is None or endpoint == STATIC or getattr(view, OPEN, False):
+        return None  # the stylesheet and script are public (the login page needs them too)
     principal = _principal(flask.session.get(SESSION_KEY))
     if principal is None:
         flask.session.pop(SESSION_KEY, None)

@@ -20,7 +20,7 @@ from agent33.db.models import AgentDefinition, WorkflowDefinition
 from agent33.definitions.agents import list_agents
 from agent33.definitions.registry import definition_of, get_workflow, list_workflows
 from agent33.definitions.versions import find_version, version_numbers
-from agent33.engine.service import get_run, list_events, list_runs
+from agent33.engine.service import get_run, list_runs
 from agent33.engine.states import RunState
 from agent33.security import scopes as sc
 from web.api.runs import RunQuerySchema, run_usage
@@ -82,7 +82,7 @@ def run(run_id: uuid.UUID) -> str:
     """A run: its DAG, each step's details and the event log; the page then follows it live."""
     with session_scope() as session:
         row = get_run(session=session, run_id=run_id)
-        events = list_events(session=session, run_id=run_id)
+        events = runview.events_of(session=session, run_id=run_id)
         steps = sorted(row.steps, key=lambda s: s.position)
         views = [runview.step_view(step) for step in steps]
     return flask.render_template(

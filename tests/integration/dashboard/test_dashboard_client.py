@@ -37,6 +37,13 @@ def test_pages_redirect_to_login_without_a_session(client: FlaskClient, path: st
     assert answer.headers["Location"].startswith("/login?next=")
 
 
+@pytest.mark.parametrize("name", ["dashboard.js", "dashboard.css"])
+def test_static_files_are_served_without_a_session(client: FlaskClient, name: str) -> None:
+    answer = client.get(f"/ui/static/{name}")
+    assert answer.status_code == 200 and len(answer.data) > 1000
+    answer.close()
+
+
 def test_health_metrics_and_api_are_unchanged_by_the_dashboard(client: FlaskClient) -> None:
     assert client.get("/health").status_code in (200, 503)  # JSON either way
     assert client.get("/health").is_json

@@ -48,6 +48,23 @@
     if (approval) approval.hidden = !step.awaiting_approval;
   }
 
+  // Must match templates/dashboard/_event.html.
+  function eventLine(e) {
+    const li = document.createElement("li");
+    li.textContent = e.at + " " + e.kind + (e.step_id ? " [" + e.step_id + "]" : "") +
+      (e.to_state ? " → " + e.to_state : "") + (e.message ? ": " + e.message : "");
+    return li;
+  }
+
+  function applyEvents(events) {
+    const all = document.getElementById("events");
+    if (all) all.replaceChildren(...events.map(eventLine));
+    document.querySelectorAll("ul[data-step-log]").forEach((list) => {
+      const mine = events.filter((e) => e.step_id === list.dataset.stepLog);
+      list.replaceChildren(...mine.map(eventLine));
+    });
+  }
+
   function applyRun(section, run) {
     section.dataset.state = run.state;
     const badge = document.getElementById("run-state");
@@ -58,6 +75,7 @@
     document.getElementById("run-error").textContent = pretty(run.error);
     errorBox.hidden = !run.error;
     run.steps.forEach(applyStep);
+    applyEvents(run.events || []);
     showControls(section, run.state);
   }
 
