@@ -21,7 +21,7 @@ from agent33.definitions.agents import list_agents
 from agent33.definitions.registry import definition_of, get_workflow, list_workflows
 from agent33.definitions.versions import find_version, version_numbers
 from agent33.engine.service import get_run, list_runs
-from agent33.engine.states import RunState
+from agent33.engine.states import RUN_TERMINAL, RunState
 from agent33.security import scopes as sc
 from web.api.runs import RunQuerySchema, run_usage
 from web.dashboard import dag, forms, live, runview
@@ -93,7 +93,7 @@ def run(run_id: uuid.UUID) -> str:
         events=events,
         usage=run_usage(steps),
         layout=dag.layout(runview.shapes(row)),
-        terminal=RunState(row.state) not in (RunState.PENDING, RunState.RUNNING, RunState.WAITING),
+        terminal=RunState(row.state) in RUN_TERMINAL,
     )
 
 
