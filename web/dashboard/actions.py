@@ -38,18 +38,19 @@ def _safe_next(target: str | None) -> str:
 @blp.route("/login", methods=["GET", "POST"])
 @session.open_view
 def login() -> Any:
-    """Log in with a username and password, or with an API key."""
+    """Log in with a username and password, an API key, or an access token."""
     if flask.request.method == "GET":
         return flask.render_template("dashboard/login.html", error=None)
     form = flask.request.form
     username = form.get("username", "").strip()
     password = form.get("password", "")
     api_key = form.get("api_key", "").strip()
-    if not api_key and not (username and password):
-        message = "give a username and password, or an API key"
+    token = form.get("token", "").strip()
+    if not api_key and not token and not (username and password):
+        message = "give a username and password, an API key or an access token"
         return flask.render_template("dashboard/login.html", error=message), 400
     try:
-        session.log_in(username, password, api_key)
+        session.log_in(username, password, api_key, token)
     except Unauthorized as error:
         return flask.render_template("dashboard/login.html", error=error.message), 401
     return flask.redirect(_safe_next(flask.request.args.get("next")))

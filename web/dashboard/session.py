@@ -1,14 +1,15 @@
-"""Who is using the dashboard: log in with a user's password or an API key, held in the session.
+"""Who is using the dashboard: log in with a user's password, an API key or an access token.
 
-The session cookie keeps only the identity (a username, or an API key's id: never the key or a
-token), and every request looks its current scopes up again, so a disabled user or a revoked key
-is logged out at its next click, as the API would refuse its token. A view declares the scopes
-it needs with `needs(...)` (the API's scope constants); a view that declares nothing is refused,
-as in `web.auth`.
+The session cookie keeps only the identity (a username, an API key's id, or an access token's
+user, scopes and expiry: never a password, a key or a token), and every request looks its
+current scopes up again, so a disabled user or a revoked key is logged out at its next click,
+as the API would refuse its token. A view declares the scopes it needs with `needs(...)` (the
+API's scope constants); a view that declares nothing is refused, as in `web.auth`.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -20,10 +21,11 @@ from agent33.errors import Unauthorized
 from agent33.security import audit
 from agent33.security.api_keys import active_key_scopes, authenticate_api_key, authenticate_user
 from agent33.security.scopes import missing_scopes
-from agent33.security.tokens import user_scopes
+from agent33.security.tokens import decode_token, narrow_scopes, user_scopes
 from web import ratelimit
 from web.auth import Principal
 from web.dashboard import csrf
+from web.extensions import get_settings
 
 SESSION_KEY = "dashboard_identity"
 NEEDS_ATTR = "_dashboard_scopes"
@@ -51,12 +53,24 @@ def open_view(view: F) -> F:
     return view
 
 
-def log_in(username: str, password: str, api_key: str) -> None:
-    """Check the credentials and open the session; raises Unauthorized (audited, counted)."""
+def log_in(username: str, password: str, api_key: str, token: str = "") -> None:
+    """Check the credentials (a password, an API key, or an access token from
+    `POST /api/v1/auth/token`) and open the session; raises Unauthorized (audited, counted)."""
     ratelimit.refuse_if_failing()
     try:
         with session_scope() as session:
-            if api_key:
+            if token:
+                claims = decode_token(get_settings(), token)
+                identity = {
+                    "kind": "jwt",
+                    "subject": claims["sub"],
+                    "scopes": claims["scopes"],
+                    "exp": claims["exp"],
+                }
+                subject = claims["sub"]
+                if user_scopes(session=session, subject=subject) is None:
+                    raise Unauthorized("access token's user no longer exists or is disabled")
+            elif api_key:
                 key = authenticate_api_key(session=session, raw=api_key)
                 identity = {"kind": "api_key", "key_id": str(key.id), "subject": key.prefix}
                 subject = f"api_key:{key.prefix}"
@@ -79,7 +93,7 @@ def log_in(username: str, password: str, api_key: str) -> None:
             outcome="failed",
             principal=username or None,
             ip=ratelimit.client_ip(),
-            target="api_key" if api_key else f"user:{username}",
+            target="token" if token else "api_key" if api_key else f"user:{username}",
         )
         raise
     flask.session.clear()
@@ -101,6 +115,13 @@ def _principal(identity: Any) -> Principal | None:
             subject = str(identity.get("subject", ""))
             scopes = user_scopes(session=session, subject=subject)
             return None if scopes is None else Principal(subject, tuple(scopes), "jwt")
+        if identity.get("kind") == "jwt":  # held to the token's scopes and expiry
+            subject = str(identity.get("subject", ""))
+            current = user_scopes(session=session, subject=subject)
+            if current is None or time.time() >= float(identity.get("exp", 0)):
+                return None
+            scopes = narrow_scopes(identity.get("scopes") or [], current)
+            return Principal(subject, tuple(scopes), "jwt")
         if identity.get("kind") == "api_key":
             try:
                 key_id = uuid.UUID(str(identity.get("key_id")))

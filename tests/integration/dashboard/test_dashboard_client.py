@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 import uuid
 
 import pytest
 from flask.testing import FlaskClient
 
+from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.engine.service import list_runs
+from agent33.security.tokens import issue_token
 from tests.integration.dashboard.helpers import csrf_token, log_in_with_key
 from tests.plugins.web import MakeApiKey, MakeUser
 
@@ -200,3 +204,34 @@ def test_form_bodies_are_not_held_to_the_json_body_limits(client: FlaskClient) -
         content_type="application/x-www-form-urlencoded",
     )
     assert api.status_code == 400  # the API's own limits are unchanged
+
+
+def test_access_token_log_in_keeps_the_tokens_scopes_and_expiry(
+    client: FlaskClient, make_user: MakeUser, settings: Settings
+) -> None:
+    make_user("viewer", "correct horse battery", ["runs:read", "workflows:read"])
+    narrow = issue_token(settings, "viewer", ["runs:read"])
+    token = csrf_token(client)
+    assert client.post("/login", data={"token": narrow, "csrf_token": token}).status_code == 302
+    assert client.get("/runs").status_code == 200
+    assert client.get("/workflows").status_code == 403  # the user may; the token may not
+
+    lifetime = dt.timedelta(minutes=settings.jwt_expire_minutes)
+    almost_expired = issue_token(
+        settings,
+        "viewer",
+        ["runs:read"],
+        now=dt.datetime.now(dt.UTC) - lifetime + dt.timedelta(seconds=3),
+    )
+    token = csrf_token(client, "/runs")
+    answer = client.post("/login", data={"token": almost_expired, "csrf_token": token})
+    assert answer.status_code == 302
+    assert client.get("/runs").status_code == 200
+    time.sleep(3.5)
+    assert client.get("/runs").status_code == 302  # the session ends with the token
+
+    expired = client.post(
+        "/login", data={"token": almost_expired, "csrf_token": csrf_token(client)}
+    )
+    assert expired.status_code == 401
+    assert "access token has expired" in expired.get_data(as_text=True)
