@@ -20,6 +20,7 @@ from agent33.db import session_scope
 from agent33.errors import Unauthorized
 from agent33.security import audit
 from agent33.security.api_keys import active_key_scopes, authenticate_api_key, authenticate_user
+from agent33.security.ratelimit import limiter_for
 from agent33.security.scopes import missing_scopes
 from agent33.security.tokens import decode_token, narrow_scopes, user_scopes
 from web import ratelimit
@@ -152,8 +153,30 @@ def enforce() -> flask.typing.ResponseReturnValue | None:
         flask.abort(403, description="this page declares no scopes and is denied by default")
     missing = missing_scopes(principal.scopes, required)
     if missing:
+        _audit_denial(principal, missing)
         flask.abort(403, description=f"missing scope {', '.join(missing)}")
     return None
+
+
+def _audit_denial(principal: Principal, missing: list[str]) -> None:
+    """Audited as the API audits its 403s (`auth.denied`, a few rows per caller and minute)."""
+    request = flask.request
+    audit.record_now_bounded(
+        client=limiter_for(get_settings()).client,
+        source=f"principal:{principal.subject}",
+        action="auth.denied",
+        outcome="denied",
+        principal=principal.subject,
+        ip=ratelimit.client_ip(),
+        target=f"{request.method} {request.path}",
+        details={
+            "status": 403,
+            "reason": f"missing scope {', '.join(missing)}",
+            "method": request.method,
+            "path": request.path,
+            "missing_scopes": missing,
+        },
+    )
 
 
 def may(*scopes: str) -> bool:

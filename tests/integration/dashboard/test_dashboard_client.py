@@ -114,7 +114,10 @@ def test_posts_without_the_csrf_token_are_refused(
 
 
 def test_a_key_without_the_scope_gets_403(
-    client: FlaskClient, make_api_key: MakeApiKey, stored_workflows: None
+    client: FlaskClient,
+    make_api_key: MakeApiKey,
+    admin_headers: dict[str, str],
+    stored_workflows: None,
 ) -> None:
     token = log_in_with_key(client, make_api_key(["runs:read"]))
     assert client.get("/runs").status_code == 200
@@ -128,6 +131,9 @@ def test_a_key_without_the_scope_gets_403(
     assert run_count() == 0
     page = client.get("/runs").get_data(as_text=True)
     assert "/workflows" not in page.split("<main>")[0]  # no link to a page it may not open
+    audit = client.get("/api/v1/audit?action=auth.denied", headers=admin_headers).get_json()
+    targets = {row["target"] for row in audit["items"]}
+    assert {"GET /workflows", "POST /workflows/example_approval/runs"} <= targets
 
 
 def test_a_revoked_key_ends_the_session(
