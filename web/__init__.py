@@ -11,7 +11,7 @@ import flask
 import agent33
 from agent33 import db
 from agent33.config import Settings
-from web import auth, limits, observability
+from web import auth, dashboard, limits, observability
 from web.errors import Api
 from web.extensions import SETTINGS_KEY
 
@@ -60,4 +60,5 @@ def create_app(config: Settings | None = None) -> flask.Flask:
     from web.api import register
 
     register(api)
+    dashboard.init_app(app, settings)
     return app

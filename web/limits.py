@@ -18,6 +18,8 @@ import numpy as np
 
 from agent33.errors import ValidationFailed
 
+API_PREFIX = "/api/"
+FORM = "application/x-www-form-urlencoded"
 MAX_JSON_DEPTH = 64
 MAX_NUMBER_DIGITS = 30
 
@@ -123,6 +125,8 @@ def check_body() -> None:
     request = flask.request
     if not request.content_length and "chunked" not in request.headers.get("Transfer-Encoding", ""):
         return
+    if request.mimetype == FORM and not request.path.startswith(API_PREFIX):
+        return  # a dashboard form: Werkzeug's form parser neither recurses nor converts numbers
     body = request.get_data(cache=True)
     if body:
         check_json_bytes(body)

@@ -103,6 +103,12 @@ def latest_versions(*, session: Session, model: type[Row]) -> list[Row]:
     return list(session.scalars(query.order_by(model.name)))
 
 
+def version_numbers(*, session: Session, model: type[Row], name: str) -> list[int]:
+    """Every stored version of `name`, newest first (empty when none)."""
+    query = select(model.version).where(model.name == name).order_by(model.version.desc())
+    return [int(version) for version in session.scalars(query)]
+
+
 T = TypeVar("T")
 
 

@@ -136,6 +136,21 @@ def authenticate_api_key(*, session: Session, raw: str) -> ApiKey:
     return key
 
 
+def active_key_scopes(*, session: Session, key_id: uuid.UUID) -> list[str] | None:
+    """The scopes of the key now, or None when it is gone, revoked, expired or its owner
+    inactive: a session opened with a key (the dashboard's) is held against its current state."""
+    key = session.get(ApiKey, key_id)
+    if key is None or key.revoked_at is not None:
+        return None
+    if key.expires_at is not None and key.expires_at <= _utcnow():
+        return None
+    if key.user_id is not None:
+        owner = session.get(User, key.user_id)
+        if owner is None or not owner.is_active:
+            return None
+    return list(key.scopes)
+
+
 def list_api_keys(
     *, session: Session, limit: int = 50, offset: int = 0
 ) -> tuple[list[ApiKey], int]:
