@@ -22,8 +22,9 @@ from agent33.definitions.registry import definition_of, get_workflow, list_workf
 from agent33.definitions.versions import find_version, version_numbers
 from agent33.engine.service import get_run, list_runs
 from agent33.engine.states import RUN_TERMINAL, RunState
+from agent33.engine.usage import run_usage
 from agent33.security import scopes as sc
-from web.api.runs import RunQuerySchema, run_usage
+from web.api.runs import RunQuerySchema
 from web.dashboard import dag, forms, live, runview
 from web.dashboard.blueprint import blp
 from web.dashboard.session import needs
@@ -85,13 +86,14 @@ def run(run_id: uuid.UUID) -> str:
         events = runview.events_of(session=session, run_id=run_id)
         steps = sorted(row.steps, key=lambda s: s.position)
         views = [runview.step_view(step) for step in steps]
+        usage = run_usage(session=session, run_id=run_id)
     return flask.render_template(
         "dashboard/run.html",
         run=row,
         steps=views,
         states={view["step_id"]: view["state"] for view in views},
         events=events,
-        usage=run_usage(steps),
+        usage=usage,
         layout=dag.layout(runview.shapes(row)),
         terminal=RunState(row.state) in RUN_TERMINAL,
     )
