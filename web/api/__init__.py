@@ -6,6 +6,7 @@ import flask_smorest
 
 from web.api import (
     agents,
+    alerts,
     audit,
     auth,
     chat,
@@ -13,6 +14,7 @@ from web.api import (
     events,
     health,
     keys,
+    lineage,
     memories,
     memory,
     runs,
@@ -33,6 +35,7 @@ BLUEPRINTS: list[flask_smorest.Blueprint] = [
     workflows.blp,
     agents.blp,
     runs.blp,
+    lineage.blp,
     schedules.blp,
     chat.blp,
     webhooks.blp,
@@ -40,6 +43,7 @@ BLUEPRINTS: list[flask_smorest.Blueprint] = [
     events.blp,
     webhook_subscriptions.blp,
     deadletters.blp,
+    alerts.blp,
     memory.blp,
     memories.blp,
 ]
