@@ -139,7 +139,7 @@ def parse_rule(document: Any, origin: str) -> AlertRule:
         first = next(iter(problems.items()), ("", ""))
         raise DefinitionError(f"{origin}: {first[0]}: {first[1]}", fields=problems) from None
     kind = data["kind"]
-    default_window = None if kind == DEAD_LETTERS else DEFAULT_WINDOW
+    default_window = None if kind in (DEAD_LETTERS, QUEUE_DEPTH) else DEFAULT_WINDOW
     return AlertRule(
         name=data["name"],
         kind=kind,

@@ -34,6 +34,8 @@ EXPECTED_OPERATIONS = {
     ("/api/v1/runs/{run_id}/cancel", "post"),
     ("/api/v1/runs/{run_id}/resume", "post"),
     ("/api/v1/runs/{run_id}/approve", "post"),
+    ("/api/v1/runs/{run_id}/lineage", "get"),
+    ("/api/v1/alerts", "get"),
     ("/api/v1/agents", "get"),
     ("/api/v1/agents", "post"),
     ("/api/v1/agents/{name}", "get"),

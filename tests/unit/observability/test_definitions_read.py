@@ -1,4 +1,5 @@
-"""Which `steps.*` and `inputs.*` a template reads, from its parsed expression."""
+"""What observability reads from definitions: the `steps.*` and `inputs.*` a template reads
+(lineage), and the shipped alert rules."""
 
 from __future__ import annotations
 
@@ -47,3 +48,12 @@ def test_step_references_name_the_field_and_read_bare_conditions() -> None:
         ("with.x[0]", "inputs.y"),
         ("when", "inputs.go"),
     ]
+
+
+def test_the_shipped_alert_rules_are_valid() -> None:
+    from agent33.config import load_settings
+    from agent33.observability.alert_rules import load_rules
+
+    rules = {rule.name: rule for rule in load_rules(load_settings({}, dotenv_path=None))}
+    assert {"dead_letters", "failing_runs", "steps_backlog", "slow_model_steps"} <= set(rules)
+    assert rules["steps_backlog"].for_seconds == 300 and rules["steps_backlog"].window is None
