@@ -73,6 +73,14 @@ def _chain(node: nodes.Node) -> tuple[str, list[str]] | None:
 
 
 def _walk(node: nodes.Node) -> Iterator[tuple[str, list[str]]]:
+    if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr):
+        # `steps.a.output.text.split()`: what is read is `text`, not its method `split`
+        yield from _walk(node.node.node)
+        arguments: list[nodes.Node | None] = [*node.args, *node.kwargs]
+        for extra in (node.dyn_args, node.dyn_kwargs, *arguments):
+            if extra is not None:
+                yield from _walk(extra)
+        return
     if isinstance(node, nodes.Getattr | nodes.Getitem | nodes.Name):
         found = _chain(node)
         if found is not None:

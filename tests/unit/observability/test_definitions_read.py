@@ -23,6 +23,8 @@ pytestmark = pytest.mark.observability
         ),
         ("{% for w in steps.a.output.items %}{{ w }}{% endfor %}", ["steps.a.output.items"]),
         ("{{ steps.a.output[inputs.i] }}", ["steps.a.output", "inputs.i"]),
+        ("{{ steps.g.output.message.split() | length }}", ["steps.g.output.message"]),
+        ("{{ steps.g.output.text.replace(inputs.a, 'b') }}", ["steps.g.output.text", "inputs.a"]),
         ("{{ item * item }}", []),
         ("no template here: steps.a.output", []),
         ("{{ broken", []),
