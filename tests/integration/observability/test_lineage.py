@@ -18,6 +18,7 @@ from tasks.app import settings_swapped
 from tests.integration.engine.helpers import start, wait_for
 from tests.integration.memory.corpus import ingest_corpus
 from tests.plugins.web import MakeApiKey
+from web.api.lineage import LineageSchema
 
 pytestmark = [
     pytest.mark.observability,
@@ -62,6 +63,7 @@ def lineage(client: FlaskClient, run_id: uuid.UUID, headers: dict[str, str]) -> 
     response = client.get(f"/api/v1/runs/{run_id}/lineage", headers=headers)
     assert response.status_code == 200, response.get_json()
     graph: dict[str, Any] = response.get_json()
+    assert LineageSchema().validate(graph) == {}, "the answer is what the OpenAPI schema says"
     return graph
 
 
