@@ -60,6 +60,8 @@ def test_flower_uses_the_credentials_from_settings(tmp_path: Path, settings: Set
         assert _answer(url, ("ops", "flower-pw-from-settings")) == 200
         assert _answer(url, None) == 401
         assert _answer(url, ("ops", "wrong")) == 401
+        health = requests.get(f"{url}/healthcheck", timeout=10)  # the compose healthcheck's
+        assert (health.status_code, health.text) == (200, "OK")
         args = subprocess.run(  # noqa: S607 - fixed argv
             ["ps", "-eo", "args"], capture_output=True, text=True, check=True
         ).stdout
