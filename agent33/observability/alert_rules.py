@@ -17,6 +17,7 @@ import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from agent33.config import Settings
+from agent33.definitions.loader import SUFFIXES
 from agent33.definitions.schemas import NAME
 from agent33.errors import DefinitionError
 from agent33.wire import Queue
@@ -159,7 +160,7 @@ def _files(directory: Path) -> list[Path]:
     folder = directory / "alerts"
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+    return sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES and p.is_file())
 
 
 def load_rules(settings: Settings) -> list[AlertRule]:
