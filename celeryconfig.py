@@ -11,7 +11,7 @@ from typing import Any
 from kombu.entity import Queue as KombuQueue
 
 from agent33.config import Settings
-from agent33.wire import Queue, TaskName
+from agent33.wire import PRIORITY_STEPS, Queue, TaskName
 
 
 def build_config(settings: Settings) -> dict[str, Any]:
@@ -22,6 +22,8 @@ def build_config(settings: Settings) -> dict[str, Any]:
         "socket_timeout": 5,
         "socket_connect_timeout": 3,
         "retry_on_timeout": True,
+        # One Redis list per run priority (agent33.wire.broker_priority), served in order.
+        "priority_steps": list(PRIORITY_STEPS),
     }
     config: dict[str, Any] = {
         "broker_url": broker,
@@ -106,6 +108,13 @@ def build_config(settings: Settings) -> dict[str, Any]:
                 "task": TaskName.RETENTION.value,
                 "schedule": 300.0,
                 "options": {"expires": 300},
+            },
+            # Finished runs, chat messages and published outbox rows past their age, in
+            # batches (agent33.engine.retention).
+            TaskName.PURGE_RUNS.value: {
+                "task": TaskName.PURGE_RUNS.value,
+                "schedule": settings.retention_interval,
+                "options": {"expires": settings.retention_interval},
             },
         },
     }

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 import redis
@@ -77,6 +78,30 @@ class ManagedServer:
     data_dir: Path
     stop_command: list[str] = field(default_factory=list)
     run_as: str | None = None
+    durable: bool = True
+
+    @property
+    def port(self) -> int:
+        port = urlsplit(self.url).port
+        assert port is not None
+        return port
+
+    def alive(self) -> bool:
+        """True while the server process runs (a dead child of ours is reaped, not counted)."""
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(self.pid, os.WNOHANG)
+        try:
+            return bool(psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE)
+        except psutil.NoSuchProcess:
+            return False
+
+    def restart(self) -> None:
+        """Start a dead server again on its own port and data directory (URLs stay right)."""
+        if self.name == "postgresql":
+            fresh = start_postgres(self.data_dir, durable=self.durable, port=self.port)
+        else:
+            fresh = start_redis(self.data_dir, durable=self.durable, port=self.port)
+        self.pid, self.stop_command = fresh.pid, fresh.stop_command
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.stop_command:
@@ -156,8 +181,11 @@ def _shared_buffers_mb() -> int:
     return max(128, min(1024, psutil.virtual_memory().total // (8 * 1024 * 1024)))
 
 
-def start_postgres(data_dir: Path, *, durable: bool = True) -> ManagedServer:
-    """initdb on first use, then start on a free port and create the `agent33` database."""
+def start_postgres(
+    data_dir: Path, *, durable: bool = True, port: int | None = None
+) -> ManagedServer:
+    """initdb on first use, then start on a free port (or `port`, to restart one in place) and
+    create the `agent33` database."""
     data_dir = data_dir.absolute()
     bin_dir = postgres_bin_dir()
     user = _postgres_user()
@@ -197,8 +225,9 @@ def start_postgres(data_dir: Path, *, durable: bool = True) -> ManagedServer:
     if not durable:
         options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     last_error = ""
+    wanted = port
     for _ in range(3):
-        port = free_port()
+        port = wanted or free_port()
         result = subprocess.run(  # noqa: S603
             [
                 str(bin_dir / "pg_ctl"),
@@ -234,6 +263,7 @@ def start_postgres(data_dir: Path, *, durable: bool = True) -> ManagedServer:
         data_dir=data_dir,
         stop_command=[str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"],
         run_as=user,
+        durable=durable,
     )
 
 
@@ -297,7 +327,8 @@ def start_redis(data_dir: Path, *, durable: bool = True, port: int | None = None
         finally:
             client.close()
         if proc.poll() is None:
-            return ManagedServer("redis", f"redis://127.0.0.1:{port}/0", proc.pid, data_dir)
+            url = f"redis://127.0.0.1:{port}/0"
+            return ManagedServer("redis", url, proc.pid, data_dir, durable=durable)
         last_error = (data_dir / "redis.log").read_text(errors="replace")[-500:]
     raise EmbeddedError(f"Redis did not start in {data_dir}: {last_error}")
 
@@ -355,9 +386,13 @@ def resolve_settings(settings: Settings | None = None) -> Settings:
 
 
 @contextlib.contextmanager
-def embedded_services(settings: Settings, *, durable: bool = True) -> Iterator[Settings]:
-    """Start whatever URL is missing, yield complete settings, stop what was started."""
-    started: list[ManagedServer] = []
+def embedded_services(
+    settings: Settings, *, durable: bool = True, servers: list[ManagedServer] | None = None
+) -> Iterator[Settings]:
+    """Start whatever URL is missing, yield complete settings, stop what was started.
+
+    `servers`, when given, receives the servers started here (`serve` supervises them)."""
+    started: list[ManagedServer] = [] if servers is None else servers
     try:
         database_url, redis_url = settings.database_url, settings.redis_url
         if database_url is None:

@@ -17,6 +17,7 @@ class TaskName(StrEnum):
     REAP_STALE = "agent33.maintenance.reap_stale"
     RELAY_OUTBOX = "agent33.maintenance.relay_outbox"
     RETENTION = "agent33.maintenance.retention"
+    PURGE_RUNS = "agent33.maintenance.purge_runs"
     POLL_SENSORS = "agent33.maintenance.poll_sensors"
     FIRE_SCHEDULES = "agent33.maintenance.fire_schedules"
     EVALUATE_ALERTS = "agent33.maintenance.evaluate_alerts"
@@ -36,3 +37,14 @@ class Queue(StrEnum):
 
 def is_known_queue(name: str) -> bool:
     return name in {q.value for q in Queue}
+
+
+# Run priority: 0 (default) to 9 (most urgent). kombu's Redis transport keeps one list per
+# priority step and serves the lowest step first, so a run's priority p goes out as 9 - p.
+MAX_PRIORITY = 9
+PRIORITY_STEPS = tuple(range(MAX_PRIORITY + 1))
+
+
+def broker_priority(priority: int) -> int:
+    """The message priority kombu's Redis transport serves first for a more urgent run."""
+    return MAX_PRIORITY - max(0, min(MAX_PRIORITY, priority))

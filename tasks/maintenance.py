@@ -1,12 +1,12 @@
 """Beat-fired housekeeping: re-publish the outbox, reap steps whose worker was lost, fire user
-schedules, check the sensors, evaluate the alert rules."""
+schedules, check the sensors, purge what retention no longer keeps, evaluate the alert rules."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from agent33.automation import delivery, schedule_tick, sensor_tick
-from agent33.engine import outbox, reaper
+from agent33.engine import outbox, reaper, retention
 from agent33.observability import alerts
 from agent33.wire import TaskName
 from tasks.app import app, current_settings
@@ -70,4 +70,16 @@ def evaluate_alerts() -> dict[str, Any]:
         "fired": result.fired,
         "resolved": result.resolved,
         "failed": result.failed,
+    }
+
+
+@app.task(name=TaskName.PURGE_RUNS.value)
+def purge_runs() -> dict[str, Any]:
+    """Delete finished runs, chat messages and published outbox rows past their retention, in
+    short batches (two overlapping purges skip each other's rows)."""
+    result = retention.purge(current_settings())
+    return {
+        "runs": result.runs,
+        "chat_messages": result.chat_messages,
+        "outbox_messages": result.outbox_messages,
     }

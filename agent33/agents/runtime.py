@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,15 @@ from referencing import Registry
 
 from agent33.agents.knowledge import Knowledge
 from agent33.agents.screening import InjectionBlocked, screened
+from agent33.agents.tool_approval import (
+    ToolApprovalRequired,
+    call_json,
+    call_of,
+    message_json,
+    message_of,
+    refusal,
+    unattended,
+)
 from agent33.definitions.agents import AgentDef
 from agent33.errors import Agent33Error
 from agent33.llm.router import Router
@@ -39,6 +48,7 @@ __all__ = [
     "AgentOutputError",
     "AgentResult",
     "InjectionBlocked",
+    "ToolApprovalRequired",
     "prompt_messages",
     "run_agent",
     "user_text",
@@ -146,6 +156,22 @@ class _Turn:
         self.log: list[dict[str, Any]] = []
         self.last: ChatResponse | None = None
 
+    def snapshot(self) -> dict[str, Any]:
+        """What a parked turn has spent so far (restored when it resumes)."""
+        u = self.usage
+        return {
+            "usage": [u.prompt_tokens, u.completion_tokens, u.total_tokens],
+            "latency_ms": self.latency_ms,
+            "calls": self.calls,
+            "log": self.log,
+        }
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        self.usage = Usage(*snapshot["usage"])
+        self.latency_ms = float(snapshot["latency_ms"])
+        self.calls = int(snapshot["calls"])
+        self.log = list(snapshot["log"])
+
     def ask(self, messages: Sequence[Message], *, tools: bool) -> ChatResponse:
         specs = self.specs if tools else []
         request = ChatRequest(
@@ -192,6 +218,52 @@ def _run_tool(agent: AgentDef, call: ToolCall, context: ToolContext) -> tuple[st
     return json.dumps(payload, default=str), record
 
 
+class _Loop:
+    """Runs the tool calls of one model response; parks (or refuses) approval-required ones."""
+
+    def __init__(
+        self,
+        agent: AgentDef,
+        context: ToolContext,
+        messages: list[Message],
+        records: list[dict[str, Any]],
+        findings: list[dict[str, Any]],
+        turn: _Turn,
+        park: bool,
+    ) -> None:
+        self.agent, self.context, self.turn, self.park = agent, context, turn, park
+        self.messages, self.records, self.findings = messages, records, findings
+
+    def run_calls(
+        self, calls: list[ToolCall], round_number: int, decisions: Mapping[str, Any]
+    ) -> None:
+        for index, call in enumerate(calls):
+            decision = decisions.get(call.id)
+            if call.name in self.agent.approval_tools and decision is None:
+                if self.park:
+                    raise ToolApprovalRequired(call, self._state(calls[index:], round_number))
+                content, record = unattended(call)
+            elif decision is not None and not decision.get("approved"):
+                content, record = refusal(call, decision)
+            else:
+                content, record = _run_tool(self.agent, call, self.context)
+                content = _screened_tool_result(self.agent, call.name, content, self.findings)
+                if decision is not None:
+                    record["approval"] = dict(decision)
+            self.records.append(record)
+            self.messages.append(Message("tool", content, tool_call_id=call.id, name=call.name))
+
+    def _state(self, pending: list[ToolCall], round_number: int) -> dict[str, Any]:
+        return {
+            "messages": [message_json(m) for m in self.messages],
+            "pending": [call_json(c) for c in pending],
+            "records": self.records,
+            "findings": self.findings,
+            "round": round_number,
+            "turn": self.turn.snapshot(),
+        }
+
+
 def _screened_tool_result(
     agent: AgentDef, name: str, content: str, findings: list[dict[str, Any]]
 ) -> str:
@@ -209,27 +281,41 @@ def run_agent(
     history: Sequence[Message] = (),
     context: ToolContext | None = None,
     knowledge: Knowledge | None = None,
+    park: bool = False,
+    resume: Mapping[str, Any] | None = None,
 ) -> AgentResult:
-    """One agent turn; raises the router's error (naming providers) when no model answered."""
+    """One agent turn; raises the router's error (naming providers) when no model answered.
+
+    `park`: a call of an approval-required tool raises `ToolApprovalRequired` (whose state,
+    with the person's decision added under `decisions`, is passed back as `resume` to continue
+    the turn); without it such a call is refused (nobody could approve it)."""
     started = time.perf_counter()
     context = context or ToolContext()
     findings: list[dict[str, Any]] = []
-    messages = prompt_messages(
-        agent, user_input, history=history, knowledge=knowledge, findings=findings
-    )
     turn = _Turn(agent, router, context)
     records: list[dict[str, Any]] = []
-    for round_number in range(agent.max_tool_rounds + 1):
+    first_round = 0
+    if resume is not None:
+        messages = [message_of(m) for m in resume["messages"]]
+        records = list(resume["records"])
+        findings = list(resume["findings"])
+        turn.restore(resume["turn"])
+        first_round = int(resume["round"]) + 1
+        pending = [call_of(c) for c in resume["pending"]]
+        loop = _Loop(agent, context, messages, records, findings, turn, park)
+        loop.run_calls(pending, int(resume["round"]), dict(resume.get("decisions") or {}))
+    else:
+        messages = prompt_messages(
+            agent, user_input, history=history, knowledge=knowledge, findings=findings
+        )
+        loop = _Loop(agent, context, messages, records, findings, turn, park)
+    for round_number in range(first_round, agent.max_tool_rounds + 1):
         allow_tools = bool(agent.tools) and round_number < agent.max_tool_rounds
         response = turn.ask(messages, tools=allow_tools)
         if not response.tool_calls or not allow_tools:
             break
         messages.append(Message("assistant", response.content, tool_calls=response.tool_calls))
-        for call in response.tool_calls:
-            content, record = _run_tool(agent, call, context)
-            content = _screened_tool_result(agent, call.name, content, findings)
-            records.append(record)
-            messages.append(Message("tool", content, tool_call_id=call.id, name=call.name))
+        loop.run_calls(list(response.tool_calls), round_number, {})
     assert turn.last is not None
     content = turn.last.content
     output: Any = content

@@ -16,6 +16,8 @@ from agent33.cli.config import config_group
 from agent33.cli.flower import flower_command
 from agent33.cli.ingest import ingest_command
 from agent33.cli.memory import memory_group, search_command
+from agent33.cli.replay import runs_budget, runs_replay
+from agent33.cli.run_control import runs_pin, runs_purge, runs_rerun, runs_unpin
 from agent33.cli.runs import run_command, runs_group
 from agent33.cli.scaffold import init_command
 from agent33.cli.schedules import schedules_group
@@ -58,6 +60,10 @@ for command in (
     workflows_group,
 ):
     cli.add_command(command)
+for command in (runs_rerun, runs_pin, runs_unpin, runs_purge):
+    runs_group.add_command(command)
+runs_group.add_command(runs_replay)
+runs_group.add_command(runs_budget)
 
 
 def main() -> None:

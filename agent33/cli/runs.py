@@ -16,6 +16,7 @@ from agent33.definitions.loader import SUFFIXES, load_workflow_file
 from agent33.embedded import resolve_settings
 from agent33.engine.states import RunState
 from agent33.engine.validation import validate_workflow
+from agent33.wire import MAX_PRIORITY
 
 
 def parse_inputs(raw: str) -> dict[str, Any]:
@@ -47,11 +48,16 @@ def start_and_follow(
     wait: bool,
     timeout: float,
     as_json: bool,
+    priority: int = 0,
 ) -> dict[str, Any]:
-    created: dict[str, Any] = client.post(f"/api/v1/workflows/{name}/runs", json={"inputs": inputs})
+    body: dict[str, Any] = {"inputs": inputs}
+    if priority:
+        body["priority"] = priority
+    created: dict[str, Any] = client.post(f"/api/v1/workflows/{name}/runs", json=body)
     run_id = created["id"]
     if not as_json:
-        click.echo(f"run {run_id} ({name} v{created.get('version')}) accepted")
+        queued = " and queued: its concurrency key is at its limit" * (created["state"] == "queued")
+        click.echo(f"run {run_id} ({name} v{created.get('version')}) accepted{queued}")
     if not wait:
         return created
     run = follow(client, run_id, timeout=timeout, quiet=as_json)
@@ -91,8 +97,21 @@ def push_workflow(client: ApiClient, path: Path) -> dict[str, Any]:
 @click.option(
     "--push", is_flag=True, help="First store definitions/workflows/NAME.yaml (a local file)."
 )
+@click.option(
+    "--priority",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, MAX_PRIORITY),
+    help="0 to 9 (most urgent): the broker serves this run's steps first.",
+)
 def run_command(
-    name: str, inputs_raw: str, wait: bool, timeout: float, as_json: bool, push: bool
+    name: str,
+    inputs_raw: str,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+    push: bool,
+    priority: int,
 ) -> None:
     """Start a run of workflow NAME (and with --wait, show its steps live)."""
     inputs = parse_inputs(inputs_raw)
@@ -106,7 +125,9 @@ def run_command(
         if not as_json:
             click.echo(f"{local}: pushed ({stored['name']} v{stored['version']})")
     try:
-        run = start_and_follow(client, name, inputs, wait=wait, timeout=timeout, as_json=as_json)
+        run = start_and_follow(
+            client, name, inputs, wait=wait, timeout=timeout, as_json=as_json, priority=priority
+        )
     except ApiError as exc:
         if exc.status == 404 and local is not None and not push:
             fail(
@@ -162,6 +183,8 @@ def runs_show(run_id: uuid.UUID, as_json: bool) -> None:
         emit_json(run)
         return
     click.echo(f"run {run['id']}  {run['workflow']} v{run['version']}  {run['state']}")
+    if run.get("concurrency_key") is not None or run.get("priority"):
+        click.echo(f"concurrency key {run.get('concurrency_key')!r}  priority {run['priority']}")
     table(
         ["step", "state", "attempt", "queue", "error"],
         [
@@ -171,10 +194,34 @@ def runs_show(run_id: uuid.UUID, as_json: bool) -> None:
             for s in run["steps"]
         ],
     )
+    for wait in run.get("awaiting") or []:
+        call = wait.get("tool_call")
+        proposed = f": tool {call['name']} {json.dumps(call['arguments'])}" if call else ""
+        click.echo(f"awaiting approval: {wait['step_id']} {wait['prompt']}{proposed}")
+    show_usage(run.get("usage") or {})
     if run.get("outputs") is not None:
         click.echo(json.dumps(run["outputs"], indent=2))
     if run.get("error"):
         click.echo(f"error: {error_text(run['error'])}")
+
+
+def show_usage(usage: dict[str, Any]) -> None:
+    """Model usage per step and in total (tokens, cost, time in model calls), and the budget."""
+    steps = usage.get("steps") or {}
+    if not steps:
+        return
+    columns = ("prompt_tokens", "completion_tokens", "cost", "latency_ms", "model_calls")
+    rows = [(step, *(values.get(c, 0) for c in columns)) for step, values in steps.items()]
+    rows.append(("total", *(usage.get(c, 0) for c in columns)))
+    table(["usage", "prompt", "completion", "cost", "model ms", "calls"], rows)
+    budget = usage.get("budget")
+    if budget:
+        limits = ", ".join(
+            f"{k} {budget[k]}" for k in ("tokens", "cost") if budget.get(k) is not None
+        )
+        click.echo(
+            f"budget: {limits}; used {budget['tokens_used']} tokens, cost {budget['cost_used']}"
+        )
 
 
 @runs_group.command("cancel")
@@ -205,7 +252,8 @@ def runs_resume(run_id: uuid.UUID, wait: bool, timeout: float) -> None:
 @click.option("--reject", is_flag=True, help="Reject instead: the waiting step fails.")
 @click.option("--comment", default=None, help="Recorded with the decision (max 2000 chars).")
 def runs_approve(run_id: uuid.UUID, step_id: str, reject: bool, comment: str | None) -> None:
-    """Approve (or --reject) a `wait` step of a run that awaits approval."""
+    """Approve (or --reject) a step awaiting approval: a `wait` gate, or an agent's proposed
+    tool call (rejected: the model is told so and continues)."""
     body: dict[str, Any] = {"step_id": step_id, "approved": not reject}
     if comment is not None:
         body["comment"] = comment

@@ -29,10 +29,11 @@ from agent33.cli.output import fail
 from agent33.cli.progress import follow
 from agent33.config import Settings, load_settings
 from agent33.db import migrate
-from agent33.embedded import embedded_services
+from agent33.embedded import ManagedServer, embedded_services
 from agent33.llm.local_model import LocalModelError, local_model_service
 from agent33.observability.logging import configure_logging
 from agent33.observability.metrics import wipe
+from agent33.supervision import Supervisor, Unit
 from agent33.wire import Queue
 
 DEMO_WORKFLOW = "demo_assistant"  # ends with an agent step that a model answers
@@ -223,26 +224,54 @@ def with_flower(settings: Settings, argv: dict[str, list[str]], port: int) -> di
     }
 
 
-def start_children(settings: Settings, argv: dict[str, list[str]], verbose: bool) -> list[Child]:
+def start_child(settings: Settings, name: str, command: list[str], verbose: bool) -> Child:
     log_dir = settings.var_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_dir.chmod(0o700)  # the worker's logs are not for the sandboxed commands' user
+    log = None if verbose else open(log_dir / f"{name}.log", "ab")  # noqa: SIM115
     env = child_environment(settings)
-    children = []
-    for name, command in argv.items():
-        log = None if verbose else open(log_dir / f"{name}.log", "ab")  # noqa: SIM115
-        own = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(settings, name))}
-        # Own process group: Ctrl-C reaches serve alone, which then stops each child once
-        # (SIGTERM); a second signal mid-shutdown made beat write to its closed schedule shelf.
-        process = subprocess.Popen(  # noqa: S603 - argv built above
-            command,
-            env=own,
-            stdout=log,
-            stderr=subprocess.STDOUT if log else None,
-            process_group=0,
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir(settings, name))
+    # Own process group: Ctrl-C reaches serve alone, which then stops each child once
+    # (SIGTERM); a second signal mid-shutdown made beat write to its closed schedule shelf.
+    process = subprocess.Popen(  # noqa: S603 - argv built by commands()
+        command,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT if log else None,
+        process_group=0,
+    )
+    return Child(name, process, log)
+
+
+def start_children(settings: Settings, argv: dict[str, list[str]], verbose: bool) -> list[Child]:
+    return [start_child(settings, name, command, verbose) for name, command in argv.items()]
+
+
+def supervisor(
+    settings: Settings,
+    servers: list[ManagedServer],
+    children: list[Child],
+    argv: dict[str, list[str]],
+    verbose: bool,
+) -> Supervisor:
+    """Servers first (the processes need them), then the processes, each restarted in place."""
+
+    def restart_child(index: int) -> None:
+        old = children[index]
+        if old.log:
+            old.log.close()
+        children[index] = start_child(settings, old.name, argv[old.name], verbose)
+
+    units = [Unit(server.name, server.alive, server.restart) for server in servers]
+    for index, child in enumerate(children):
+        units.append(
+            Unit(
+                child.name,
+                lambda i=index: children[i].process.poll() is None,  # type: ignore[misc]
+                lambda i=index: restart_child(i),  # type: ignore[misc]
+            )
         )
-        children.append(Child(name, process, log))
-    return children
+    return Supervisor(settings, units, lambda line: click.echo(f"supervisor: {line}"))
 
 
 def stop_children(children: list[Child], timeout: float = 20.0) -> None:
@@ -350,7 +379,11 @@ def serve_command(
     configure_logging(settings)
     stop = _Stop()
     signal.signal(signal.SIGTERM, stop)
-    with embedded_services(settings) as embedded, _local_model(embedded) as resolved:
+    servers: list[ManagedServer] = []
+    with (
+        embedded_services(settings, servers=servers) as embedded,
+        _local_model(embedded) as resolved,
+    ):
         if settings.embedded:
             click.echo(f"embedded PostgreSQL: {resolved.database_url}")
             click.echo(f"embedded Redis:      {resolved.redis_url}")
@@ -381,7 +414,11 @@ def serve_command(
                 ok = run_demo(resolved, health)
                 click.echo(f"API: {api}")
             if not (demo and exit_after_demo):
-                _wait(children, stop)
+                watch = supervisor(resolved, servers, children, argv, verbose)
+                try:
+                    _wait(watch, stop)
+                finally:
+                    watch.close()
         except KeyboardInterrupt:
             pass
         finally:
@@ -401,11 +438,7 @@ def _local_model(settings: Settings) -> Iterator[Settings]:
         raise click.ClickException(f"the local model did not start: {exc}") from None
 
 
-def _wait(children: list[Child], stop: _Stop) -> None:
+def _wait(watch: Supervisor, stop: _Stop) -> None:
     while not stop.requested:
-        dead = [c for c in children if c.process.poll() is not None]
-        if dead:
-            raise click.ClickException(
-                f"{dead[0].name} exited with code {dead[0].process.returncode}"
-            )
+        watch.tick()
         time.sleep(0.5)

@@ -201,3 +201,21 @@ def json_object(name: str, value: str) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise ConfigError(f"{name} must be a JSON object")
     return loaded
+
+
+def model_prices(name: str, value: str) -> dict[str, dict[str, float]]:
+    """`{"provider/model": {"prompt": X, "completion": Y}}`: prices per 1K tokens."""
+    prices: dict[str, dict[str, float]] = {}
+    for model, price in json_object(name, value).items():
+        if not isinstance(price, dict) or set(price) - {"prompt", "completion"}:
+            raise ConfigError(
+                f"{name}[{model!r}] must be an object with `prompt` and `completion` prices"
+            )
+        entry: dict[str, float] = {}
+        for part in ("prompt", "completion"):
+            number = price.get(part, 0)
+            if isinstance(number, bool) or not isinstance(number, int | float) or number < 0:
+                raise ConfigError(f"{name}[{model!r}].{part} must be a number >= 0")
+            entry[part] = float(number)
+        prices[model] = entry
+    return prices

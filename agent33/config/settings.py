@@ -205,6 +205,13 @@ class Settings:
         parse=p.positive_number,
         meaning="Seconds `/health` waits for all checks together.",
     )
+    publish_timeout: float = setting(
+        "AGENT33_PUBLISH_TIMEOUT",
+        default="1.0",
+        parse=p.positive_number,
+        meaning="Seconds an API request waits to publish what it committed; past it (a hung "
+        "broker) it answers anyway and beat's outbox relay publishes the message.",
+    )
     health_optional: tuple[str, ...] = setting(
         "AGENT33_HEALTH_OPTIONAL",
         default="ollama",
@@ -334,6 +341,27 @@ class Settings:
         parse=p.model_limits,
         meaning="Per-model in-process call limits, e.g. `ollama/llama3.2=2,openai/gpt-4o-mini=8`.",
     )
+    model_prices: Mapping[str, Mapping[str, float]] = setting(
+        "AGENT33_MODEL_PRICES",
+        default="",
+        parse=p.model_prices,
+        meaning="Prices per 1K tokens by model, for run budgets and usage: JSON like "
+        '`{"openai/gpt-4o-mini": {"prompt": 0.00015, "completion": 0.0006}}`.',
+    )
+    budget_reserve_tokens: int = setting(
+        "AGENT33_BUDGET_RESERVE_TOKENS",
+        default="1024",
+        parse=p.integer(1, 1_000_000),
+        meaning="Completion tokens a model call reserves against its run's budget when its "
+        "agent sets no `max_tokens` (the prompt is estimated from its length).",
+    )
+    record_calls: bool = setting(
+        "AGENT33_RECORD_CALLS",
+        default="true",
+        parse=p.boolean,
+        meaning="Record every model and tool call of a run (request, response, usage, "
+        "latency) for `agent33 runs replay` and per-step usage.",
+    )
     llm_gpu_models: tuple[str, ...] = setting(
         "AGENT33_LLM_GPU_MODELS",
         default="",
@@ -368,6 +396,37 @@ class Settings:
         parse=p.positive_number,
         meaning="Seconds between beat's sensor checks (`agent33.maintenance.poll_sensors`); a "
         "sensor's own `interval` may space its checks further.",
+    )
+    retention_run_days: int = setting(
+        "AGENT33_RETENTION_RUN_DAYS",
+        default="30",
+        parse=p.integer(0, 36500),
+        meaning="Days a finished run (its steps, events and recorded calls) is kept; a "
+        "workflow's `retention: {days: N}` overrides it, pinned runs are kept; `0`: forever.",
+    )
+    retention_chat_days: int = setting(
+        "AGENT33_RETENTION_CHAT_DAYS",
+        default="90",
+        parse=p.integer(0, 36500),
+        meaning="Days chat messages are kept (`0`: forever).",
+    )
+    retention_outbox_days: int = setting(
+        "AGENT33_RETENTION_OUTBOX_DAYS",
+        default="7",
+        parse=p.integer(0, 36500),
+        meaning="Days published outbox rows are kept (`0`: forever); unpublished ones always are.",
+    )
+    retention_batch: int = setting(
+        "AGENT33_RETENTION_BATCH",
+        default="500",
+        parse=p.integer(1, 100_000),
+        meaning="Rows deleted per transaction by the retention purge (short locks, small WAL).",
+    )
+    retention_interval: float = setting(
+        "AGENT33_RETENTION_INTERVAL",
+        default="3600",
+        parse=p.positive_number,
+        meaning="Seconds between beat's retention purges (`agent33.maintenance.purge_runs`).",
     )
     embedding_model: str = setting(
         "AGENT33_EMBEDDING_MODEL",

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from marshmallow import Schema, fields, post_load, pre_load, validate
+from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validate
 from sqlalchemy.orm import Session
 
 from agent33.db.models import AgentDefinition
@@ -76,6 +76,8 @@ class AgentDef:
     max_tokens: int | None = None
     max_tool_rounds: int = 4
     tools: tuple[str, ...] = ()
+    # Tools listed as `{name: X, approval: required}`: a call parks the step until approved.
+    approval_tools: frozenset[str] = frozenset()
     queue: str | None = None
     input_schema: dict[str, Any] | None = None
     output_schema: dict[str, Any] | None = None
@@ -158,6 +160,26 @@ def rag_settings(
 _parsed: ParsedCache[AgentDef] = ParsedCache()
 
 
+class ToolEntry(fields.Field[dict[str, str]]):
+    """A tool name, or `{name, approval: required | none}` (a call of an `approval: required`
+    tool waits for a person to approve it)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str) and value:
+            return {"name": value, "approval": "none"}
+        if isinstance(value, dict):
+            name, approval = value.get("name"), value.get("approval", "none")
+            unknown = sorted(set(value) - {"name", "approval"})
+            if unknown:
+                raise ValidationError(f"unknown keys {unknown} (a tool has name and approval)")
+            if not isinstance(name, str) or not name:
+                raise ValidationError("`name` must be a tool name")
+            if approval not in ("required", "none"):
+                raise ValidationError("`approval` must be 'required' or 'none'")
+            return {"name": name, "approval": approval}
+        raise ValidationError("a tool is a name or {name, approval: required}")
+
+
 class AgentSchema(Schema):
     name = fields.String(required=True, validate=NAME)
     version = fields.Integer(load_default=1, validate=validate.Range(1, 1_000_000))
@@ -174,7 +196,7 @@ class AgentSchema(Schema):
         load_default=None, allow_none=True, validate=validate.Range(1, 200_000)
     )
     max_tool_rounds = fields.Integer(load_default=4, validate=validate.Range(0, 20))
-    tools = fields.List(fields.String(), load_default=list)
+    tools = fields.List(ToolEntry(), load_default=list)
     queue = fields.String(load_default=None, allow_none=True)
     input_schema = fields.Dict(load_default=None, allow_none=True)
     output_schema = fields.Dict(load_default=None, allow_none=True)
@@ -184,7 +206,11 @@ class AgentSchema(Schema):
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> AgentDef:
         data["fallbacks"] = tuple(data["fallbacks"])
-        data["tools"] = tuple(data["tools"])
+        entries = data.pop("tools")
+        data["tools"] = tuple(e["name"] for e in entries)
+        data["approval_tools"] = frozenset(
+            e["name"] for e in entries if e["approval"] == "required"
+        )
         return AgentDef(**data)
 
 

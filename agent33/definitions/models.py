@@ -9,9 +9,30 @@ from typing import Any
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """`max` further attempts after the first, `backoff ** (n - 1)` seconds (with jitter,
+    capped at `max_delay`) before attempt n + 1; `on`: the error types worth retrying."""
+
     max: int = 0
     backoff: float = 2.0
     max_delay: float = 300.0
+    on: tuple[str, ...] = ()
+
+    def allows(self, error: dict[str, Any]) -> bool:
+        """Whether this error may be retried (attempts aside). Without `on`, what the error says
+        of itself (`retryable`); with `on`, exactly the listed types: a user who names a type
+        knows that retrying it helps, and every other error fails at once."""
+        if self.on:
+            return str(error.get("type")) in self.on
+        return bool(error.get("retryable", True))
+
+
+@dataclass(frozen=True)
+class ConcurrencyPolicy:
+    """At most `limit` runs of one workflow share a `key` (an expression over the inputs)
+    at once; the others wait, queued, in creation order."""
+
+    key: str
+    limit: int = 1
 
 
 @dataclass(frozen=True)
@@ -43,6 +64,11 @@ class WorkflowDef:
     # `schedules:` entries as written; agent33.automation checks and stores them (synced when
     # the workflow is stored).
     schedules: tuple[dict[str, Any], ...] = ()
+    # `retention: {days: N}`: days its finished runs are kept (None: the setting's default).
+    retention_days: float | None = None
+    concurrency: ConcurrencyPolicy | None = None
+    # `budget:` and `on_budget:` as {tokens, cost, on_budget}: see agent33.engine.budgets.
+    budget: dict[str, Any] | None = None
 
     @cached_property
     def by_id(self) -> dict[str, StepDef]:

@@ -10,9 +10,14 @@ from typing import Any
 
 @dataclass(frozen=True)
 class AwaitApproval:
-    """Park the step (no lease, no worker held) until `POST /runs/<id>/approve` answers it."""
+    """Park the step (no lease, no worker held) until `POST /runs/<id>/approve` answers it.
+
+    With `tool_call` (an agent's proposed call of an approval-required tool) the answer runs
+    the step again with the decision, and `resume` (the parked conversation) continues."""
 
     prompt: str = ""
+    tool_call: dict[str, Any] | None = None
+    resume: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

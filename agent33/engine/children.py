@@ -39,6 +39,8 @@ def definition(parent_def: StepDef, child: StepRun) -> StepDef:
     """The child's effective definition, derived from its parent's `with`."""
     spec = _spec(parent_def, child.key)
     retries = spec.get("retries")
+    if isinstance(retries, dict):
+        retries = {**retries, "on": tuple(retries.get("on") or ())}
     return StepDef(
         id=child.step_id,
         action=str(spec.get("action", "transform")),
@@ -65,7 +67,7 @@ def spawn(
     top = session.scalar(select(func.max(StepRun.position)).where(StepRun.run_id == run.id))
     position = (top or 0) + 1
     queued: list[StepRun] = []
-    for key, item in fan_out.children:
+    for index, (key, item) in enumerate(fan_out.children):
         child = existing.get(key)
         if child is None:
             child = StepRun(
@@ -78,7 +80,7 @@ def spawn(
                 queue=parent.queue,
                 parent_id=parent.id,
                 key=key,
-                inputs={"item": item, "index": len(queued)},
+                inputs={"item": item, "index": index},
             )
             position += 1
             session.add(child)
@@ -123,7 +125,8 @@ def close_parent_if_done(
         return True
     if "branches" in workflow.step(parent.step_id).params:
         parent.output = {c.key: c.output for c in children}
-    else:
+    else:  # in item order: a resumed or rerun child is spawned after its siblings
+        children.sort(key=lambda c: int((c.inputs or {}).get("index") or 0))
         parent.output = [c.output for c in children]
     store.set_step_state(session=session, step=parent, target=StepState.SUCCEEDED)
     return True

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from agent33.db.models import StepRun
-from agent33.engine import readiness, store
+from agent33.db.models import Run, StepRun
+from agent33.engine import admission, readiness, store
 from agent33.engine.completion import after_terminal, cancel_unfinished
 from agent33.engine.states import RUN_TERMINAL, RunState, StepState
-from agent33.engine.workflows import workflow_of
+from agent33.engine.workflows import step_definition, workflow_of
 from agent33.errors import Conflict, NotFound
 
 
@@ -51,6 +52,7 @@ def cancel_run(*, session: Session, run_id: uuid.UUID, by: str | None = None) ->
 
 def resume_run(*, session: Session, run_id: uuid.UUID, by: str | None = None) -> ControlResult:
     """Re-plan a failed or cancelled run from its checkpoints: only what did not succeed runs.
+    A run whose concurrency key is at its limit goes back to `queued` until admitted.
 
     Raises NotFound, or Conflict when the run is not failed/cancelled.
     """
@@ -81,12 +83,16 @@ def resume_run(*, session: Session, run_id: uuid.UUID, by: str | None = None) ->
             step.finished_at = None
     run.error = None
     run.finished_at = None
-    store.set_run_state(
+    message = f"resumed by {by}" if by else "resumed"
+    if run.concurrency_key is not None and not admission.may_start(
         session=session,
-        run=run,
-        target=RunState.RUNNING,
-        message=f"resumed by {by}" if by else "resumed",
-    )
+        workflow_name=run.workflow_name,
+        key=run.concurrency_key,
+        limit=run.concurrency_limit or 1,
+    ):  # its key is at its limit: it waits its turn like a new run
+        store.set_run_state(session=session, run=run, target=RunState.QUEUED, message=message)
+        return ControlResult(state=run.state)
+    store.set_run_state(session=session, run=run, target=RunState.RUNNING, message=message)
     workflow = workflow_of(session, run)
     return ControlResult(
         state=run.state,
@@ -121,23 +127,54 @@ def approve_step(
             fields={"step_id": ["not awaiting an approval"]},
         )
     step.waiting_for = None
-    step.output = {"approved": approved, "by": by, "comment": comment}
+    decision = {"approved": approved, "by": by, "comment": comment}
+    parked = step.output if isinstance(step.output, dict) else {}
     store.add_event(
         session=session,
         run_id=run.id,
         step_id=step_id,
         kind="step.approval",
         message=f"{'approved' if approved else 'rejected'} by {by}",
-        data=step.output,
+        data={**decision, **({"tool_call": parked["tool_call"]} if "tool_call" in parked else {})},
     )
+    if "tool_call" in parked:
+        return _continue_tool_call(session, run, step, {**parked, "decision": decision})
+    step.output = decision
     if approved:
         store.set_step_state(session=session, step=step, target=StepState.SUCCEEDED)
     else:
         message = f"rejected by {by}" + (f": {comment}" if comment else "")
         step.error = {"type": "Rejected", "message": message, "retryable": False}
         store.set_step_state(session=session, step=step, target=StepState.FAILED, message=message)
-    if run.state == RunState.WAITING and not any(s.waiting_for == "approval" for s in run.steps):
-        store.set_run_state(session=session, run=run, target=RunState.RUNNING)
+    _leave_waiting(session, run)
     workflow = workflow_of(session, run)
     outbox = after_terminal(session=session, run=run, workflow=workflow, step=step)
     return ControlResult(state=run.state, outbox_ids=outbox)
+
+
+def _continue_tool_call(
+    session: Session, run: Run, step: StepRun, output: dict[str, Any]
+) -> ControlResult:
+    """An agent step parked on a proposed tool call runs again with the decision: approved,
+    the tool runs; rejected, the model is told so; either way the conversation continues."""
+    output["awaiting_approval"] = False
+    step.output = output
+    step.attempt -= 1  # the parked attempt goes on; the next claim counts it again
+    step.deliveries = 0
+    verdict = "approved" if output["decision"]["approved"] else "rejected"
+    store.set_step_state(
+        session=session,
+        step=step,
+        target=StepState.QUEUED,
+        message=f"tool call {output['tool_call'].get('name')!r} {verdict}: the agent continues",
+    )
+    _leave_waiting(session, run)
+    workflow = workflow_of(session, run)
+    definition = step_definition(session, workflow, step)
+    outbox_id = store.enqueue_step(session=session, step=step, definition=definition)
+    return ControlResult(state=run.state, outbox_ids=[outbox_id])
+
+
+def _leave_waiting(session: Session, run: Run) -> None:
+    if run.state == RunState.WAITING and not any(s.waiting_for == "approval" for s in run.steps):
+        store.set_run_state(session=session, run=run, target=RunState.RUNNING)

@@ -36,7 +36,7 @@ from agent33.definitions.models import StepDef, WorkflowDef
 from agent33.engine.actions import is_inline
 from agent33.engine.states import STEP_DONE_OK, StepState
 from agent33.observability import tracing
-from agent33.wire import Queue, TaskName
+from agent33.wire import Queue, TaskName, broker_priority
 
 HARD_LIMIT_MARGIN = 5.0
 BATCH_SIZE = 64  # lone inline steps per message (ready siblings of a fan-out, a layer)
@@ -106,8 +106,9 @@ def _signature(
     item: Mapping[str, Any],
     then: list[str] | None = None,
     batch: list[str] | None = None,
+    priority: int = 0,
 ) -> Signature:
-    options: dict[str, Any] = {"queue": item["queue"]}
+    options: dict[str, Any] = {"queue": item["queue"], "priority": broker_priority(priority)}
     for key in ("soft_time_limit", "time_limit"):
         if key in item:
             options[key] = item[key]
@@ -126,10 +127,15 @@ def _fusable(segment: list[Mapping[str, Any]]) -> bool:
     )
 
 
-def _segment_canvas(app: Celery, segment: list[Mapping[str, Any]]) -> Signature:
+def _segment_canvas(app: Celery, segment: list[Mapping[str, Any]], priority: int = 0) -> Signature:
     if _fusable(segment):
-        return _signature(app, segment[0], then=[item["step_run_id"] for item in segment[1:]])
-    signatures = [_signature(app, item) for item in segment]
+        return _signature(
+            app,
+            segment[0],
+            then=[item["step_run_id"] for item in segment[1:]],
+            priority=priority,
+        )
+    signatures = [_signature(app, item, priority=priority) for item in segment]
     return signatures[0] if len(signatures) == 1 else chain(*signatures)
 
 
@@ -157,12 +163,15 @@ def build_canvas(payload: Mapping[str, Any], app: Celery) -> Signature:
     """Outbox payload -> chain per segment, batches of lone inline steps, and a group when
     several messages go out at once."""
     batches, segments = _batches(payload["segments"])
+    priority = int(payload.get("priority") or 0)
     parts = [
-        _signature(app, batch[0], batch=[item["step_run_id"] for item in batch[1:]])
+        _signature(
+            app, batch[0], batch=[item["step_run_id"] for item in batch[1:]], priority=priority
+        )
         for batch in batches
     ]
     for segment in segments:
-        parts.append(_segment_canvas(app, segment))
+        parts.append(_segment_canvas(app, segment, priority))
     body = payload.get("chord_body")
     if body:
         finalize = app.signature(

@@ -26,7 +26,8 @@ from agent33.db import session_scope
 from agent33.db.base import utcnow
 from agent33.db.models import Run, RunEvent, StepRun
 from agent33.definitions.models import WorkflowDef
-from agent33.engine import lease, readiness, store
+from agent33.engine import admission, lease, readiness, store
+from agent33.engine.actions import is_repeat_safe
 from agent33.engine.completion import fail_step
 from agent33.engine.segments import finalize_parent
 from agent33.engine.states import RUN_TERMINAL, StepState
@@ -97,7 +98,14 @@ def reap(settings: Settings, *, now: dt.datetime | None = None) -> ReapResult:
     for candidate in _stale_queued(now, settings.step_lease_seconds):
         if candidate.id not in reaped:
             _guarded(_republish_queued, candidate, settings, now, result)
+    _guarded(_admit_stranded, result)
     return result
+
+
+def _admit_stranded(result: ReapResult) -> None:
+    """Queued runs of a concurrency key with a free slot start (see `admission`)."""
+    with session_scope() as session:
+        result.outbox_ids.extend(admission.admit_stranded(session=session))
 
 
 def _guarded(func: Callable[..., None], *args: object) -> None:
@@ -172,6 +180,13 @@ def _reap_running(
             f"lease expired at {_when(expires)}, last heartbeat {_when(step.heartbeat_at)}, "
             f"worker {step.worker or 'unknown'} ({lease.liveness(step.worker, step.id)})"
         )
+        if not is_repeat_safe(definition.action) and lease.liveness(step.worker, step.id) != "dead":
+            message = (
+                f"{seen}; {definition.action} is not safe to repeat and that worker may have run "
+                "it, so it is not run again (resume the run to run it again)"
+            )
+            _give_up(session, run, workflow, step, "PossiblyExecuted", message, result)
+            return
         if lease.deliveries_exhausted(step.deliveries, settings, definition):
             message = f"{seen}; delivery budget spent ({step.deliveries} of {budget}): worker lost"
             _give_up(session, run, workflow, step, "WorkerLost", message, result)

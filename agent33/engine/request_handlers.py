@@ -31,8 +31,17 @@ def record_request(
 ) -> Outcome:
     step.lease_expires_at = None
     if isinstance(request, AwaitApproval):
-        output = {"awaiting_approval": True, "prompt": request.prompt}
-        _park(session, step, "approval", output, f"awaiting approval: {request.prompt}")
+        output: dict[str, Any] = {"awaiting_approval": True, "prompt": request.prompt}
+        if request.tool_call is not None:
+            output.update(tool_call=request.tool_call, resume=request.resume)
+        _park(
+            session,
+            step,
+            "approval",
+            output,
+            f"awaiting approval: {request.prompt}",
+            {"tool_call": request.tool_call} if request.tool_call is not None else None,
+        )
         if run.state == RunState.RUNNING:
             store.set_run_state(
                 session=session,
@@ -87,6 +96,7 @@ def _start_sub_run(
                 version=request.version,
                 created_by=f"run:{run.id}",
                 parent_step_run_id=step.id,
+                priority=run.priority,
             )
     except Agent33Error as exc:
         return fail_step(

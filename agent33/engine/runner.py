@@ -34,9 +34,10 @@ from agent33.db import session_scope
 from agent33.db.base import utcnow
 from agent33.db.models import Run, StepRun
 from agent33.definitions.models import StepDef, WorkflowDef
-from agent33.engine import children, lease, readiness, store
+from agent33.engine import budget_pause, children, lease, readiness, store
 from agent33.engine.action_requests import Special
-from agent33.engine.actions import ActionContext, get_action, is_inline
+from agent33.engine.actions import ActionContext, get_action, is_inline, is_repeat_safe
+from agent33.engine.call_scope import step_calls
 from agent33.engine.completion import fail_step, finish_step
 from agent33.engine.context import referenced_steps, run_context
 from agent33.engine.errors import error_dict
@@ -110,6 +111,12 @@ def _claim(
         )
         return Outcome("waiting-for-dependencies")
     definition = step_definition(session, workflow, step)
+    if (
+        step.state == StepState.RUNNING
+        and not is_repeat_safe(definition.action)
+        and lease.liveness(step.worker, step.id) != "dead"
+    ):
+        return Outcome("duplicate:running")  # maybe ran: the reaper fails it, never runs it twice
     if lease.deliveries_exhausted(step.deliveries, settings, definition):
         message = (
             f"step delivered {step.deliveries} times without finishing "
@@ -333,8 +340,10 @@ def _record(
         return finish_step(
             session=session, run=run, workflow=workflow, step=step, target=StepState.SUCCEEDED
         )
+    if budget_pause.parks(result):
+        return budget_pause.park(session, run, step, result)
     step.error = result
-    if step.attempt <= definition.retries.max and result.get("retryable", True):
+    if step.attempt <= definition.retries.max and definition.retries.allows(result):
         return schedule_retry(session, settings, step, definition)
     return fail_step(session=session, run=run, workflow=workflow, step=step, error=result)
 
@@ -350,7 +359,7 @@ def schedule_retry(
         step=step,
         target=StepState.RETRYING,
         message=f"retry {step.attempt}/{policy.max} in {delay:.1f}s: {step.error}",
-        data={"delay": delay},
+        data={"delay": delay, "attempt": step.attempt, "type": (step.error or {}).get("type")},
     )
     store.set_step_state(session=session, step=step, target=StepState.QUEUED)
     return Outcome(
@@ -417,6 +426,9 @@ def run_step(step_run_id: str, settings: Settings, task_id: str | None = None) -
         raise
     except Exception as exc:  # noqa: BLE001 - recorded on the step: never parked in `queued`
         return fail_unexpected(ident, exc, stage="start")
-    with lease.heartbeat(claimed.step_run_id, claimed.attempt, settings):
+    with (
+        lease.heartbeat(claimed.step_run_id, claimed.attempt, settings),
+        step_calls(settings, claimed.run_id, claimed.step_id, claimed.attempt),
+    ):
         ok, result = execute(claimed, settings)
     return record(claimed, ok, result, settings)

@@ -19,11 +19,12 @@ from agent33.config import Settings
 from agent33.db.models import Run, RunEvent, StepRun
 from agent33.definitions.models import WorkflowDef
 from agent33.definitions.registry import definition_of, get_workflow
-from agent33.engine import readiness, routes, store
+from agent33.engine import admission, budgets, readiness, routes, store
 from agent33.engine.states import RunState, StepState
 from agent33.errors import NotFound, ValidationFailed
 from agent33.llm.router import Route
 from agent33.observability import metrics
+from agent33.wire import MAX_PRIORITY
 
 
 def start_run(
@@ -37,13 +38,19 @@ def start_run(
     created_by: str | None = None,
     parent_step_run_id: uuid.UUID | None = None,
     trigger: dict[str, Any] | None = None,
+    priority: int = 0,
+    budget: dict[str, Any] | None = None,
 ) -> tuple[Run, list[int], bool]:
     """Create a run, its steps (pending) and the outbox row for the first ready segment.
 
     Returns (run, outbox_ids_to_flush_after_commit, created). With a repeated idempotency key
     returns the existing run, no outbox ids and created=False. `parent_step_run_id`: the
     `sub_workflow` step this run finishes. `trigger`: what started it when no caller did (a
-    schedule's slot, a sensor, an event), recorded on the run.
+    schedule's slot, a sensor, an event), recorded on the run. `priority`: 0 (default) to 9
+    (most urgent), how the broker orders this run's step messages. A workflow with
+    `concurrency:` whose key is at its limit gets a `queued` run (no outbox ids): it starts
+    when a run of its key ends (see `admission`). `budget`: {tokens, cost, on_budget} for this
+    run instead of the workflow's (a sub-run spends its root run's).
     Raises NotFound (unknown workflow) or ValidationFailed (inputs do not match the schema;
     `fields` maps `inputs.<path>` to messages).
     """
@@ -54,6 +61,11 @@ def start_run(
     row = get_workflow(session=session, name=workflow_name, version=version)
     workflow = definition_of(row)
     validate_inputs(workflow, inputs)
+    if not 0 <= priority <= MAX_PRIORITY:
+        raise ValidationFailed(
+            f"priority: must be between 0 and {MAX_PRIORITY}", fields={"priority": ["0-9"]}
+        )
+    concurrency = admission.key_of(workflow, inputs)
     run = Run(
         workflow_id=row.id,
         workflow_name=row.name,
@@ -64,7 +76,14 @@ def start_run(
         created_by=created_by,
         parent_step_run_id=parent_step_run_id,
         trigger=trigger,
+        priority=priority,
+        concurrency_key=concurrency[0] if concurrency else None,
+        concurrency_limit=concurrency[1] if concurrency else None,
     )
+    if concurrency is not None and not admission.may_start(
+        session=session, workflow_name=row.name, key=concurrency[0], limit=concurrency[1]
+    ):
+        run.state = RunState.QUEUED.value
     decided: dict[str, Route] = {}
     for position, step in enumerate(workflow.steps):
         queue, route = routes.plan(session, settings, workflow, step.id)
@@ -90,15 +109,25 @@ def start_run(
         existing = session.scalar(select(Run).where(Run.idempotency_key == idempotency_key))
         assert existing is not None
         return existing, [], False
+    limits = budget or workflow.budget
+    if limits is not None and parent_step_run_id is None:
+        budgets.create(session=session, run_id=run.id, budget=limits)
     store.add_event(
         session=session,
         run_id=run.id,
         kind="run.created",
         to_state=run.state,
-        data={"workflow": row.name, "version": row.version},
+        data={
+            "workflow": row.name,
+            "version": row.version,
+            **({"concurrency_key": run.concurrency_key} if run.concurrency_key else {}),
+            **({"priority": priority} if priority else {}),
+        },
     )
     routes.record(session=session, run_id=run.id, decided=decided)
     metrics.after_commit(session.info, metrics.run_started, row.name)
+    if run.state == RunState.QUEUED:
+        return run, [], True
     outbox_ids = readiness.dispatch_ready(session=session, run=run, workflow=workflow)
     return run, outbox_ids, True
 

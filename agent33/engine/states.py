@@ -8,6 +8,7 @@ from agent33.errors import IllegalTransition
 
 
 class RunState(StrEnum):
+    QUEUED = "queued"  # over its concurrency key's limit: waits, holding no worker
     PENDING = "pending"
     RUNNING = "running"
     WAITING = "waiting"
@@ -34,14 +35,15 @@ STEP_TERMINAL = frozenset(
 STEP_DONE_OK = frozenset({StepState.SUCCEEDED, StepState.SKIPPED})
 
 RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    RunState.QUEUED: frozenset({RunState.PENDING, RunState.CANCELLED}),  # admitted, or not
     RunState.PENDING: frozenset({RunState.RUNNING, RunState.FAILED, RunState.CANCELLED}),
     RunState.RUNNING: frozenset(
         {RunState.WAITING, RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED}
     ),
     RunState.WAITING: frozenset({RunState.RUNNING, RunState.FAILED, RunState.CANCELLED}),
     RunState.SUCCEEDED: frozenset(),
-    RunState.FAILED: frozenset({RunState.RUNNING}),  # resume
-    RunState.CANCELLED: frozenset({RunState.RUNNING}),  # resume
+    RunState.FAILED: frozenset({RunState.RUNNING, RunState.QUEUED}),  # resume
+    RunState.CANCELLED: frozenset({RunState.RUNNING, RunState.QUEUED}),  # resume
 }
 
 STEP_TRANSITIONS: dict[StepState, frozenset[StepState]] = {

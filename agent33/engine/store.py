@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from agent33.automation import webhooks_out
 from agent33.db.base import utcnow
@@ -55,6 +56,9 @@ def add_event(
     )
 
 
+FREED_KEYS = "agent33.admission.freed_keys"  # session.info: (workflow, key) freed this transaction
+
+
 def set_run_state(
     *, session: Session, run: Run, target: RunState, message: str | None = None
 ) -> None:
@@ -73,6 +77,8 @@ def set_run_state(
         run.started_at = now
     if target in RUN_TERMINAL:
         run.finished_at = now
+        if run.concurrency_key is not None:  # admission runs just before the commit
+            session.info.setdefault(FREED_KEYS, set()).add((run.workflow_name, run.concurrency_key))
         metrics.after_commit(session.info, metrics.run_finished, run.workflow_name, target.value)
     event = webhooks_out.RUN_EVENTS.get(target.value)
     if event is not None:  # rare transitions only: the hot path never looks
@@ -144,10 +150,22 @@ def enqueue(*, session: Session, run_id: uuid.UUID, payload: dict[str, Any]) -> 
     carrier = tracing.carrier()
     if carrier:
         payload = {**payload, "trace": carrier}
+    priority = _priority(session, run_id)
+    if priority:
+        payload = {**payload, "priority": priority}
     message = OutboxMessage(run_id=run_id, payload=payload)
     session.add(message)
     session.flush()
     return message.id
+
+
+def _priority(session: Session, run_id: uuid.UUID) -> int:
+    """The run's priority: from the identity map when the run is loaded (the hot path: it
+    is locked), else one read."""
+    loaded = session.identity_map.get(identity_key(Run, run_id))
+    if isinstance(loaded, Run):
+        return loaded.priority or 0
+    return int(session.scalar(select(Run.priority).where(Run.id == run_id)) or 0)
 
 
 def enqueue_step(

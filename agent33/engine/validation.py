@@ -7,6 +7,7 @@ from collections.abc import Collection
 from typing import Any
 
 from agent33.definitions.models import StepDef, WorkflowDef
+from agent33.definitions.schemas import RetrySchema
 from agent33.engine.actions import known_actions
 from agent33.engine.actions.tool import problems as tool_problems
 from agent33.engine.expressions import check_syntax, constant_budget
@@ -111,6 +112,12 @@ def _check_parallel(step: StepDef, actions: list[str], problems: Problems) -> No
             _add(problems, step, "with", f"child step needs a known `action`, got {action!r}")
         elif spec.get("action") == "parallel_group":
             _add(problems, step, "with", "parallel groups cannot be nested")
+        elif "retries" in spec:
+            errors = RetrySchema().validate(
+                spec["retries"] if isinstance(spec["retries"], dict) else {"max": spec["retries"]}
+            )
+            for field, messages in errors.items():
+                _add(problems, step, f"with.retries.{field}", "; ".join(map(str, messages)))
 
 
 def validate_workflow(
@@ -141,6 +148,11 @@ def _check_steps_and_outputs(
     problems: Problems,
     tools: Collection[str] | None = None,
 ) -> None:
+    if workflow.concurrency is not None:
+        key = workflow.concurrency.key
+        syntax = check_syntax(key if "{{" in key else "{{ " + key + " }}")
+        if syntax:
+            problems.setdefault("concurrency.key", []).extend(syntax)
     for step in workflow.steps:
         _check_step(step, workflow, actions, problems, tools)
     for step in workflow.steps:

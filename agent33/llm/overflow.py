@@ -23,7 +23,7 @@ import structlog
 
 from agent33.config import Settings
 from agent33.config.parsers import ConfigError
-from agent33.wire import Queue
+from agent33.wire import PRIORITY_STEPS, Queue
 
 log = structlog.get_logger(__name__)
 
@@ -31,7 +31,7 @@ INFLIGHT_KEY = "agent33:llm.gpu:inflight"
 LEASE_S = 900.0  # a GPU call still running after this no longer counts as in flight
 TIMEOUT_S = 0.25  # connect and read timeout of the load probe
 KOMBU_SEP = "\x06\x16"
-KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
+KOMBU_PRIORITY_STEPS = PRIORITY_STEPS  # celeryconfig's priority_steps
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 # Expected failures of a load read or a lease write; callers stay local on any of them.

@@ -21,6 +21,7 @@ from typing import Literal
 import structlog
 
 from agent33.config import Settings
+from agent33.llm import hooks as call_hooks
 from agent33.llm import local_model, overflow
 from agent33.llm.observed import model_call
 from agent33.llm.ollama import OllamaProvider
@@ -159,12 +160,28 @@ class Router:
     def chat(self, request: ChatRequest, fallbacks: Sequence[str] = ()) -> ChatResponse:
         """Try `request.model`, then each fallback in order, on unavailable/rate-limited only:
         a rejected request (ProviderError) would be rejected by the next model too."""
+        hooks = call_hooks.active()
+        if hooks is None:
+            return self._chat(request, fallbacks, None)
+        return hooks.model(request, partial(self._chat, request, fallbacks, hooks))
+
+    def _chat(
+        self,
+        request: ChatRequest,
+        fallbacks: Sequence[str],
+        hooks: call_hooks.CallHooks | None,
+    ) -> ChatResponse:
         failures: list[tuple[str, LLMError]] = []
         for candidate in (request.model, *fallbacks):
             key, provider, name = self._route(candidate)
+            send = partial(provider.chat, replace(request, model=name))
             try:
                 with self._slot(key, name), model_call("chat", key, name) as call:
-                    response = call.response = provider.chat(replace(request, model=name))
+                    if hooks is not None:
+                        response = hooks.attempt(f"{key}/{_bare(name)}", request, send)
+                    else:
+                        response = send()
+                    call.response = response
             except FALLBACK_ON as exc:
                 failures.append((f"{key}/{name}", exc))
                 log.warning("llm.fallback", model=f"{key}/{name}", error=exc.message)

@@ -33,6 +33,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from agent33.config import ConfigError, Settings
+from agent33.wire import PRIORITY_STEPS
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +42,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 LLM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 KOMBU_PRIORITY_SEP = "\x06\x16"  # kombu's Redis transport: `<queue>\x06\x16<priority>` lists
-KOMBU_PRIORITIES = (3, 6, 9)  # priority 0 is the queue's own list
+KOMBU_PRIORITIES = PRIORITY_STEPS[1:]  # celeryconfig's steps; 0 is the queue's own list
 
 HTTP_DURATION = Histogram(
     "agent33_http_request_duration_seconds",

@@ -26,6 +26,7 @@ import ipaddress
 import json
 import re
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -84,6 +85,28 @@ class OutboundRequest:
     timeout: float = DEFAULT_TIMEOUT
     expect_status: tuple[int, ...] | None = None
     secrets: tuple[str, ...] = ()
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("5b2b3b1e-6f0e-4a56-9c54-a33a33a33a33")
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def idempotency_key(*parts: str) -> str:
+    """A stable key for one side effect: the same parts (run, step, call) give the same key on
+    every redelivery and retry, so a receiver that honours `Idempotency-Key` drops the repeat."""
+    return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, "\x1f".join(parts)))
+
+
+def with_idempotency_key(request: OutboundRequest, *parts: str) -> OutboundRequest:
+    """The request with an `Idempotency-Key` header when its method changes state and the caller
+    set none of its own (theirs wins, whatever its case)."""
+    if request.method.upper() in _SAFE_METHODS or any(
+        name.lower() == IDEMPOTENCY_HEADER.lower() for name in request.headers
+    ):
+        return request
+    headers = {**request.headers, IDEMPOTENCY_HEADER: idempotency_key(*parts)}
+    return replace(request, headers=headers)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ percent-encoded, so a model cannot add a path segment or a query parameter of it
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Mapping
@@ -23,7 +24,7 @@ from agent33.db import session_scope
 from agent33.definitions.tools import ToolDef, load_tool_file, templates_of, tool_files
 from agent33.errors import Agent33Error
 from agent33.llm.types import ToolSpec
-from agent33.security.outbound import OutboundFailed, OutboundRequest, send
+from agent33.security.outbound import OutboundFailed, OutboundRequest, send, with_idempotency_key
 from agent33.security.vault import (
     SecretValues,
     mask,
@@ -106,6 +107,11 @@ def http_function(tool: ToolDef) -> Any:
 
     def run(arguments: dict[str, Any], context: ToolContext) -> Any:
         request = _request(tool, arguments, context)
+        if context.run_id and context.step_id:  # the same call of the same step: the same key
+            call = json.dumps(arguments, sort_keys=True, default=str)
+            request = with_idempotency_key(
+                request, context.run_id, context.step_id, tool.name, call
+            )
         try:
             reply = send(
                 request,

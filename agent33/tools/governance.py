@@ -13,11 +13,13 @@ import json
 import threading
 import time
 from collections.abc import Callable, Collection
+from functools import partial
 from typing import Any
 
 import structlog
 
 from agent33.config import Settings
+from agent33.llm import hooks
 from agent33.llm.types import ToolSpec
 from agent33.observability import tracing
 from agent33.security.audit import Outcome, record_now
@@ -83,6 +85,19 @@ def call_tool(
 ) -> dict[str, Any]:
     """`{id?, name, arguments, result | error, duration_ms}`; `allowed` None: any known tool,
     else the tools of `agent` (named in the refusal; default: the context's agent)."""
+    call = partial(_call_tool, name, arguments, context, allowed, agent, call_id)
+    installed = hooks.active()
+    return call() if installed is None else installed.tool(name, arguments, call)
+
+
+def _call_tool(
+    name: str,
+    arguments: Any,
+    context: ToolContext,
+    allowed: Collection[str] | None,
+    agent: str | None,
+    call_id: str | None,
+) -> dict[str, Any]:
     started = time.monotonic()
     record: dict[str, Any] = {"name": name, "arguments": arguments}
     if call_id is not None:

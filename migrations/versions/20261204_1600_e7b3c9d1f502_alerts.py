@@ -1,7 +1,7 @@
 """alerts
 
 Revision ID: e7b3c9d1f502
-Revises: b2e4d6f8a012
+Revises: f1a3b5c7d704
 Create Date: 2026-12-04 16:00:00.000000
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "e7b3c9d1f502"
-down_revision: str | None = "b2e4d6f8a012"
+down_revision: str | None = "f1a3b5c7d704"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

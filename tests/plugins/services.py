@@ -9,6 +9,8 @@ its own database and its own Redis DB index, so parallel sessions do not collide
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,17 +53,22 @@ def scrubbed_environment() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     """A PostgreSQL server URL (maintenance database), real and with pgvector when embedded."""
     external = os.environ.get("AGENT33_TEST_DATABASE_URL")
     if external:
         yield external
         return
-    server: ManagedServer = start_postgres(tmp_path_factory.mktemp("pg") / "data", durable=False)
+    # Not under pytest's base temp: every pytest session on the machine resets
+    # /tmp/pytest-of-<user> to 0700, which locks the unprivileged PostgreSQL user (as root) out
+    # of another session's data directory.
+    root = Path(tempfile.mkdtemp(prefix="agent33-test-pg-"))
+    server: ManagedServer = start_postgres(root / "data", durable=False)
     try:
         yield server.url
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

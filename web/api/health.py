@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from agent33.config import Settings
 from agent33.db.engine import normalise_url
 from agent33.llm.local_model import NO_MODEL_HINT, probe_servers
+from agent33.supervision import read_report
 from tasks import dispatch
 from web.extensions import Blueprint, get_settings
 
@@ -47,10 +48,22 @@ class ServiceSchema(ma.Schema):
     server = ma.fields.String(metadata={"description": "model: the model server that answers"})
 
 
+class ProcessSchema(ma.Schema):
+    state = ma.fields.String(metadata={"description": "running or restarting"})
+    restarts = ma.fields.Integer(metadata={"description": "restarts since `serve` started"})
+    last_restart = ma.fields.String(metadata={"description": "UTC time of the last restart"})
+    last_error = ma.fields.String(metadata={"description": "why the last restart failed"})
+
+
 class HealthSchema(ma.Schema):
     status = ma.fields.String(metadata={"description": "healthy or degraded"})
     down = ma.fields.List(ma.fields.String(), metadata={"description": "required services down"})
     services = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(ServiceSchema))
+    processes = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Nested(ProcessSchema),
+        metadata={"description": "under `agent33 serve`: what it supervises and restarted"},
+    )
 
 
 def _postgres_ping(url: str) -> dict[str, Any]:
@@ -207,6 +220,10 @@ class Health(MethodView):
         Open to everyone (load balancers, orchestrators). 200 when every required service is
         up, 503 naming the ones that are down; optional services are reported but never fail.
         """
-        report = run_checks(get_settings())
+        settings = get_settings()
+        report = run_checks(settings)
+        processes = read_report(settings.var_dir)
+        if processes:
+            report["processes"] = processes
         status = 503 if report["status"] != "healthy" else 200
         return report, status, {"Cache-Control": "no-store"}

@@ -12,6 +12,7 @@ from agent33.db import session_scope
 from agent33.engine.lifecycle import ControlResult, approve_step, cancel_run, resume_run
 from agent33.engine.service import get_run, list_events, list_runs
 from agent33.engine.states import RunState
+from agent33.engine.usage import run_usage
 from agent33.security import scopes as sc
 from tasks.dispatch import revoke
 from web.auth import current_principal, require_scopes
@@ -45,6 +46,15 @@ class RunSummarySchema(ma.Schema):
             "description": "What started the run when no caller did (schedule, sensor, event)"
         },
     )
+    rerun_of = ma.fields.UUID(
+        allow_none=True, metadata={"description": "The run this one reruns from a step"}
+    )
+    pinned = ma.fields.Boolean(metadata={"description": "Kept by retention whatever its age"})
+    priority = ma.fields.Integer(metadata={"description": "0 (default) to 9 (most urgent)"})
+    concurrency_key = ma.fields.String(
+        allow_none=True,
+        metadata={"description": "The workflow's concurrency key for this run (`queued`: waits)"},
+    )
     created_at = ma.fields.DateTime()
     started_at = ma.fields.DateTime(allow_none=True)
     finished_at = ma.fields.DateTime(allow_none=True)
@@ -63,6 +73,10 @@ class StepSchema(ma.Schema):
     queued_at = ma.fields.DateTime(allow_none=True)
     started_at = ma.fields.DateTime(allow_none=True)
     finished_at = ma.fields.DateTime(allow_none=True)
+    copied_from = ma.fields.UUID(
+        allow_none=True,
+        metadata={"description": "In a rerun: the run this step's outcome was copied from"},
+    )
 
 
 class EventSchema(ma.Schema):
@@ -74,17 +88,52 @@ class EventSchema(ma.Schema):
     created_at = ma.fields.DateTime()
 
 
-class UsageSchema(ma.Schema):
+class StepUsageSchema(ma.Schema):
     prompt_tokens = ma.fields.Integer()
     completion_tokens = ma.fields.Integer()
     total_tokens = ma.fields.Integer()
+    cost = ma.fields.Float(metadata={"description": "At AGENT33_MODEL_PRICES (per 1K tokens)"})
+    latency_ms = ma.fields.Float(metadata={"description": "Time spent in model calls"})
     model_calls = ma.fields.Integer()
 
 
+class AwaitingSchema(ma.Schema):
+    step_id = ma.fields.String()
+    prompt = ma.fields.String()
+    tool_call = ma.fields.Dict(
+        allow_none=True,
+        metadata={"description": "The agent's proposed tool call: {id, name, arguments}"},
+    )
+
+
+class BudgetStateSchema(ma.Schema):
+    tokens = ma.fields.Integer(allow_none=True)
+    cost = ma.fields.Float(allow_none=True)
+    on_budget = ma.fields.String()
+    tokens_used = ma.fields.Integer()
+    cost_used = ma.fields.Float()
+    tokens_reserved = ma.fields.Integer(metadata={"description": "Used + held by calls out now"})
+
+
+class UsageSchema(StepUsageSchema):
+    steps = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Nested(StepUsageSchema),
+        metadata={"description": "The same per step (map children as `step[key]`)"},
+    )
+    budget = ma.fields.Nested(BudgetStateSchema, allow_none=True)
+
+
 class RunDetailSchema(RunSummarySchema):
+    awaiting = ma.fields.List(
+        ma.fields.Nested(AwaitingSchema),
+        metadata={"description": "Steps awaiting an approval (`POST .../approve` answers)"},
+    )
     steps = ma.fields.List(ma.fields.Nested(StepSchema))
     events = ma.fields.List(ma.fields.Nested(EventSchema))
-    usage = ma.fields.Nested(UsageSchema, metadata={"description": "Model usage of all steps"})
+    usage = ma.fields.Nested(
+        UsageSchema, metadata={"description": "Model usage of the run and of each step"}
+    )
 
 
 RunPageSchema = page_schema(RunSummarySchema, "Run")
@@ -113,6 +162,10 @@ RUN_ATTRIBUTES = (
     "error",
     "created_by",
     "trigger",
+    "rerun_of",
+    "pinned",
+    "priority",
+    "concurrency_key",
     "created_at",
     "started_at",
     "finished_at",
@@ -153,26 +206,31 @@ class RunById(MethodView):
         with session_scope() as session:
             run = get_run(session=session, run_id=run_id)
             events = list_events(session=session, run_id=run_id)
+            usage = run_usage(session=session, run_id=run_id)
         # Dumped after the commit: rows stay loaded (expire_on_commit=False, steps eager-loaded).
         return {
             **{name: getattr(run, name) for name in RUN_ATTRIBUTES},
+            "awaiting": awaiting(run.steps),
             "steps": run.steps,
             "events": events,
-            "usage": run_usage(run.steps),
+            "usage": usage,
         }
 
 
-def run_usage(steps: Any) -> dict[str, int]:
-    """Token usage rolled up over the run's model steps (each `invoke_agent` output has it)."""
-    total = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "model_calls": 0}
+def awaiting(steps: Any) -> list[dict[str, Any]]:
+    """What the run waits for from a person: each step's prompt and proposed tool call."""
+    found = []
     for step in steps:
-        output = step.output if isinstance(step.output, dict) else {}
-        usage = output.get("usage")
-        if isinstance(usage, dict):
-            for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
-                total[key] += int(usage.get(key) or 0)
-            total["model_calls"] += int(output.get("model_calls") or 0)
-    return total
+        if step.waiting_for == "approval":
+            output = step.output if isinstance(step.output, dict) else {}
+            found.append(
+                {
+                    "step_id": step.step_id,
+                    "prompt": str(output.get("prompt", "")),
+                    "tool_call": output.get("tool_call"),
+                }
+            )
+    return found
 
 
 @blp.route("/<uuid:run_id>/cancel")
@@ -213,8 +271,9 @@ class RunApprove(MethodView):
     def post(self, body: dict[str, Any], run_id: uuid.UUID) -> dict[str, Any]:
         """Approve or reject a step
 
-        Answers a `wait` step awaiting approval (`approved: false` fails it); 409 when the
-        step is not awaiting one.
+        Answers a `wait` step awaiting approval (`approved: false` fails it), or an agent
+        step parked on a proposed tool call (approved: the tool runs; rejected: the model is
+        told so; either way the conversation continues); 409 when the step is not awaiting one.
         """
         with session_scope() as session:
             result = approve_step(

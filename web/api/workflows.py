@@ -15,12 +15,14 @@ from agent33.db.models import Run, WorkflowDefinition
 from agent33.definitions.loader import parse_workflow
 from agent33.definitions.models import WorkflowDef
 from agent33.definitions.registry import get_workflow, is_latest, list_workflows, save_workflow
+from agent33.definitions.schemas import ON_BUDGET, BudgetSchema, budget_of
 from agent33.definitions.versions import require_newer
 from agent33.engine.service import start_run
 from agent33.engine.validation import validate_workflow
 from agent33.errors import Conflict, DefinitionError, ValidationFailed
 from agent33.security import scopes as sc
 from agent33.tools import known_tools
+from agent33.wire import MAX_PRIORITY
 from web.auth import current_principal, require_scopes
 from web.extensions import BIGINT_MAX, Blueprint, get_settings, list_schema
 from web.outbox import publish
@@ -102,6 +104,22 @@ class RunCreateSchema(ma.Schema):
         allow_none=True,
         validate=ma.validate.Range(min=1, max=BIGINT_MAX),
         metadata={"description": "Workflow version; omitted means the latest"},
+    )
+    priority = ma.fields.Integer(
+        load_default=0,
+        validate=ma.validate.Range(min=0, max=MAX_PRIORITY),
+        metadata={"description": "0 (default) to 9 (most urgent): the broker serves it first"},
+    )
+    budget = ma.fields.Nested(
+        BudgetSchema,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "A run-wide model budget instead of the workflow's"},
+    )
+    on_budget = ma.fields.String(
+        load_default="fail",
+        validate=ma.validate.OneOf(ON_BUDGET),
+        metadata={"description": "What a call that would pass the budget does"},
     )
 
 
@@ -238,8 +256,9 @@ class WorkflowRuns(MethodView):
         """Start a run
 
         Validates `inputs` against the workflow, records the run and queues its first steps;
-        answers 202 at once with the run id. A repeated `Idempotency-Key` returns the
-        existing run with 200 and starts nothing.
+        answers 202 at once with the run id (state `queued` when the workflow's concurrency
+        key is at its limit: it starts when a run of that key ends). A repeated
+        `Idempotency-Key` returns the existing run with 200 and starts nothing.
         """
         with session_scope() as session:
             run, outbox_ids, created = start_run(
@@ -250,6 +269,8 @@ class WorkflowRuns(MethodView):
                 version=body["version"],
                 idempotency_key=idempotency_key,
                 created_by=current_principal().subject,
+                priority=body["priority"],
+                budget=budget_of(body["budget"], body["on_budget"]),
             )
         publish(outbox_ids)
         location = f"/api/v1/runs/{run.id}"

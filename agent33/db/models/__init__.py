@@ -14,6 +14,7 @@ from agent33.db.models.chat import ChatMessage
 from agent33.db.models.definitions import AgentDefinition, WorkflowDefinition
 from agent33.db.models.memory import IngestJob, MemoryChunk, MemoryCollection, MemoryDocument
 from agent33.db.models.outbox import OutboxMessage
+from agent33.db.models.run_control import RecordedCall, RunBudget, RunReplay
 from agent33.db.models.runs import Run, RunEvent, StepRun
 from agent33.db.models.security import ApiKey, RefreshToken, Secret, User
 
@@ -30,9 +31,12 @@ __all__ = [
     "MemoryCollection",
     "MemoryDocument",
     "OutboxMessage",
+    "RecordedCall",
     "RefreshToken",
     "Run",
+    "RunBudget",
     "RunEvent",
+    "RunReplay",
     "Schedule",
     "ScheduleFire",
     "Secret",

@@ -6,7 +6,18 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Identity, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Identity,
+    Index,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from agent33.db.base import Base, JSONColumn, utcnow
@@ -14,6 +25,17 @@ from agent33.db.base import Base, JSONColumn, utcnow
 
 class Run(Base):
     __tablename__ = "runs"
+    __table_args__ = (
+        # Admission: the oldest queued run of a key, and the count of a key's admitted runs.
+        Index(
+            "ix_runs_concurrency",
+            "workflow_name",
+            "concurrency_key",
+            "state",
+            "created_at",
+            postgresql_where=text("concurrency_key IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     workflow_id: Mapped[uuid.UUID] = mapped_column(
@@ -33,9 +55,21 @@ class Run(Base):
     # What started the run when no person did: {"kind": "schedule", "schedule": ..., "slot": ...}
     # for a schedule's slot, {"kind": "sensor" | "event", ...} for automation; None for API/CLI.
     trigger: Mapped[dict[str, Any] | None]
+    # The run this one reruns from a step (its steps before that step are copied from it).
+    rerun_of: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL"), index=True
+    )
+    # A pinned run is never purged by retention.
+    pinned: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # `concurrency:` of the workflow, evaluated at creation: runs of one workflow sharing a key
+    # are admitted at most `concurrency_limit` at a time, the rest wait `queued`.
+    concurrency_key: Mapped[str | None] = mapped_column(String(200))
+    concurrency_limit: Mapped[int | None]
+    # 0 (default) to 9 (most urgent): the broker delivers this run's step messages by it.
+    priority: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[dt.datetime | None]
-    finished_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None] = mapped_column(index=True)
 
     steps: Mapped[list[StepRun]] = relationship(
         back_populates="run",
@@ -77,6 +111,8 @@ class StepRun(Base):
     )
     key: Mapped[str | None] = mapped_column(String(200))
     waiting_for: Mapped[str | None] = mapped_column(String(20))
+    # Set on a rerun's step whose outcome was copied from this run (it did not execute again).
+    copied_from: Mapped[uuid.UUID | None]
 
     run: Mapped[Run] = relationship(back_populates="steps", foreign_keys=[run_id])
 

@@ -41,19 +41,32 @@ class ActionFailed(Agent33Error):
 Action = Callable[[ActionContext], Any]
 _REGISTRY: dict[str, Action] = {}
 _INLINE: set[str] = set()
+_NOT_REPEAT_SAFE: set[str] = set()
 
 
-def register(name: str, *, inline: bool = False) -> Callable[[Action], Action]:
+def register(
+    name: str, *, inline: bool = False, repeat_safe: bool = True
+) -> Callable[[Action], Action]:
     """`inline`: the action touches nothing outside the database (pure data work), so it may run
-    inside the transaction that claims the step, saving a commit per step."""
+    inside the transaction that claims the step, saving a commit per step.
+
+    `repeat_safe=False`: running it twice may do harm no receiver can undo (a command), so a
+    lost attempt is run again only when its worker is known dead, never on a guess."""
 
     def decorate(func: Action) -> Action:
         _REGISTRY[name] = func
         if inline:
             _INLINE.add(name)
+        if not repeat_safe:
+            _NOT_REPEAT_SAFE.add(name)
         return func
 
     return decorate
+
+
+def is_repeat_safe(name: str) -> bool:
+    _load_builtin()
+    return name not in _NOT_REPEAT_SAFE
 
 
 def is_inline(name: str) -> bool:

@@ -18,11 +18,13 @@ from sqlalchemy.orm import Session
 
 from agent33.agents.knowledge import gather
 from agent33.agents.routing import route_summary, routed_turn
-from agent33.agents.runtime import AgentOutputError, run_agent, user_text
+from agent33.agents.runtime import AgentOutputError, ToolApprovalRequired, run_agent, user_text
+from agent33.agents.tool_approval import call_json
 from agent33.db import session_scope
 from agent33.db.models import Run
 from agent33.definitions.agents import get_agent
 from agent33.engine import routes
+from agent33.engine.action_requests import AwaitApproval
 from agent33.engine.actions import ActionContext, ActionFailed, register
 from agent33.errors import NotFound, ValidationFailed
 from agent33.llm.provider import LLMError, ProviderUnavailable, RateLimited
@@ -41,6 +43,16 @@ def _user(session: Session, context: ActionContext) -> str | None:
     except ValueError:
         return None
     return run.created_by if run is not None else None
+
+
+def _resumed(previous: Any) -> dict[str, Any] | None:
+    """The parked turn to continue, once a person decided on its proposed tool call."""
+    if isinstance(previous, dict) and isinstance(previous.get("decision"), dict):
+        resume = previous.get("resume")
+        if isinstance(resume, dict):
+            call_id = (previous.get("tool_call") or {}).get("id")
+            return {**resume, "decisions": {call_id: previous["decision"]}}
+    return None
 
 
 @register("invoke_agent")
@@ -90,7 +102,15 @@ def invoke_agent(context: ActionContext) -> Any:
                 router=router_for(context.settings),
                 context=tools,
                 knowledge=knowledge,
+                park=True,
+                resume=_resumed(context.previous_output),
             )
+    except ToolApprovalRequired as parked:
+        return AwaitApproval(
+            prompt=f"agent {name!r} wants to call tool {parked.call.name!r}",
+            tool_call=call_json(parked.call),
+            resume=parked.state,
+        )
     except (ProviderUnavailable, RateLimited) as exc:
         raise ActionFailed(exc.message, retryable=True) from None
     except (LLMError, AgentOutputError) as exc:

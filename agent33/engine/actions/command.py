@@ -145,7 +145,7 @@ def _watcher(context: ActionContext) -> Callable[[], bool] | None:
     return wanted
 
 
-@register("run_command")
+@register("run_command", repeat_safe=False)
 def run_command(context: ActionContext) -> Any:
     """Output `{exit_code, stdout, stderr, duration_ms}`; a non-zero exit fails when `check`."""
     spec = parse(context.params)

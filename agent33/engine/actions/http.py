@@ -13,7 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent33.engine.actions import ActionContext, ActionFailed, register
-from agent33.security.outbound import DEFAULT_TIMEOUT, OutboundFailed, OutboundRequest, send
+from agent33.security.outbound import (
+    DEFAULT_TIMEOUT,
+    OutboundFailed,
+    OutboundRequest,
+    send,
+    with_idempotency_key,
+)
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 KNOWN = ("url", "method", "headers", "params", "json", "body", "timeout", "expect_status")
@@ -86,6 +92,8 @@ def http_request(context: ActionContext) -> Any:
     """Output `{status, headers, body, url, elapsed_ms}`; 5xx/429/network errors are retryable."""
     resolved = getattr(context.context.get("secrets"), "resolved", None) or {}
     request = parse(context.params, tuple(str(value) for value in resolved.values()))
+    # One key per step, the same on every attempt and redelivery: see docs/reliability.md.
+    request = with_idempotency_key(request, context.run_id, context.step_id)
     started = time.monotonic()
     try:
         reply = send(

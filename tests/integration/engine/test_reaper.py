@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -21,13 +22,15 @@ pytestmark = pytest.mark.usefixtures("committed_db")
 LATER = dt.timedelta(hours=2)
 
 
-def _run_with_first_step(state: StepState, deliveries: int, worker: str) -> uuid.UUID:
+def _run_with_first_step(
+    state: StepState, deliveries: int, worker: str, first: dict[str, Any] | None = None
+) -> uuid.UUID:
     save(
         {
             "name": "reapable",
             "inputs": {"type": "object"},
             "steps": [
-                {"id": "a", "action": "transform", "with": {}},
+                first or {"id": "a", "action": "transform", "with": {}},
                 {"id": "b", "action": "transform", "depends_on": ["a"], "with": {}},
             ],
         }
@@ -144,3 +147,26 @@ def test_a_retry_waiting_out_its_countdown_is_not_taken_for_lost(settings: Setti
     assert reaper.reap(settings, now=early).redelivered == 0
     due = queued_at + dt.timedelta(seconds=delay + settings.step_lease_seconds + 1)
     assert reaper.reap(settings, now=due).redelivered == 1
+
+
+COMMAND = {"id": "a", "action": "run_command", "with": {"argv": ["echo", "charged"]}}
+
+
+def test_a_command_whose_worker_may_live_is_failed_not_run_twice(settings: Settings) -> None:
+    """`run_command` is not safe to repeat: with its worker's fate unknown (another host), the
+    reaper fails it (a dead letter to resume by hand) and a stray redelivery does not run it."""
+    run_id = _run_with_first_step(StepState.RUNNING, 1, "other-host:7", COMMAND)
+    assert runner.run_step(str(_step(run_id, "a").id), settings).status == "duplicate:running"
+    result = reaper.reap(settings, now=store.lease_deadline(0) + LATER)
+    assert (result.redelivered, result.failed) == (0, 1)
+    step = _step(run_id, "a")
+    assert step.state == "failed" and step.error["type"] == "PossiblyExecuted"
+    assert "not safe to repeat" in step.error["message"] and step.attempt == 0
+
+
+def test_a_command_whose_worker_is_known_dead_is_redelivered(settings: Settings) -> None:
+    dead = f"{socket.gethostname()}:{2**22 + 12345}"  # above any pid_max: a dead process here
+    run_id = _run_with_first_step(StepState.RUNNING, 1, dead, COMMAND)
+    result = reaper.reap(settings, now=store.lease_deadline(0) + LATER)
+    assert (result.redelivered, result.failed) == (1, 0)
+    assert _step(run_id, "a").state == "queued"

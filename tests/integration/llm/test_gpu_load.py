@@ -51,7 +51,7 @@ def test_an_idle_gpu_queue_keeps_the_call_local(gpu: Settings) -> None:
 def test_messages_in_every_priority_list_count_towards_the_depth(gpu: Settings) -> None:
     _queue(gpu, 1, 1)
     assert route_call(gpu, "qwen2.5").route == "local"
-    _queue(gpu, 0, 0, 0, 1)  # a high-priority sub-queue: `llm.gpu\x06\x169`
+    _queue(gpu, 0, 0, 0, 1)  # another priority list: `llm.gpu\x06\x163`
     route = route_call(gpu, "qwen2.5")
     assert (route.queue, route.model, route.route) == ("llm", "openai/gpt-4o-mini", "remote")
     assert route.reason == "llm.gpu depth 3 >= 3"

@@ -247,3 +247,28 @@ def test_allowlist_matching() -> None:
 )
 def test_bad_params_are_refused(params: dict[str, Any], needle: str) -> None:
     assert needle in str(_fails(params))
+
+
+def _sent_key(base_url: str, method: str, run: str, step: str, **params: Any) -> str | None:
+    settings = Settings().replace(http_allowlist=ALLOW, http_allow_private=True)
+    context = ActionContext(
+        run_id=run,
+        step_id=step,
+        attempt=1,
+        params={"url": f"{base_url}/echo", "method": method, **params},
+        settings=settings,
+    )
+    headers: dict[str, str] = http_request(context)["body"]["headers"]
+    return headers.get("idempotency-key")
+
+
+def test_a_state_changing_call_carries_the_steps_idempotency_key(base_url: str) -> None:
+    """Every attempt and redelivery of one step sends the same key; another step, another key."""
+    first = _sent_key(base_url, "POST", "run-1", "charge")
+    assert first and first == _sent_key(base_url, "POST", "run-1", "charge")
+    assert _sent_key(base_url, "PUT", "run-1", "charge") == first
+    assert _sent_key(base_url, "POST", "run-1", "refund") not in (None, first)
+    assert _sent_key(base_url, "POST", "run-2", "charge") not in (None, first)
+    assert _sent_key(base_url, "GET", "run-1", "charge") is None  # GET changes nothing
+    mine = {"headers": {"idempotency-key": "order-77"}}
+    assert _sent_key(base_url, "POST", "run-1", "charge", **mine) == "order-77"

@@ -25,12 +25,7 @@ GPU = Settings(
 
 
 def test_kombu_keeps_a_queue_in_one_list_per_priority_step_behind_the_key_prefix() -> None:
-    assert queue_keys(GPU) == [
-        "llm.gpu",
-        "llm.gpu\x06\x163",
-        "llm.gpu\x06\x166",
-        "llm.gpu\x06\x169",
-    ]
+    assert queue_keys(GPU) == ["llm.gpu"] + [f"llm.gpu\x06\x16{p}" for p in range(1, 10)]
     prefixed = GPU.replace(
         extra={"broker_transport_options": {"global_keyprefix": "p:", "priority_steps": [0, 5]}}
     )
