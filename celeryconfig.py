@@ -67,10 +67,11 @@ def build_config(settings: Settings) -> dict[str, Any]:
         "task_track_started": True,
         "result_extended": True,
         "result_expires": 24 * 3600,
-        # Off by default (each task would publish 3-4 extra events); Flower switches worker
-        # events on at run time (`enable_events`) when it starts.
-        "worker_send_task_events": False,
-        "task_send_sent_event": False,
+        # Off unless AGENT33_TASK_EVENTS (each task would publish 3-4 extra events); Flower
+        # also switches worker events on at run time (`enable_events`) when it starts, but only
+        # publishers configured here send `task-sent`.
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": settings.task_events,
         "worker_hijack_root_logger": False,
         "timezone": "UTC",
         "enable_utc": True,
@@ -96,6 +97,12 @@ def build_config(settings: Settings) -> dict[str, Any]:
                 "task": TaskName.FIRE_SCHEDULES.value,
                 "schedule": settings.schedule_tick,
                 "options": {"expires": settings.schedule_tick},
+            },
+            # Alert rules: one evaluation of every rule; incidents open and close in the database.
+            TaskName.EVALUATE_ALERTS.value: {
+                "task": TaskName.EVALUATE_ALERTS.value,
+                "schedule": settings.alert_tick,
+                "options": {"expires": settings.alert_tick},
             },
             TaskName.RETENTION.value: {
                 "task": TaskName.RETENTION.value,

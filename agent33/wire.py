@@ -20,6 +20,7 @@ class TaskName(StrEnum):
     PURGE_RUNS = "agent33.maintenance.purge_runs"
     POLL_SENSORS = "agent33.maintenance.poll_sensors"
     FIRE_SCHEDULES = "agent33.maintenance.fire_schedules"
+    EVALUATE_ALERTS = "agent33.maintenance.evaluate_alerts"
     MEMORY_INGEST = "agent33.memory.ingest"
     WEBHOOK_DELIVER = "agent33.webhook.deliver"
 

@@ -14,7 +14,8 @@ roles:
   worker-llm   celery worker for the llm queue
   worker-gpu   celery worker for the llm.gpu queue (GPU_CONCURRENCY, default 1)
   beat         celery beat, schedule file under AGENT33_VAR_DIR
-  flower       celery flower (FLOWER_ADDRESS, default 127.0.0.1; FLOWER_PORT, default 5555)
+  flower       agent33 flower: Flower behind basic auth (AGENT33_FLOWER_USER/_PASSWORD;
+               FLOWER_ADDRESS, default 127.0.0.1; FLOWER_PORT, default 5555)
   migrate      agent33 db upgrade (alias: release)
   shell        run ARGS as a command, or bash when none are given
 EOF
@@ -60,7 +61,8 @@ case "$role" in
         exec celery -A tasks beat --schedule "$var_dir/celerybeat-schedule" "$@"
         ;;
     flower)
-        exec celery -A tasks flower \
+        # Basic auth from AGENT33_FLOWER_USER/_PASSWORD; refused in production without them.
+        exec agent33 flower \
             --address="${FLOWER_ADDRESS:-127.0.0.1}" \
             --port="${FLOWER_PORT:-5555}" \
             "$@"

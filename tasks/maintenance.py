@@ -1,5 +1,5 @@
 """Beat-fired housekeeping: re-publish the outbox, reap steps whose worker was lost, fire user
-schedules, check the sensors, purge what retention no longer keeps."""
+schedules, check the sensors, purge what retention no longer keeps, evaluate the alert rules."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from agent33.automation import delivery, schedule_tick, sensor_tick
 from agent33.engine import outbox, reaper, retention
+from agent33.observability import alerts
 from agent33.wire import TaskName
 from tasks.app import app, current_settings
 from tasks.dispatch import flush_outbox, publish_delivery, revoke
@@ -51,6 +52,23 @@ def fire_schedules() -> dict[str, Any]:
         "fired": result.fired,
         "skipped": result.skipped,
         "queued": result.queued,
+        "failed": result.failed,
+    }
+
+
+@app.task(name=TaskName.EVALUATE_ALERTS.value)
+def evaluate_alerts() -> dict[str, Any]:
+    """Evaluate every alert rule once; firing and resolving send their webhook deliveries."""
+    result = alerts.tick(current_settings())
+    for delivery_id in result.delivery_ids:
+        try:
+            publish_delivery(delivery_id)
+        except Exception:  # noqa: BLE001, S112 - the relay publishes overdue deliveries
+            continue
+    return {
+        "evaluated": result.evaluated,
+        "fired": result.fired,
+        "resolved": result.resolved,
         "failed": result.failed,
     }
 

@@ -27,7 +27,15 @@ from agent33.security import vault as vaults
 from agent33.security.outbound import OutboundFailed, check_destination
 from agent33.wire import Queue, TaskName
 
-EVENT_TYPES = ("run.succeeded", "run.failed", "run.cancelled", "run.waiting", "step.failed")
+EVENT_TYPES = (
+    "run.succeeded",
+    "run.failed",
+    "run.cancelled",
+    "run.waiting",
+    "step.failed",
+    "alert.firing",
+    "alert.resolved",
+)
 RUN_EVENTS = {
     "succeeded": "run.succeeded",
     "failed": "run.failed",
@@ -173,25 +181,58 @@ def record_event(
 ) -> list[int]:
     """One delivery per matching subscription, and an outbox row publishing each (published
     right after the commit; by the relay if that fails). Returns the outbox ids."""
+    body = {"type": event_type, "timestamp": _timestamp(), "data": summary(run, step, message)}
+    deliveries = _deliveries(session, event_type, run.workflow_name, body, run_id=run.id)
+    if not deliveries:
+        return []
+    rows = [
+        OutboxMessage(run_id=run.id, payload=delivery_message(delivery.id))
+        for delivery in deliveries
+    ]
+    session.add_all(rows)
+    session.flush()
+    ids = [row.id for row in rows]
+    session.info.setdefault(AFTER_COMMIT, []).extend(ids)
+    return ids
+
+
+def record_alert(
+    *, session: Session, event_type: str, data: dict[str, Any], workflow: str | None = None
+) -> list[int]:
+    """One delivery per subscription to `event_type` (`alert.firing`/`alert.resolved`; a
+    subscription's workflow filter matches the rule's workflow). Returns the delivery ids:
+    there is no run for an outbox row, so the caller publishes them after its commit
+    (`tasks.dispatch.publish_delivery`), and the relay sends any it missed once overdue."""
+    body = {"type": event_type, "timestamp": _timestamp(), "data": data}
+    return [d.id for d in _deliveries(session, event_type, workflow, body, run_id=None)]
+
+
+def _timestamp() -> str:
+    return utcnow().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _deliveries(
+    session: Session,
+    event_type: str,
+    workflow: str | None,
+    body: dict[str, Any],
+    *,
+    run_id: uuid.UUID | None,
+) -> list[WebhookDelivery]:
     if not any_active(session):
         return []
     hooks = [
         hook
         for hook in session.scalars(select(Webhook).where(Webhook.active.is_(True)))
-        if event_type in hook.events and hook.workflow in (None, run.workflow_name)
+        if event_type in hook.events and hook.workflow in (None, workflow)
     ]
     if not hooks:
         return []
-    body = {
-        "type": event_type,
-        "timestamp": utcnow().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "data": summary(run, step, message),
-    }
     deliveries = [
         WebhookDelivery(
             msg_id=f"msg_{uuid.uuid4().hex}",
             webhook_id=hook.id,
-            run_id=run.id,
+            run_id=run_id,
             event_type=event_type,
             payload=body,
             state="pending",
@@ -202,15 +243,7 @@ def record_event(
     ]
     session.add_all(deliveries)
     session.flush()
-    rows = [
-        OutboxMessage(run_id=run.id, payload=delivery_message(delivery.id))
-        for delivery in deliveries
-    ]
-    session.add_all(rows)
-    session.flush()
-    ids = [row.id for row in rows]
-    session.info.setdefault(AFTER_COMMIT, []).extend(ids)
-    return ids
+    return deliveries
 
 
 def delivery_message(delivery_id: int, countdown: float | None = None) -> dict[str, Any]:

@@ -9,9 +9,11 @@ import click
 from agent33 import __version__
 from agent33.cli.admin import db_group, keys_group, users_group
 from agent33.cli.agents import agents_group
+from agent33.cli.alerts import alerts_group
 from agent33.cli.automation import deadletters_group, webhooks_group
 from agent33.cli.chat import chat_command
 from agent33.cli.config import config_group
+from agent33.cli.flower import flower_command
 from agent33.cli.ingest import ingest_command
 from agent33.cli.memory import memory_group, search_command
 from agent33.cli.replay import runs_budget, runs_replay
@@ -34,11 +36,13 @@ def cli() -> None:
 
 for command in (
     agents_group,
+    alerts_group,
     chat_command,
     config_group,
     db_group,
     events_group,
     deadletters_group,
+    flower_command,
     users_group,
     keys_group,
     ingest_command,

@@ -30,7 +30,8 @@ def webhooks_group() -> None:
 @click.option(
     "--events",
     required=True,
-    help="Comma list: run.succeeded, run.failed, run.cancelled, run.waiting, step.failed.",
+    help="Comma list: run.succeeded, run.failed, run.cancelled, run.waiting, step.failed, "
+    "alert.firing, alert.resolved.",
 )
 @click.option("--workflow", default=None, help="Only runs of this workflow.")
 @click.option("--description", default=None)

@@ -1,8 +1,11 @@
-"""`agent33 serve --flower`: Flower on the same broker, behind basic auth, bound to 127.0.0.1.
+"""Flower, always behind basic auth: `agent33 flower` (the Procfile's and the container's
+`flower` role) and `agent33 serve --flower`.
 
-The credentials are generated once and kept in `var/flower_credentials` (mode 0600); Flower
-reads them from a config file beside them (also 0600), never from its command line, where any
-local user could read them with `ps`.
+The credentials come from AGENT33_FLOWER_USER / AGENT33_FLOWER_PASSWORD. Without them a
+development machine gets a generated pair, kept in `var/flower_credentials` (mode 0600);
+production refuses to start, since an unauthenticated Flower can revoke and inspect every task.
+Flower reads the pair from a config file (also 0600), never from its command line, where any
+local user could read it with `ps`.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import secrets
 import sys
 from pathlib import Path
 
-from agent33.config import Settings
+import click
+
+from agent33.config import ConfigError, Settings
 
 CREDENTIALS_FILE = "flower_credentials"
 CONFIG_FILE = "flowerconfig.py"
 USER = "admin"
 DEFAULT_PORT = 5555
+DEFAULT_ADDRESS = "127.0.0.1"
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -28,8 +34,28 @@ def _write_private(path: Path, text: str) -> None:
     path.chmod(0o600)
 
 
+def configured(settings: Settings) -> tuple[str, str] | None:
+    """The pair from settings; one without the other is a configuration error."""
+    user, password = settings.flower_user, settings.flower_password
+    if bool(user) != bool(password):
+        missing = "AGENT33_FLOWER_PASSWORD" if user else "AGENT33_FLOWER_USER"
+        raise ConfigError(f"{missing} must be set too: Flower needs both a user and a password")
+    if user and ":" in user:
+        raise ConfigError("AGENT33_FLOWER_USER must not contain ':'")
+    return (user, password) if user and password else None
+
+
 def credentials(settings: Settings) -> tuple[str, str, bool]:
-    """(user, password, new): read var/flower_credentials, or create it on first use."""
+    """(user, password, new): from settings; else, outside production, var/flower_credentials
+    (created on first use). Raises ConfigError in production without settings."""
+    pair = configured(settings)
+    if pair is not None:
+        return pair[0], pair[1], False
+    if settings.is_production:
+        raise ConfigError(
+            "Flower refuses to start without authentication in production: set "
+            "AGENT33_FLOWER_USER and AGENT33_FLOWER_PASSWORD"
+        )
     path = settings.var_dir / CREDENTIALS_FILE
     try:
         user, _, password = path.read_text().strip().partition(":")
@@ -42,7 +68,9 @@ def credentials(settings: Settings) -> tuple[str, str, bool]:
     return USER, password, True
 
 
-def command(settings: Settings, port: int, user: str, password: str) -> list[str]:
+def command(
+    settings: Settings, port: int, user: str, password: str, address: str = DEFAULT_ADDRESS
+) -> list[str]:
     """Flower's argv; its basic-auth pair goes to a 0600 config file, not to the argv."""
     config = settings.var_dir / CONFIG_FILE
     _write_private(config, f"basic_auth = [{f'{user}:{password}'!r}]\n")
@@ -54,7 +82,44 @@ def command(settings: Settings, port: int, user: str, password: str) -> list[str
         "tasks",
         "flower",
         f"--conf={config.absolute()}",
-        "--address=127.0.0.1",
+        f"--address={address}",
         f"--port={port}",
         "--persistent=False",
     ]
+
+
+@click.command("flower")
+@click.option(
+    "--address",
+    default=DEFAULT_ADDRESS,
+    show_default=True,
+    envvar="FLOWER_ADDRESS",
+    help="Address Flower binds (env FLOWER_ADDRESS).",
+)
+@click.option(
+    "--port",
+    default=DEFAULT_PORT,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    envvar="FLOWER_PORT",
+    help="Port (env FLOWER_PORT).",
+)
+def flower_command(address: str, port: int) -> None:
+    """Start Flower on the broker, behind basic auth from AGENT33_FLOWER_USER/_PASSWORD
+    (generated outside production; refused in production without them)."""
+    from agent33.embedded import resolve_settings
+
+    settings = resolve_settings()
+    try:
+        user, password, new = credentials(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if configured(settings) is None:
+        where = settings.var_dir / CREDENTIALS_FILE
+        click.echo(f"Flower: user {user}; password in {where}", err=True)
+        if new:
+            click.echo(f"  password (shown once): {password}", err=True)
+    argv = command(settings, port, user, password, address)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(argv[0], argv)  # noqa: S606 - fixed argv, credentials in the 0600 config file

@@ -260,3 +260,26 @@ def runs_approve(run_id: uuid.UUID, step_id: str, reject: bool, comment: str | N
     result = ApiClient(resolve_settings()).post(f"/api/v1/runs/{run_id}/approve", json=body)
     verdict = "rejected" if reject else "approved"
     click.echo(f"step {step_id} of run {result['id']} {verdict}; run {result['state']}")
+
+
+@runs_group.command("lineage")
+@click.argument("run_id", type=click.UUID)
+@click.option("--json", "as_json", is_flag=True)
+def runs_lineage(run_id: uuid.UUID, as_json: bool) -> None:
+    """Show which step outputs and inputs fed each step, and which documents were cited."""
+    graph = ApiClient(resolve_settings()).get(f"/api/v1/runs/{run_id}/lineage")
+    if as_json:
+        emit_json(graph)
+        return
+    click.echo(f"run {graph['run_id']}  {graph['workflow']} v{graph['version']}  {graph['state']}")
+    rows = [
+        (
+            edge["source"],
+            edge["target"],
+            edge["kind"],
+            edge.get("from") or (f"chunk {edge['chunk_id']}" if edge.get("chunk_id") else ""),
+            edge.get("to") or "",
+        )
+        for edge in graph["edges"]
+    ]
+    table(["from node", "to node", "kind", "reads", "into"], rows)

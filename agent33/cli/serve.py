@@ -209,7 +209,11 @@ def metrics_dir(settings: Settings, name: str) -> Path:
 def with_flower(settings: Settings, argv: dict[str, list[str]], port: int) -> dict[str, list[str]]:
     """Add Flower, and turn the worker's task events on (Flower shows nothing without them)."""
     user, password, new = flower_cli.credentials(settings)
-    where = settings.var_dir / flower_cli.CREDENTIALS_FILE
+    where = (
+        "AGENT33_FLOWER_PASSWORD"
+        if flower_cli.configured(settings) is not None
+        else str(settings.var_dir / flower_cli.CREDENTIALS_FILE)
+    )
     click.echo(f"Flower: http://127.0.0.1:{port}  (user {user}; password in {where})")
     if new:
         click.echo(f"  password (shown once): {password}")

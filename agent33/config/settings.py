@@ -474,6 +474,39 @@ class Settings:
         meaning="How long a web process trusts its last look at a token's user (deleted, "
         "disabled, scopes); `0` checks on every request.",
     )
+    # Alerts (agent33.observability.alerts) and Flower (agent33.cli.flower), issue 12.
+    alert_tick: float = setting(
+        "AGENT33_ALERT_TICK",
+        default="30",
+        parse=p.positive_number,
+        meaning="Seconds between beat's evaluations of the alert rules "
+        "(`agent33.maintenance.evaluate_alerts`).",
+    )
+    alert_rules: Mapping[str, Any] = setting(
+        "AGENT33_ALERT_RULES",
+        default="",
+        parse=p.json_object,
+        meaning="Alert rules besides `definitions/alerts/*.yaml`, as JSON: "
+        '`{"name": {"kind": "dead_letters"}, ...}`.',
+    )
+    task_events: bool = setting(
+        "AGENT33_TASK_EVENTS",
+        default="false",
+        parse=p.boolean,
+        meaning="`true`: workers send task events and publishers `task-sent` events (what "
+        "Flower shows); each task then publishes a few more broker messages.",
+    )
+    flower_user: str | None = setting(
+        "AGENT33_FLOWER_USER",
+        default=None,
+        meaning="Flower's basic-auth user (`agent33 flower`); required in production.",
+    )
+    flower_password: str | None = setting(
+        "AGENT33_FLOWER_PASSWORD",
+        default=None,
+        meaning="Flower's basic-auth password; required in production.",
+        secret=True,
+    )
     extra: Mapping[str, Any] = setting(
         "AGENT33_CELERY_EXTRA",
         default="",

@@ -86,6 +86,9 @@ LLM_DURATION = Histogram(
     ["provider", "model"],
     buckets=LLM_BUCKETS,
 )
+ALERTS = Counter(
+    "agent33_alerts", "Alert incidents fired and resolved, by rule.", ["rule", "event"]
+)
 
 _PENDING = "agent33.metrics.pending"
 Pending = list[tuple[Callable[..., None], tuple[Any, ...]]]
@@ -136,6 +139,11 @@ def step_reaped(outcome: str) -> None:
 def record_dead_letter(kind: str) -> None:
     """One message given up for good (a step, a webhook delivery, ...), by its kind."""
     DEAD_LETTERS.labels(kind).inc()
+
+
+def alert_event(rule: str, event: str) -> None:
+    """An alert rule's incident `firing` or `resolved`."""
+    ALERTS.labels(rule, event).inc()
 
 
 def llm_call(

@@ -200,6 +200,7 @@ def test_procfile_commands(procfile: dict[str, str]) -> None:
     assert "--concurrency 1" in procfile["worker-gpu"]
     assert procfile["beat"].startswith("celery -A tasks beat ")
     assert "var/" in procfile["beat"]
+    assert procfile["flower"].startswith("agent33 flower "), "Flower always behind basic auth"
     assert "--address=127.0.0.1" in procfile["flower"]
 
 
@@ -325,6 +326,16 @@ def test_prod_overlay_requires_secrets(compose_prod: dict[str, Any]) -> None:
         for secret in PROD_SECRETS:
             assert re.search(r"\$\{" + secret + r":\?", text), f"{name}: {secret} not required"
     assert "${POSTGRES_PASSWORD:?" in services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+
+
+def test_prod_overlay_requires_flower_credentials(compose_prod: dict[str, Any]) -> None:
+    env = compose_prod["services"]["flower"]["environment"]
+    for name in ("AGENT33_FLOWER_USER", "AGENT33_FLOWER_PASSWORD"):
+        assert str(env[name]).startswith("${" + name + ":?"), name
+
+
+def test_entrypoint_starts_flower_through_agent33(branches: dict[str, str]) -> None:
+    assert "exec agent33 flower" in branches["flower"]
 
 
 def test_prod_overlay_hides_backing_services(compose_prod: dict[str, Any]) -> None:

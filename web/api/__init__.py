@@ -6,6 +6,7 @@ import flask_smorest
 
 from web.api import (
     agents,
+    alerts,
     audit,
     auth,
     chat,
@@ -13,6 +14,7 @@ from web.api import (
     events,
     health,
     keys,
+    lineage,
     memories,
     memory,
     run_control,
@@ -35,6 +37,7 @@ BLUEPRINTS: list[flask_smorest.Blueprint] = [
     workflows.blp,
     agents.blp,
     runs.blp,
+    lineage.blp,
     run_control.blp,
     run_replay.blp,
     schedules.blp,
@@ -44,6 +47,7 @@ BLUEPRINTS: list[flask_smorest.Blueprint] = [
     events.blp,
     webhook_subscriptions.blp,
     deadletters.blp,
+    alerts.blp,
     memory.blp,
     memories.blp,
 ]

@@ -1,5 +1,6 @@
 """Every model, imported so Alembic sees all tables."""
 
+from agent33.db.models.alerts import AlertIncident, AlertState
 from agent33.db.models.audit import AuditEvent
 from agent33.db.models.automation import (
     DeadLetter,
@@ -19,6 +20,8 @@ from agent33.db.models.security import ApiKey, RefreshToken, Secret, User
 
 __all__ = [
     "AgentDefinition",
+    "AlertIncident",
+    "AlertState",
     "ApiKey",
     "AuditEvent",
     "ChatMessage",

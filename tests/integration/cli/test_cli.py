@@ -223,3 +223,25 @@ def test_small_things_read_well(live_api: str, tmp_path: Path) -> None:
     full = agent33(["status", "--json"], tmp_path, **env)
     model = json.loads(full.stdout)["services"]["model"]["error"]
     assert "ConnectionError" not in model and "connection refused" in model
+
+
+@pytest.mark.observability
+def test_runs_lineage_and_alerts_list(live_api: str, tmp_path: Path) -> None:
+    env = {"AGENT33_API_URL": live_api, "AGENT33_API_KEY": _key("runs:read", "runs:write")}
+    ran = agent33(
+        ["run", "demo_greeting", "--inputs", '{"name": "ada"}', "--wait"], tmp_path, **env
+    )
+    assert ran.returncode == 0, ran.stderr
+    run_id = next(line for line in ran.stdout.splitlines() if line.startswith("run ")).split()[1]
+    shown = agent33(["runs", "lineage", run_id], tmp_path, **env)
+    assert shown.returncode == 0, shown.stderr
+    assert "step:normalise" in shown.stdout and "steps.normalise.output" in shown.stdout
+    graph = json.loads(agent33(["runs", "lineage", run_id, "--json"], tmp_path, **env).stdout)
+    assert {"input:name", "step:greet"} <= {node["id"] for node in graph["nodes"]}
+    missing = agent33(["runs", "lineage", "6b1f0c5e-0000-4000-8000-000000000000"], tmp_path, **env)
+    assert missing.returncode == 1 and "not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    listed = agent33(["alerts", "list"], tmp_path, **env)
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line.split()[2] for line in listed.stdout.splitlines()[1:]}
+    assert rows["dead_letters"] == "ok" and rows["failing_runs"] == "ok"

@@ -34,6 +34,8 @@ EXPECTED_OPERATIONS = {
     ("/api/v1/runs/{run_id}/cancel", "post"),
     ("/api/v1/runs/{run_id}/resume", "post"),
     ("/api/v1/runs/{run_id}/approve", "post"),
+    ("/api/v1/runs/{run_id}/lineage", "get"),
+    ("/api/v1/alerts", "get"),
     ("/api/v1/runs/{run_id}/rerun", "post"),
     ("/api/v1/runs/{run_id}/pin", "post"),
     ("/api/v1/runs/{run_id}/unpin", "post"),
