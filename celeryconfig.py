@@ -45,6 +45,9 @@ def build_config(settings: Settings) -> dict[str, Any]:
             "agent33.llm.*": {"queue": Queue.LLM.value},
             "agent33.memory.*": {"queue": Queue.IO.value},
             "agent33.webhook.*": {"queue": Queue.IO.value},
+            # A channel's agent turn runs beside the models; its answer is sent from `io`.
+            TaskName.CHANNEL_REPLY.value: {"queue": Queue.LLM.value},
+            TaskName.CHANNEL_SEND.value: {"queue": Queue.IO.value},
             "agent33.maintenance.*": {"queue": Queue.MAINTENANCE.value},
         },
         "broker_transport_options": transport,

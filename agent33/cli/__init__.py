@@ -10,6 +10,7 @@ from agent33 import __version__
 from agent33.cli.admin import db_group, keys_group, users_group
 from agent33.cli.agents import agents_group
 from agent33.cli.automation import deadletters_group, webhooks_group
+from agent33.cli.channels import channels_group
 from agent33.cli.chat import chat_command
 from agent33.cli.config import config_group
 from agent33.cli.ingest import ingest_command
@@ -39,6 +40,7 @@ for command in (
     deadletters_group,
     users_group,
     keys_group,
+    channels_group,
     ingest_command,
     memory_group,
     search_command,
