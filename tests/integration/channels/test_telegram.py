@@ -143,3 +143,18 @@ def _wait_dead_letter(timeout: float = 30.0) -> DeadLetter:
                 return letter
         time.sleep(0.1)
     raise AssertionError("no dead letter")
+
+
+def test_a_dead_lettered_answer_can_be_replayed(
+    api: FlaskClient, admin: dict[str, str], telegram: FakeTelegram, fake_ollama: Any
+) -> None:
+    telegram.fail("refuse")
+    fake_ollama.script(content="Second time lucky.")
+    assert _post(api, telegram_update(61, "hi")).status_code == 200
+    letter = _wait_dead_letter()
+    assert letter.attempts == 1 and "chat not found" in (letter.last_error or "")
+    replayed = api.post(f"/api/v1/deadletters/{letter.id}/replay", headers=admin)
+    assert replayed.status_code == 202, replayed.get_json()
+    assert replayed.get_json()["kind"] == "channel"
+    (sent,) = telegram.wait_sent(1)
+    assert sent["text"] == "Second time lucky." and model_calls(fake_ollama) == 1
