@@ -48,6 +48,7 @@ def build_config(settings: Settings) -> dict[str, Any]:
             # A channel's agent turn runs beside the models; its answer is sent from `io`.
             TaskName.CHANNEL_REPLY.value: {"queue": Queue.LLM.value},
             TaskName.CHANNEL_SEND.value: {"queue": Queue.IO.value},
+            TaskName.CHANNEL_NOTIFY.value: {"queue": Queue.MAINTENANCE.value},
             "agent33.maintenance.*": {"queue": Queue.MAINTENANCE.value},
         },
         "broker_transport_options": transport,
@@ -102,6 +103,12 @@ def build_config(settings: Settings) -> dict[str, Any]:
                 "task": TaskName.RETENTION.value,
                 "schedule": 300.0,
                 "options": {"expires": 300},
+            },
+            # Conversations hear about the runs they started (the event bus's `channels` group).
+            TaskName.CHANNEL_NOTIFY.value: {
+                "task": TaskName.CHANNEL_NOTIFY.value,
+                "schedule": 3.0,
+                "options": {"expires": 3},
             },
         },
     }

@@ -70,11 +70,12 @@ class EventBus:
         consumer: str,
         *,
         count: int = 10,
-        block_ms: int = 1000,
+        block_ms: int | None = 1000,
         reclaim_idle_ms: int = RECLAIM_IDLE_MS,
     ) -> list[Event]:
         """The next events for `consumer`: its own unacknowledged ones first (it crashed
-        before acking), then entries other consumers left idle too long, then new ones."""
+        before acking), then entries other consumers left idle too long, then new ones
+        (waiting up to `block_ms` for them; None: not at all)."""
         own = self.client.xreadgroup(group, consumer, {self.stream: "0"}, count=count)
         events = self._events(group, own)
         if events:

@@ -22,6 +22,7 @@ class TaskName(StrEnum):
     WEBHOOK_DELIVER = "agent33.webhook.deliver"
     CHANNEL_REPLY = "agent33.channel.reply"
     CHANNEL_SEND = "agent33.channel.send"
+    CHANNEL_NOTIFY = "agent33.channel.notify"
 
 
 class Queue(StrEnum):

@@ -3,9 +3,10 @@ through the platform's API (`io` queue, retried with backoff, then dead-lettered
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
-from agent33.channels import replies
+from agent33.channels import notify, replies
 from agent33.wire import TaskName
 from tasks.app import app, current_settings
 from tasks.dispatch import publish_channel_send
@@ -28,3 +29,12 @@ def send(outbound_id: int) -> dict[str, Any]:
     if result.retry_in is not None:
         publish_channel_send(outbound_id, countdown=result.retry_in)
     return {"state": result.state, "retry_in": result.retry_in}
+
+
+@app.task(name=TaskName.CHANNEL_NOTIFY.value, ignore_result=True)
+def notify_runs() -> dict[str, Any]:
+    """Tell conversations about their runs (the event bus's `channels` group), then send."""
+    answers = notify.drain(f"notify@{socket.gethostname()}")
+    for outbound_id in answers:
+        publish_channel_send(outbound_id)
+    return {"notices": len(answers)}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from agent33.channels import pairing, store
+from agent33.channels import pairing, runs, store
 from agent33.channels.protocol import BadSignature, ChannelConfig, Received, WebhookRequest
 from agent33.channels.registry import adapter
 from agent33.config import Settings
@@ -29,6 +29,7 @@ class Outcome:
     received: Received
     replies: list[int] = field(default_factory=list)
     sends: list[int] = field(default_factory=list)
+    outbox: list[int] = field(default_factory=list)
     duplicates: int = 0
 
 
@@ -88,7 +89,18 @@ def receive(
             )
             if admission.allowed and message.text:
                 row.username = admission.username
-                outcome.replies.append(row.id)
+                if channel.workflow is None:
+                    outcome.replies.append(row.id)
+                    continue
+                reply, outbox = runs.handle(
+                    settings=settings, session=session, channel=channel, row=row
+                )
+                outcome.outbox.extend(outbox)
+                if reply is not None:
+                    answer = store.queue_answer(
+                        session=session, channel=channel, inbound=row, text=reply
+                    )
+                    outcome.sends.append(answer.id)
                 continue
             row.state = "refused" if admission.reply == pairing.REFUSAL else "handled"
             if admission.reply is not None:

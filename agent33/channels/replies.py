@@ -48,7 +48,7 @@ def answer(settings: Settings, inbound_id: int) -> int | None:
         if row is None or row.state != "received":
             return None
         channel = session.get(Channel, row.channel_id)
-        if channel is None:
+        if channel is None or channel.agent is None:
             return None
         row.state = "answering"
         turn = ChatTurn(

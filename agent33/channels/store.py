@@ -62,7 +62,8 @@ def create(
     session: Session,
     kind: str,
     name: str,
-    agent: str,
+    agent: str | None = None,
+    workflow: str | None = None,
     api_url: str | None = None,
     options: Mapping[str, Any] | None = None,
     secrets: Mapping[str, str] | None = None,
@@ -70,6 +71,11 @@ def create(
     allowlist: list[str] | None = None,
     created_by: str | None = None,
 ) -> Channel:
+    if (agent is None) == (workflow is None):
+        raise ValidationFailed(
+            "a channel answers with an agent or starts a workflow: give exactly one",
+            fields={"agent": ["give agent or workflow"], "workflow": ["give agent or workflow"]},
+        )
     names = _checked(kind, name, options or {}, secrets or {})
     if find(session=session, kind=kind, name=name) is not None:
         raise Conflict(f"channel {kind}/{name} exists", fields={"name": ["already exists"]})
@@ -77,6 +83,7 @@ def create(
         kind=kind,
         name=name,
         agent=agent,
+        workflow=workflow,
         api_url=api_url,
         options=dict(options or {}),
         secrets=names,

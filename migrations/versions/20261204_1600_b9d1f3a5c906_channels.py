@@ -39,7 +39,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("kind", sa.String(length=20), nullable=False),
         sa.Column("name", sa.String(length=100), nullable=False),
-        sa.Column("agent", sa.String(length=200), nullable=False),
+        sa.Column("agent", sa.String(length=200), nullable=True),
+        sa.Column("workflow", sa.String(length=200), nullable=True),
         sa.Column("api_url", sa.String(length=500), nullable=True),
         sa.Column("options", _json(), nullable=False),
         sa.Column("secrets", _json(), nullable=False),
@@ -74,14 +75,22 @@ def upgrade() -> None:
         sa.Column("reply_to", sa.String(length=200), nullable=True),
         sa.Column("extra", _json(), nullable=False),
         sa.Column("username", sa.String(length=150), nullable=True),
+        sa.Column("run_id", sa.Uuid(), nullable=True),
         sa.Column("state", sa.String(length=20), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         _channel_fk("channel_inbound"),
+        sa.ForeignKeyConstraint(
+            ["run_id"],
+            ["runs.id"],
+            name=op.f("fk_channel_inbound_run_id_runs"),
+            ondelete="SET NULL",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_channel_inbound")),
         sa.UniqueConstraint(
             "channel_id", "event_id", name=op.f("uq_channel_inbound_channel_id_event_id")
         ),
     )
+    op.create_index(op.f("ix_channel_inbound_run_id"), "channel_inbound", ["run_id"], unique=False)
     op.create_table(
         "channel_outbound",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),

@@ -28,6 +28,7 @@ from tasks.dispatch import publish_channel_reply, publish_channel_send
 from web import ratelimit
 from web.auth import audit_action, current_principal, require_scopes
 from web.extensions import Blueprint, get_settings, list_schema
+from web.outbox import publish
 
 log = structlog.get_logger(__name__)
 blp = Blueprint(
@@ -39,7 +40,18 @@ MAX_BODY = 1024 * 1024
 class ChannelCreateSchema(ma.Schema):
     kind = ma.fields.String(required=True, validate=ma.validate.OneOf(KINDS))
     name = ma.fields.String(required=True, validate=ma.validate.Regexp(store.NAME))
-    agent = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    agent = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=ma.validate.Length(min=1, max=200),
+        metadata={"description": "The agent that answers (or give `workflow`)"},
+    )
+    workflow = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=ma.validate.Length(min=1, max=200),
+        metadata={"description": "A workflow each message starts; its result is sent back"},
+    )
     api_url = ma.fields.Url(
         load_default=None,
         allow_none=True,
@@ -72,7 +84,8 @@ class ChannelSchema(ma.Schema):
     id = ma.fields.UUID()
     kind = ma.fields.String()
     name = ma.fields.String()
-    agent = ma.fields.String()
+    agent = ma.fields.String(allow_none=True)
+    workflow = ma.fields.String(allow_none=True)
     api_url = ma.fields.String(allow_none=True)
     options = ma.fields.Dict()
     secrets = ma.fields.Dict(metadata={"description": "role -> vault secret name (not values)"})
@@ -171,6 +184,7 @@ def _forget(outcome: Outcome) -> None:
 
 
 def _publish(outcome: Outcome) -> None:
+    publish(outcome.outbox)  # started runs: the relay republishes what this cannot
     try:
         for inbound_id in outcome.replies:
             publish_channel_reply(inbound_id)

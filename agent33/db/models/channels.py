@@ -35,7 +35,8 @@ class Channel(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     kind: Mapped[str] = mapped_column(String(20))
     name: Mapped[str] = mapped_column(String(100))
-    agent: Mapped[str] = mapped_column(String(200))
+    agent: Mapped[str | None] = mapped_column(String(200))  # answers, or ...
+    workflow: Mapped[str | None] = mapped_column(String(200))  # ... a run per message
     api_url: Mapped[str | None] = mapped_column(String(500))
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     secrets: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -73,6 +74,9 @@ class ChannelInbound(Base):
     reply_to: Mapped[str | None] = mapped_column(String(200))
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
     username: Mapped[str | None] = mapped_column(String(150))
+    run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL"), index=True
+    )
     state: Mapped[str] = mapped_column(String(20), default="received")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

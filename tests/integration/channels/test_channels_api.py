@@ -27,6 +27,7 @@ def test_bad_input_is_400_naming_the_field(api: FlaskClient, admin: dict[str, st
         ({"kind": "icq", "name": "a", "agent": "helper"}, "kind"),
         ({"kind": "telegram", "name": "Bad Name", "agent": "helper"}, "name"),
         ({"kind": "telegram", "name": "a"}, "agent"),
+        ({"kind": "telegram", "name": "a", "agent": "h", "workflow": "w"}, "workflow"),
         ({"kind": "discord", "name": "a", "agent": "helper"}, "options.public_key"),
         ({"kind": "telegram", "name": "a", "agent": "h", "secrets": {"nope": "X"}}, "secrets.nope"),
         (
