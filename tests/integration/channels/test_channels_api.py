@@ -76,3 +76,12 @@ def test_cli_bad_option_is_one_line_and_non_zero() -> None:
     assert result.exit_code == 2 and "is not KEY=VALUE" in result.output
     unknown = CliRunner().invoke(channels_group, ["add", "icq", "bot", "--agent", "helper"])
     assert unknown.exit_code == 2 and "icq" in unknown.output
+
+
+def test_cli_needs_an_agent_or_a_workflow() -> None:
+    neither = CliRunner().invoke(channels_group, ["add", "telegram", "bot"])
+    both = CliRunner().invoke(
+        channels_group, ["add", "telegram", "bot", "--agent", "a", "--workflow", "w"]
+    )
+    for result in (neither, both):
+        assert result.exit_code == 2 and "exactly one of --agent and --workflow" in result.output
