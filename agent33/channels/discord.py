@@ -54,6 +54,7 @@ class Discord:
     kind = "discord"
     default_api_url = "https://discord.com/api/v10"
     limit = 2000
+    pace = 0.0  # per-route limits come back as 429 with retry_after
     secret_roles: tuple[str, ...] = ()
     option_names: tuple[str, ...] = ("public_key", "application_id")
 

@@ -95,11 +95,13 @@ class Sent:
 
 
 class Adapter(Protocol):
-    """One platform. `limit` is the longest text one message may carry."""
+    """One platform. `limit` is the longest text one message may carry; `pace` the seconds
+    between two messages to one conversation (the platform's per-chat rate limit)."""
 
     kind: str
     default_api_url: str
     limit: int
+    pace: float
     secret_roles: tuple[str, ...]
     option_names: tuple[str, ...]
 

@@ -8,6 +8,7 @@ dead-lettered when its attempts are spent or the platform refuses it for good.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -95,7 +96,10 @@ def send(settings: Settings, outbound_id: int) -> Attempted:
                 result = Sent(ok=False, error=f"channel secret: {exc.message}", retryable=False)
             else:
                 platform = adapter(channel.kind)
+                first = out.sent
                 while out.sent < len(out.chunks):
+                    if out.sent > first and platform.pace:
+                        time.sleep(platform.pace)
                     chunk = Outgoing(
                         conversation=out.conversation,
                         text=out.chunks[out.sent],

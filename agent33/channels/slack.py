@@ -42,6 +42,7 @@ class Slack:
     kind = "slack"
     default_api_url = "https://slack.com/api"
     limit = 40000
+    pace = 1.0  # chat.postMessage: about one a second per channel
     secret_roles: tuple[str, ...] = ("token", "signing")
     option_names: tuple[str, ...] = ()
 

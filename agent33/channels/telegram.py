@@ -30,6 +30,7 @@ class Telegram:
     kind = "telegram"
     default_api_url = "https://api.telegram.org"
     limit = 4096
+    pace = 1.0  # about one message a second per chat
     secret_roles: tuple[str, ...] = ("token", "webhook")
     option_names: tuple[str, ...] = ()
 

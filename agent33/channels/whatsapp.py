@@ -40,6 +40,7 @@ class WhatsApp:
     kind = "whatsapp"
     default_api_url = "https://graph.facebook.com/v21.0"
     limit = 4096
+    pace = 0.0  # the pair rate limit comes back as error 131056
     secret_roles: tuple[str, ...] = ("token", "app_secret", "verify")
     option_names: tuple[str, ...] = ("phone_number_id",)
 

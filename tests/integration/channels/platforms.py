@@ -35,6 +35,7 @@ class FakePlatform:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.sent: list[dict[str, Any]] = []
+        self.times: list[float] = []  # when each accepted message arrived (monotonic)
         self.faults: deque[str] = deque()
         self.lock = threading.Lock()
         fake = self
@@ -84,6 +85,7 @@ class FakePlatform:
     def accept(self, record: dict[str, Any]) -> int:
         with self.lock:
             self.sent.append(record)
+            self.times.append(time.monotonic())
             return len(self.sent)
 
     def wait_sent(self, count: int = 1, timeout: float = 30.0) -> list[dict[str, Any]]:

@@ -104,6 +104,10 @@ def test_a_long_answer_is_split_at_4096(
     assert [len(s["text"]) <= 4096 for s in sent] == [True, True, True]
     assert " ".join(s["text"] for s in sent) == long
     assert "reply_parameters" in sent[0] and "reply_parameters" not in sent[1]
+    gaps = [
+        later - earlier for earlier, later in zip(telegram.times, telegram.times[1:], strict=False)
+    ]
+    assert min(gaps) >= 0.9  # about one message a second per chat
 
 
 def test_a_rate_limit_is_retried_after_its_hint(
