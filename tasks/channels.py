@@ -33,8 +33,10 @@ def send(outbound_id: int) -> dict[str, Any]:
 
 @app.task(name=TaskName.CHANNEL_NOTIFY.value, ignore_result=True)
 def notify_runs() -> dict[str, Any]:
-    """Tell conversations about their runs (the event bus's `channels` group), then send."""
+    """Tell conversations about their runs (the event bus's `channels` group), then send;
+    also republish answers whose send message was lost."""
     answers = notify.drain(f"notify@{socket.gethostname()}")
-    for outbound_id in answers:
+    lost = replies.overdue()
+    for outbound_id in answers + lost:
         publish_channel_send(outbound_id)
-    return {"notices": len(answers)}
+    return {"notices": len(answers), "republished": len(lost)}

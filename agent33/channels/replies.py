@@ -8,6 +8,7 @@ dead-lettered when its attempts are spent or the platform refuses it for good.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from agent33.errors import Agent33Error
 
 log = structlog.get_logger(__name__)
 OPEN = ("pending", "retrying")
+GRACE_S = 60.0
 CHANNEL = "channel"
 
 
@@ -87,6 +89,9 @@ def send(settings: Settings, outbound_id: int) -> Attempted:
             return Attempted(state="busy_or_gone")
         if out.state not in OPEN:
             return Attempted(state=out.state)
+        due = out.next_attempt_at
+        if due is not None and due > utcnow() + dt.timedelta(seconds=1):
+            return Attempted(state="early")
         channel = session.get(Channel, out.channel_id)
         result = Sent(ok=False, error="channel removed", retryable=False)
         if channel is not None:
@@ -122,11 +127,13 @@ def send(settings: Settings, outbound_id: int) -> Attempted:
         if out.sent == len(out.chunks):
             out.state = "sent"
             out.sent_at = utcnow()
+            out.next_attempt_at = None
             return Attempted(state=out.state)
         out.attempts += 1
         out.last_error = result.error
         if not result.retryable or out.attempts >= settings.webhook_max_attempts:
             out.state = "dead"
+            out.next_attempt_at = None
             dead_letters.record(
                 session=session,
                 kind=dead_letters.CHANNEL,
@@ -144,4 +151,20 @@ def send(settings: Settings, outbound_id: int) -> Attempted:
             return Attempted(state=out.state)
         delay = backoff(out.attempts, settings.webhook_retry_base, result.retry_after)
         out.state = "retrying"
+        out.next_attempt_at = utcnow() + dt.timedelta(seconds=delay)
         return Attempted(state=out.state, retry_in=delay)
+
+
+def overdue(*, grace_s: float = GRACE_S, limit: int = 200) -> list[int]:
+    """Answers past their time by more than `grace_s`: their message was lost (a broker outage,
+    a killed worker); the notify tick publishes them again (a send is idempotent per chunk)."""
+    cutoff = utcnow() - dt.timedelta(seconds=grace_s)
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(ChannelOutbound.id)
+                .where(ChannelOutbound.state.in_(OPEN), ChannelOutbound.next_attempt_at < cutoff)
+                .order_by(ChannelOutbound.id)
+                .limit(limit)
+            )
+        )

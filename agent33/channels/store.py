@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from agent33.channels.protocol import ChannelConfig, Inbound, split
 from agent33.channels.registry import ADAPTERS, KINDS, adapter
 from agent33.config import Settings
+from agent33.db.base import utcnow
 from agent33.db.models import Channel, ChannelInbound, ChannelOutbound
 from agent33.errors import Conflict, NotFound, ValidationFailed
 from agent33.security import vault as vaults
@@ -165,6 +166,7 @@ def queue_answer(
         state="pending",
         attempts=0,
         refs=[],
+        next_attempt_at=utcnow(),
     )
     session.add(row)
     session.flush()

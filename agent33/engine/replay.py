@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from agent33.automation import dead_letters, delivery, webhooks_out
+from agent33.db.base import utcnow
 from agent33.db.models import ChannelOutbound, OutboxMessage
 from agent33.engine.lifecycle import resume_run
 from agent33.errors import Conflict
@@ -60,6 +61,7 @@ def replay(*, session: Session, letter_id: uuid.UUID, by: str | None = None) -> 
             )
         answer.state = "pending"  # the unsent chunks only, with a fresh attempt budget
         answer.attempts = 0
+        answer.next_attempt_at = utcnow()
         result.channel_ids.append(answer.id)
     dead_letters.mark_replayed(letter)
     return result

@@ -105,6 +105,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("refs", _json(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         _channel_fk("channel_outbound"),
@@ -121,6 +122,12 @@ def upgrade() -> None:
     )
     op.create_index(
         op.f("ix_channel_outbound_inbound_id"), "channel_outbound", ["inbound_id"], unique=False
+    )
+    op.create_index(
+        op.f("ix_channel_outbound_next_attempt_at"),
+        "channel_outbound",
+        ["next_attempt_at"],
+        unique=False,
     )
 
 

@@ -103,5 +103,6 @@ class ChannelOutbound(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     refs: Mapped[list[str]] = mapped_column(default=list)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None]

@@ -162,3 +162,33 @@ def test_a_dead_lettered_answer_can_be_replayed(
     assert replayed.get_json()["kind"] == "channel"
     (sent,) = telegram.wait_sent(1)
     assert sent["text"] == "Second time lucky." and model_calls(fake_ollama) == 1
+
+
+def test_an_answer_whose_send_message_was_lost_is_sent_by_the_notify_tick(
+    telegram: FakeTelegram,
+) -> None:
+    import datetime as dt
+
+    from agent33.channels import store
+    from agent33.db.base import utcnow
+    from agent33.db.models import Channel, ChannelInbound
+    from tasks.channels import notify_runs
+
+    with session_scope() as session:  # committed, but its `agent33.channel.send` never went out
+        channel = session.scalars(select(Channel)).one()
+        inbound = ChannelInbound(
+            channel_id=channel.id,
+            event_id="lost-1",
+            sender="555000111",
+            conversation="555000111",
+            text="hi",
+            extra={},
+            state="answered",
+        )
+        session.add(inbound)
+        session.flush()
+        out = store.queue_answer(session=session, channel=channel, inbound=inbound, text="Late.")
+        out.next_attempt_at = utcnow() - dt.timedelta(minutes=5)
+    assert notify_runs()["republished"] == 1
+    (sent,) = telegram.wait_sent(1)
+    assert sent["text"] == "Late."
