@@ -30,8 +30,8 @@ from agent33.channels.protocol import (
 )
 
 WINDOW_S = 300
-PING, APPLICATION_COMMAND = 1, 2
-PONG, DEFERRED = 1, 5
+PING, APPLICATION_COMMAND, AUTOCOMPLETE = 1, 2, 4
+PONG, DEFERRED, DEFERRED_UPDATE, AUTOCOMPLETE_RESULT = 1, 5, 6, 8
 STRING_OPTION = 3
 
 
@@ -84,8 +84,10 @@ class Discord:
         kind = interaction.get("type")
         if kind == PING:
             return Received(body={"type": PONG})
-        if kind != APPLICATION_COMMAND:
-            return Received(body={"type": DEFERRED, "data": {"flags": 64}})
+        if kind == AUTOCOMPLETE:
+            return Received(body={"type": AUTOCOMPLETE_RESULT, "data": {"choices": []}})
+        if kind != APPLICATION_COMMAND:  # components and modals: acknowledged, not answered
+            return Received(body={"type": DEFERRED_UPDATE})
         user = (interaction.get("member") or {}).get("user") or interaction.get("user") or {}
         inbound = Inbound(
             event_id=str(interaction["id"]),

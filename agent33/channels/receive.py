@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
+import structlog
 from sqlalchemy.orm import Session
 
 from agent33.channels import pairing, runs, store
@@ -22,6 +23,9 @@ from agent33.db import session_scope
 from agent33.db.models import Channel
 from agent33.errors import NotFound, ValidationFailed
 from agent33.security.vault import UnknownSecret
+
+log = structlog.get_logger(__name__)
+TEXT_ONLY = "I can only read text: send your question as a message."
 
 
 @dataclass
@@ -41,8 +45,10 @@ def _configured(
     try:
         return channel, store.config_for(session, settings, channel)
     except UnknownSecret as exc:
-        # Without its secret nothing can be verified: the caller is refused, the log says why.
-        raise BadSignature(f"channel {kind}/{name} cannot verify requests: {exc.message}") from None
+        # Without its secret nothing can be verified: the caller is refused (without learning
+        # the secret's name), the log says why.
+        log.warning("channel.secret_missing", channel=f"{kind}/{name}", error=exc.message)
+        raise BadSignature(f"channel {kind}/{name} cannot verify requests yet") from None
 
 
 def handshake(*, settings: Settings, kind: str, name: str, request: WebhookRequest) -> Received:
@@ -87,7 +93,9 @@ def receive(
                 sender=message.sender,
                 text=message.text,
             )
-            if admission.allowed and message.text:
+            if admission.allowed and not message.text.strip():
+                admission = pairing.Admission(False, reply=TEXT_ONLY)
+            if admission.allowed:
                 row.username = admission.username
                 if channel.workflow is None:
                     outcome.replies.append(row.id)

@@ -97,3 +97,23 @@ def test_a_rate_limited_edit_is_retried(
     assert api.post(HOOK, data=body, headers=discord_headers(body)).status_code == 200
     (sent,) = discord.wait_sent(1)
     assert sent["original"] is True and len(discord.calls) == 2
+
+
+def test_a_command_without_text_is_answered_without_the_agent(
+    api: FlaskClient, discord: FakeDiscord, fake_ollama: Any
+) -> None:
+    from agent33.channels.receive import TEXT_ONLY
+
+    body = discord_interaction("1300000000000000006", "")
+    assert api.post(HOOK, data=body, headers=discord_headers(body)).status_code == 200
+    (sent,) = discord.wait_sent(1)
+    assert sent["original"] is True and sent["content"] == TEXT_ONLY
+    assert model_calls(fake_ollama) == 0
+
+
+def test_autocomplete_and_components_are_acknowledged(
+    api: FlaskClient, discord: FakeDiscord
+) -> None:
+    for body, expected in ((b'{"type":4,"id":"1","token":"t"}', 8), (b'{"type":3,"id":"2"}', 6)):
+        response = api.post(HOOK, data=body, headers=discord_headers(body))
+        assert response.status_code == 200 and response.get_json()["type"] == expected

@@ -192,3 +192,16 @@ def test_an_answer_whose_send_message_was_lost_is_sent_by_the_notify_tick(
     assert notify_runs()["republished"] == 1
     (sent,) = telegram.wait_sent(1)
     assert sent["text"] == "Late."
+
+
+def test_a_channel_whose_secret_is_missing_refuses_without_naming_it(
+    api: FlaskClient, admin: dict[str, str]
+) -> None:
+    add_channel(api, admin, kind="telegram", name="fresh")
+    response = api.post(
+        "/api/v1/channels/telegram/fresh",
+        data=telegram_update(1, "hi"),
+        headers={"X-Telegram-Bot-Api-Secret-Token": "guess"},
+    )
+    assert response.status_code == 401
+    assert "CHANNEL_TELEGRAM_FRESH" not in response.get_data(as_text=True)
