@@ -58,6 +58,14 @@ def _checked(
     }
 
 
+def _one_target(agent: str | None, workflow: str | None) -> None:
+    if (agent is None) == (workflow is None):
+        raise ValidationFailed(
+            "a channel answers with an agent or starts a workflow: give exactly one",
+            fields={"agent": ["give agent or workflow"], "workflow": ["give agent or workflow"]},
+        )
+
+
 def create(
     *,
     session: Session,
@@ -72,11 +80,7 @@ def create(
     allowlist: list[str] | None = None,
     created_by: str | None = None,
 ) -> Channel:
-    if (agent is None) == (workflow is None):
-        raise ValidationFailed(
-            "a channel answers with an agent or starts a workflow: give exactly one",
-            fields={"agent": ["give agent or workflow"], "workflow": ["give agent or workflow"]},
-        )
+    _one_target(agent, workflow)
     names = _checked(kind, name, options or {}, secrets or {})
     if find(session=session, kind=kind, name=name) is not None:
         raise Conflict(f"channel {kind}/{name} exists", fields={"name": ["already exists"]})
@@ -93,6 +97,33 @@ def create(
         created_by=created_by,
     )
     session.add(channel)
+    session.flush()
+    return channel
+
+
+def update(
+    *,
+    session: Session,
+    channel: Channel,
+    kind: str,
+    name: str,
+    agent: str | None = None,
+    workflow: str | None = None,
+    api_url: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    require_pairing: bool = False,
+    allowlist: list[str] | None = None,
+) -> Channel:
+    """Re-declare an existing channel (its messages and paired senders stay)."""
+    _one_target(agent, workflow)
+    channel.secrets = _checked(kind, name, options or {}, secrets or {})
+    channel.agent = agent
+    channel.workflow = workflow
+    channel.api_url = api_url
+    channel.options = dict(options or {})
+    channel.require_pairing = require_pairing
+    channel.allowlist = list(allowlist or [])
     session.flush()
     return channel
 

@@ -19,7 +19,7 @@ from flask.views import MethodView
 from agent33.channels import pairing, store
 from agent33.channels.protocol import Received, WebhookRequest
 from agent33.channels.receive import Outcome, handshake, receive
-from agent33.channels.registry import KINDS
+from agent33.channels.schema import ChannelSpecSchema as ChannelCreateSchema
 from agent33.db import session_scope
 from agent33.db.models import Channel, ChannelInbound, ChannelOutbound
 from agent33.errors import ServiceUnavailable, ValidationFailed
@@ -35,49 +35,6 @@ blp = Blueprint(
     "channels", __name__, url_prefix="/api/v1/channels", description="Messaging channels"
 )
 MAX_BODY = 1024 * 1024
-
-
-class ChannelCreateSchema(ma.Schema):
-    kind = ma.fields.String(required=True, validate=ma.validate.OneOf(KINDS))
-    name = ma.fields.String(required=True, validate=ma.validate.Regexp(store.NAME))
-    agent = ma.fields.String(
-        load_default=None,
-        allow_none=True,
-        validate=ma.validate.Length(min=1, max=200),
-        metadata={"description": "The agent that answers (or give `workflow`)"},
-    )
-    workflow = ma.fields.String(
-        load_default=None,
-        allow_none=True,
-        validate=ma.validate.Length(min=1, max=200),
-        metadata={"description": "A workflow each message starts; its result is sent back"},
-    )
-    api_url = ma.fields.Url(
-        load_default=None,
-        allow_none=True,
-        require_tld=False,
-        metadata={"description": "The platform API's base URL (default: the platform's own)"},
-    )
-    options = ma.fields.Dict(
-        keys=ma.fields.String(),
-        values=ma.fields.String(),
-        load_default=dict,
-        metadata={"description": "discord: public_key, application_id; whatsapp: phone_number_id"},
-    )
-    secrets = ma.fields.Dict(
-        keys=ma.fields.String(),
-        values=ma.fields.String(),
-        load_default=dict,
-        metadata={
-            "description": "role -> vault secret name (default CHANNEL_<KIND>_<NAME>_<ROLE>)"
-        },
-    )
-    require_pairing = ma.fields.Boolean(load_default=False)
-    allowlist = ma.fields.List(
-        ma.fields.String(validate=ma.validate.Length(min=1, max=200)),
-        load_default=list,
-        validate=ma.validate.Length(max=1000),
-    )
 
 
 class ChannelSchema(ma.Schema):
