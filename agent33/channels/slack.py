@@ -1,6 +1,7 @@
 """Slack Events API: signing secret v0 over `v0:<timestamp>:<raw body>` with a 5-minute
 window, the `url_verification` challenge, and `chat.postMessage` in the message's thread.
 
+Answered: `app_mention` anywhere, `message` in a direct message (`channel_type: im`).
 Secrets: `token` (the bot token, `xoxb-...`) and `signing` (the app's Signing Secret). Slack
 retries a delivery with the same body; a mention in a channel can also arrive as both
 `app_mention` and `message` with different event ids, so the dedupe key is `(channel, ts)`.
@@ -77,6 +78,8 @@ class Slack:
             return Received(body={})
         if event.get("bot_id") or event.get("subtype") or not event.get("user"):
             return Received(body={})  # our own posts and edits: never answer ourselves
+        if event["type"] == "message" and event.get("channel_type") != "im":
+            return Received(body={})  # in channels only a mention is for us
         ts = str(event["ts"])
         inbound = Inbound(
             event_id=f"{event['channel']}:{ts}",

@@ -34,7 +34,9 @@ def telegram_update(update_id: int, text: str, chat_id: int = 555000111) -> byte
     return json.dumps(update).encode()
 
 
-def slack_event(event_id: str, text: str, ts: str = "1760000000.000100") -> bytes:
+def slack_event(
+    event_id: str, text: str, ts: str = "1760000000.000100", kind: str = "app_mention"
+) -> bytes:
     envelope = {
         "token": "legacy-verification-token",
         "team_id": "T0001",
@@ -43,7 +45,8 @@ def slack_event(event_id: str, text: str, ts: str = "1760000000.000100") -> byte
         "event_id": event_id,
         "event_time": 1760000000,
         "event": {
-            "type": "app_mention",
+            "type": kind,
+            "channel_type": "im" if kind == "message" else "channel",
             "user": "U0HUMAN",
             "text": f"<@U0BOT> {text}",
             "ts": ts,

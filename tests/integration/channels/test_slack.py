@@ -3,6 +3,7 @@ on a fake Web API; url_verification, bad and stale signatures, retries by event 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -82,7 +83,7 @@ def test_a_retry_and_a_second_event_for_the_same_message_run_once(
     retry = {**slack_headers(SIGNING, body), "X-Slack-Retry-Num": "1"}
     retry["X-Slack-Retry-Reason"] = "http_timeout"
     assert api.post(HOOK, data=body, headers=retry).status_code == 200
-    also = slack_event("Ev3", "once")  # the same message as `message` (new event id)
+    also = slack_event("Ev3", "once", kind="message")  # the same message, new event id
     assert api.post(HOOK, data=also, headers=slack_headers(SIGNING, also)).status_code == 200
     settle()
     assert len(slack.sent) == 1 and model_calls(fake_ollama) == 1
@@ -98,3 +99,23 @@ def test_a_refused_post_is_dead_lettered_at_once(
     assert api.post(HOOK, data=body, headers=slack_headers(SIGNING, body)).status_code == 200
     letter = _wait_dead_letter()
     assert letter.attempts == 1 and "channel_not_found" in (letter.last_error or "")
+
+
+def test_channel_chatter_without_a_mention_and_bot_posts_are_ignored(
+    api: FlaskClient, slack: FakeSlack
+) -> None:
+    chatter = json.loads(slack_event("Ev5", "lunch?", ts="1760000000.000500", kind="message"))
+    chatter["event"]["channel_type"] = "channel"
+    ours = json.loads(slack_event("Ev6", "an answer", ts="1760000000.000600"))
+    ours["event"]["bot_id"] = "B0BOT"
+    for payload in (chatter, ours):
+        body = json.dumps(payload).encode()
+        assert api.post(HOOK, data=body, headers=slack_headers(SIGNING, body)).status_code == 200
+    assert inbound_count() == 0
+
+
+def test_a_direct_message_is_answered(api: FlaskClient, slack: FakeSlack, fake_ollama: Any) -> None:
+    fake_ollama.script(content="Hi in private.")
+    body = slack_event("Ev7", "hello", ts="1760000000.000700", kind="message")
+    assert api.post(HOOK, data=body, headers=slack_headers(SIGNING, body)).status_code == 200
+    assert slack.wait_sent(1)[0]["text"] == "Hi in private."
