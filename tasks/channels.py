@@ -9,7 +9,7 @@ from typing import Any
 from agent33.channels import notify, replies
 from agent33.wire import TaskName
 from tasks.app import app, current_settings
-from tasks.dispatch import publish_channel_send
+from tasks.dispatch import publish_channel_reply, publish_channel_send
 
 
 @app.task(name=TaskName.CHANNEL_REPLY.value, acks_late=False, ignore_result=True)
@@ -34,9 +34,19 @@ def send(outbound_id: int) -> dict[str, Any]:
 @app.task(name=TaskName.CHANNEL_NOTIFY.value, ignore_result=True)
 def notify_runs() -> dict[str, Any]:
     """Tell conversations about their runs (the event bus's `channels` group), then send;
-    also republish answers whose send message was lost."""
+    also republish answers and agent turns whose message was lost, and tell senders whose
+    turn died with its worker to ask again."""
     answers = notify.drain(f"notify@{socket.gethostname()}")
     lost = replies.overdue()
-    for outbound_id in answers + lost:
+    stalled = replies.stalled()
+    for outbound_id in answers + lost + stalled:
         publish_channel_send(outbound_id)
-    return {"notices": len(answers), "republished": len(lost)}
+    unanswered = replies.unanswered()
+    for inbound_id in unanswered:
+        publish_channel_reply(inbound_id)
+    return {
+        "notices": len(answers),
+        "republished": len(lost),
+        "stalled": len(stalled),
+        "unanswered": len(unanswered),
+    }

@@ -30,6 +30,9 @@ from agent33.errors import Agent33Error
 log = structlog.get_logger(__name__)
 OPEN = ("pending", "retrying")
 GRACE_S = 60.0
+UNANSWERED_S = 120.0  # a received message no reply task took: its message was lost
+STALLED_S = 900.0  # an agent turn this old died with its worker (turns are not redelivered)
+STALLED = "Sorry, I lost track of your message. Please send it again."
 CHANNEL = "channel"
 
 
@@ -168,3 +171,47 @@ def overdue(*, grace_s: float = GRACE_S, limit: int = 200) -> list[int]:
                 .limit(limit)
             )
         )
+
+
+def unanswered(*, limit: int = 200) -> list[int]:
+    """Messages still waiting for their agent turn after `UNANSWERED_S`: published again (a
+    turn takes a message only in state `received`, so a duplicate does nothing)."""
+    cutoff = utcnow() - dt.timedelta(seconds=UNANSWERED_S)
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(ChannelInbound.id)
+                .join(Channel, Channel.id == ChannelInbound.channel_id)
+                .where(
+                    ChannelInbound.state == "received",
+                    ChannelInbound.created_at < cutoff,
+                    Channel.agent.is_not(None),
+                )
+                .order_by(ChannelInbound.id)
+                .limit(limit)
+            )
+        )
+
+
+def stalled(*, limit: int = 200) -> list[int]:
+    """Turns that died with their worker: the sender is told to ask again (the turn is not
+    run a second time: it may have had effects). Returns the answers to send."""
+    cutoff = utcnow() - dt.timedelta(seconds=STALLED_S)
+    answers: list[int] = []
+    with session_scope() as session:
+        rows = session.scalars(
+            select(ChannelInbound)
+            .where(ChannelInbound.state == "answering", ChannelInbound.created_at < cutoff)
+            .order_by(ChannelInbound.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        for row in rows:
+            channel = session.get(Channel, row.channel_id)
+            row.state = "failed"
+            if channel is not None:
+                answer = store.queue_answer(
+                    session=session, channel=channel, inbound=row, text=STALLED
+                )
+                answers.append(answer.id)
+    return answers

@@ -205,3 +205,37 @@ def test_a_channel_whose_secret_is_missing_refuses_without_naming_it(
     )
     assert response.status_code == 401
     assert "CHANNEL_TELEGRAM_FRESH" not in response.get_data(as_text=True)
+
+
+def test_lost_and_dead_turns_are_recovered_by_the_notify_tick(
+    telegram: FakeTelegram, fake_ollama: Any
+) -> None:
+    import datetime as dt
+
+    from agent33.channels import replies
+    from agent33.db.base import utcnow
+    from agent33.db.models import Channel, ChannelInbound
+    from tasks.channels import notify_runs
+
+    fake_ollama.script(content="Better late.")
+    long_ago = utcnow() - dt.timedelta(minutes=20)
+    with session_scope() as session:
+        channel = session.scalars(select(Channel)).one()
+        for event_id, state, chat in (("lost", "received", 1), ("died", "answering", 2)):
+            session.add(
+                ChannelInbound(
+                    channel_id=channel.id,
+                    event_id=event_id,
+                    sender=str(chat),
+                    conversation=str(chat),
+                    text="hello?",
+                    extra={},
+                    state=state,
+                    created_at=long_ago,
+                )
+            )
+    result = notify_runs()
+    assert (result["unanswered"], result["stalled"]) == (1, 1)
+    sent = {s["chat_id"]: s["text"] for s in telegram.wait_sent(2)}
+    assert sent == {1: "Better late.", 2: replies.STALLED}
+    assert notify_runs()["unanswered"] == 0 and model_calls(fake_ollama) == 1
