@@ -33,6 +33,7 @@ GRACE_S = 60.0
 UNANSWERED_S = 120.0  # a received message no reply task took: its message was lost
 STALLED_S = 900.0  # an agent turn this old died with its worker (turns are not redelivered)
 STALLED = "Sorry, I lost track of your message. Please send it again."
+FAILED = "Sorry, I could not answer that right now. Please try again later."
 CHANNEL = "channel"
 
 
@@ -66,11 +67,9 @@ def answer(settings: Settings, inbound_id: int) -> int | None:
         )
     result = chat_turn(settings, turn)
     error = result.get("error")
-    text = (
-        str(result.get("answer") or "")
-        if error is None
-        else (f"Sorry, I could not answer that ({error.get('message', 'error')}).")
-    )
+    text = str(result.get("answer") or "") if error is None else FAILED
+    if error is not None:  # the details (a provider's URL, say) are for the log, not the chat
+        log.warning("channel.turn_failed", inbound_id=inbound_id, error=error)
     with session_scope() as session:
         row = session.get(ChannelInbound, inbound_id)
         channel = session.get(Channel, row.channel_id) if row is not None else None

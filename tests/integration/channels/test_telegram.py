@@ -239,3 +239,14 @@ def test_lost_and_dead_turns_are_recovered_by_the_notify_tick(
     sent = {s["chat_id"]: s["text"] for s in telegram.wait_sent(2)}
     assert sent == {1: "Better late.", 2: replies.STALLED}
     assert notify_runs()["unanswered"] == 0 and model_calls(fake_ollama) == 1
+
+
+def test_a_failing_model_gets_a_short_apology_without_details(
+    api: FlaskClient, telegram: FakeTelegram, fake_ollama: Any
+) -> None:
+    from agent33.channels.replies import FAILED
+
+    fake_ollama.mode = "500"
+    assert _post(api, telegram_update(71, "hi")).status_code == 200
+    (sent,) = telegram.wait_sent(1)
+    assert sent["text"] == FAILED and "127.0.0.1" not in sent["text"]
