@@ -47,6 +47,10 @@ def build_config(settings: Settings) -> dict[str, Any]:
             "agent33.llm.*": {"queue": Queue.LLM.value},
             "agent33.memory.*": {"queue": Queue.IO.value},
             "agent33.webhook.*": {"queue": Queue.IO.value},
+            # A channel's agent turn runs beside the models; its answer is sent from `io`.
+            TaskName.CHANNEL_REPLY.value: {"queue": Queue.LLM.value},
+            TaskName.CHANNEL_SEND.value: {"queue": Queue.IO.value},
+            TaskName.CHANNEL_NOTIFY.value: {"queue": Queue.MAINTENANCE.value},
             "agent33.maintenance.*": {"queue": Queue.MAINTENANCE.value},
         },
         "broker_transport_options": transport,
@@ -115,6 +119,12 @@ def build_config(settings: Settings) -> dict[str, Any]:
                 "task": TaskName.PURGE_RUNS.value,
                 "schedule": settings.retention_interval,
                 "options": {"expires": settings.retention_interval},
+            },
+            # Conversations hear about the runs they started (the event bus's `channels` group).
+            TaskName.CHANNEL_NOTIFY.value: {
+                "task": TaskName.CHANNEL_NOTIFY.value,
+                "schedule": 3.0,
+                "options": {"expires": 3},
             },
         },
     }

@@ -1,8 +1,7 @@
 """The wire contract between publishers and workers: task names and queues.
 
 Task names travel inside messages, so renaming one needs a new name plus a deprecation window.
-Only tasks that exist are listed (tests/unit/test_wire.py checks it): chat channels
-(messaging, issue 16) add their names, routes and queues with the issue that implements them.
+Only tasks that exist are listed (tests/unit/test_wire.py checks it).
 """
 
 from __future__ import annotations
@@ -23,6 +22,9 @@ class TaskName(StrEnum):
     EVALUATE_ALERTS = "agent33.maintenance.evaluate_alerts"
     MEMORY_INGEST = "agent33.memory.ingest"
     WEBHOOK_DELIVER = "agent33.webhook.deliver"
+    CHANNEL_REPLY = "agent33.channel.reply"
+    CHANNEL_SEND = "agent33.channel.send"
+    CHANNEL_NOTIFY = "agent33.channel.notify"
 
 
 class Queue(StrEnum):

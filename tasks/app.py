@@ -25,6 +25,7 @@ app = Celery(
         "tasks.llm",
         "tasks.memory",
         "tasks.io",
+        "tasks.channels",
     ],
 )
 app.config_from_object("celeryconfig")

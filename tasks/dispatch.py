@@ -46,6 +46,29 @@ def publish_delivery(delivery_id: int, countdown: float | None = None) -> None:
     )
 
 
+def publish_channel_reply(inbound_id: int) -> None:
+    """Answer one received channel message (`agent33.channel.reply`, beside the models)."""
+    from agent33.wire import Queue, TaskName
+    from tasks.app import app
+
+    app.send_task(
+        TaskName.CHANNEL_REPLY.value, kwargs={"inbound_id": inbound_id}, queue=Queue.LLM.value
+    )
+
+
+def publish_channel_send(outbound_id: int, countdown: float | None = None) -> None:
+    """Send one channel answer (`agent33.channel.send`) on the `io` queue."""
+    from agent33.wire import Queue, TaskName
+    from tasks.app import app
+
+    app.send_task(
+        TaskName.CHANNEL_SEND.value,
+        kwargs={"outbound_id": outbound_id},
+        queue=Queue.IO.value,
+        countdown=countdown,
+    )
+
+
 def revoke(task_ids: Sequence[str]) -> None:
     """Terminate these tasks' executions; a broker outage is logged, never raised (the runner
     drops deliveries of steps already cancelled, so a missed revoke only wastes work)."""

@@ -207,9 +207,13 @@ def _audit_denial(error: Agent33Error, principal: Principal | None, missing: lis
 
 
 def _signed_webhook(request: flask.Request) -> bool:
-    """Webhook receivers authenticate by HMAC signature (checked in the view), not API keys."""
+    """Webhook receivers authenticate by HMAC signature (checked in the view), not API keys;
+    a `webhook_handshake` view also answers the platform's GET check of its URL (the view
+    compares the platform's verify token)."""
     view = flask.current_app.view_functions.get(request.endpoint or "")
     view_class = getattr(view, "view_class", None)
+    if request.method == "GET" and getattr(view_class, "webhook_handshake", False):
+        return True
     return request.method == "POST" and bool(getattr(view_class, "webhook_signed", False))
 
 

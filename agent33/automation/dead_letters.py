@@ -1,8 +1,9 @@
 """The dead-letter queue: messages the system gave up on, kept with their payload, attempts
 and last error so an operator can read them, replay them or purge them.
 
-Two kinds today: `webhook` (a delivery that spent its attempts) and `step` (a step the reaper
-failed after its delivery budget: WorkerLost or MessageLost). Replaying is the caller's job
+Three kinds: `webhook` (a delivery that spent its attempts), `step` (a step the reaper
+failed after its delivery budget: WorkerLost or MessageLost) and `channel` (a chat answer a
+platform refused or kept failing). Replaying is the caller's job
 (it needs the engine or the broker); this module only keeps the rows.
 """
 
@@ -21,7 +22,8 @@ from agent33.observability import metrics
 
 WEBHOOK = "webhook"
 STEP = "step"
-KINDS = (WEBHOOK, STEP)
+CHANNEL = "channel"  # a messaging-channel answer the platform would not take
+KINDS = (WEBHOOK, STEP, CHANNEL)
 
 
 def record(

@@ -11,6 +11,7 @@ from agent33.cli.admin import db_group, keys_group, users_group
 from agent33.cli.agents import agents_group
 from agent33.cli.alerts import alerts_group
 from agent33.cli.automation import deadletters_group, webhooks_group
+from agent33.cli.channels import channels_group
 from agent33.cli.chat import chat_command
 from agent33.cli.config import config_group
 from agent33.cli.flower import flower_command
@@ -45,6 +46,7 @@ for command in (
     flower_command,
     users_group,
     keys_group,
+    channels_group,
     ingest_command,
     memory_group,
     search_command,

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from agent33.automation import dead_letters
 from agent33.cli.client import ApiClient
 from agent33.cli.output import emit_json, table
 from agent33.embedded import resolve_settings
@@ -88,7 +89,7 @@ def deadletters_group() -> None:
 
 
 @deadletters_group.command("list")
-@click.option("--kind", type=click.Choice(["webhook", "step"]), default=None)
+@click.option("--kind", type=click.Choice(dead_letters.KINDS), default=None)
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def deadletters_list(kind: str | None, limit: int, as_json: bool) -> None:
@@ -137,7 +138,7 @@ def deadletters_replay(letter_id: str) -> None:
 
 @deadletters_group.command("purge")
 @click.argument("letter_id", required=False)
-@click.option("--kind", type=click.Choice(["webhook", "step"]), default=None)
+@click.option("--kind", type=click.Choice(dead_letters.KINDS), default=None)
 @click.option("--yes", is_flag=True, help="Do not ask before purging them all.")
 def deadletters_purge(letter_id: str | None, kind: str | None, yes: bool) -> None:
     """Delete LETTER_ID, or every dead letter (of --kind)."""

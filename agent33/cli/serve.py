@@ -49,9 +49,10 @@ class Child:
 
 def prepare_database(settings: Settings) -> None:
     """Migrate, then store the shipped definitions (validated) so runs can start; sensors
-    last, since they name their workflows."""
+    and channels last, since they name their workflows."""
     from agent33.automation.schedule_store import sync_declared
     from agent33.automation.sensors import sync_sensors
+    from agent33.channels.definitions import sync_channels
     from agent33.definitions.registry import definition_of, is_latest, sync_directory
     from agent33.engine.validation import validate_workflow
 
@@ -73,6 +74,7 @@ def prepare_database(settings: Settings) -> None:
             if is_latest(session=session, row=row):
                 sync_declared(session=session, workflow=definition_of(row))
         sync_sensors(session=session, settings=settings, directory=settings.definitions_dir)
+        sync_channels(session=session, directory=settings.definitions_dir)
 
 
 def ensure_admin_key(settings: Settings) -> str | None:

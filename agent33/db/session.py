@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from agent33 import eventbus
 from agent33.config import ConfigError, Settings
 from agent33.db.engine import make_engine
 from agent33.observability import metrics
@@ -30,6 +31,7 @@ def configure(settings: Settings) -> Engine:
         _state["engine"] = engine
         _state["factory"] = sessionmaker(bind=engine, expire_on_commit=False)
         _state["pid"] = os.getpid()
+        eventbus.configure(settings.redis_url)  # who records runs also announces them
         return engine
 
 

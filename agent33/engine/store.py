@@ -15,6 +15,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
+from agent33 import eventbus
 from agent33.automation import webhooks_out
 from agent33.db.base import utcnow
 from agent33.db.models import OutboxMessage, Run, RunEvent, StepRun
@@ -83,6 +84,9 @@ def set_run_state(
     event = webhooks_out.RUN_EVENTS.get(target.value)
     if event is not None:  # rare transitions only: the hot path never looks
         webhooks_out.record_event(session=session, run=run, event_type=event, message=message)
+        metrics.after_commit(
+            session.info, eventbus.publish, event, webhooks_out.summary(run, None, message)
+        )
 
 
 def set_step_state(
@@ -121,6 +125,9 @@ def set_step_state(
         metrics.after_commit(session.info, metrics.step_ended, step.action, target.value, seconds)
         step.finished_at = now
         step.lease_expires_at = None
+    if target is StepState.FAILED:
+        data = {"run_id": str(step.run_id), "step": step.step_id, "message": message}
+        metrics.after_commit(session.info, eventbus.publish, "step.failed", data)
     if target is StepState.FAILED and webhooks_out.any_active(session):
         run = session.get(Run, step.run_id)  # in the identity map: the step's run is locked
         if run is not None:

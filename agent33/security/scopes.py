@@ -27,6 +27,8 @@ WEBHOOKS_READ = "webhooks:read"
 WEBHOOKS_WRITE = "webhooks:write"
 DEADLETTERS_READ = "deadletters:read"
 DEADLETTERS_WRITE = "deadletters:write"
+CHANNELS_READ = "channels:read"
+CHANNELS_WRITE = "channels:write"
 ADMIN = "admin"
 
 ALL_SCOPES: frozenset[str] = frozenset(
@@ -52,6 +54,8 @@ ALL_SCOPES: frozenset[str] = frozenset(
         WEBHOOKS_WRITE,
         DEADLETTERS_READ,
         DEADLETTERS_WRITE,
+        CHANNELS_READ,
+        CHANNELS_WRITE,
         ADMIN,
     }
 )

@@ -13,7 +13,7 @@ from agent33.db import session_scope
 from agent33.db.models import DeadLetter
 from agent33.engine.replay import replay
 from agent33.security import scopes as sc
-from tasks.dispatch import publish_delivery
+from tasks.dispatch import publish_channel_send, publish_delivery
 from web.auth import audit_action, current_principal, require_scopes
 from web.extensions import Blueprint, PageQuerySchema, page, page_schema
 from web.outbox import publish
@@ -33,7 +33,7 @@ class PurgeQuerySchema(ma.Schema):
 
 class DeadLetterSchema(ma.Schema):
     id = ma.fields.UUID()
-    kind = ma.fields.String(metadata={"description": "`webhook` or `step`"})
+    kind = ma.fields.String(metadata={"description": "`webhook`, `step` or `channel`"})
     ref = ma.fields.String(metadata={"description": "The delivery id, or the step run id"})
     run_id = ma.fields.UUID(allow_none=True)
     payload = ma.fields.Dict()
@@ -111,7 +111,8 @@ class DeadLetterReplay(MethodView):
         """Replay a dead letter
 
         A webhook delivery is sent again with a fresh attempt budget and the same `webhook-id`;
-        a dead-lettered step resumes its run (409 unless the run is failed or cancelled).
+        a dead-lettered step resumes its run (409 unless the run is failed or cancelled); a
+        channel answer sends its unsent chunks again.
         """
         with session_scope() as session:
             result = replay(session=session, letter_id=letter_id, by=current_principal().subject)
@@ -119,4 +120,6 @@ class DeadLetterReplay(MethodView):
         publish(result.outbox_ids)
         for delivery_id in result.delivery_ids:
             publish_delivery(delivery_id)
+        for outbound_id in result.channel_ids:
+            publish_channel_send(outbound_id)
         return {"id": letter_id, "kind": result.kind, "replayed": True}

@@ -10,6 +10,7 @@ from agent33.db.models.automation import (
     Webhook,
     WebhookDelivery,
 )
+from agent33.db.models.channels import Channel, ChannelIdentity, ChannelInbound, ChannelOutbound
 from agent33.db.models.chat import ChatMessage
 from agent33.db.models.definitions import AgentDefinition, WorkflowDefinition
 from agent33.db.models.memory import IngestJob, MemoryChunk, MemoryCollection, MemoryDocument
@@ -24,6 +25,10 @@ __all__ = [
     "AlertState",
     "ApiKey",
     "AuditEvent",
+    "Channel",
+    "ChannelIdentity",
+    "ChannelInbound",
+    "ChannelOutbound",
     "ChatMessage",
     "DeadLetter",
     "IngestJob",

@@ -89,6 +89,12 @@ EXPECTED_OPERATIONS = {
     ("/api/v1/deadletters/{letter_id}", "get"),
     ("/api/v1/deadletters/{letter_id}", "delete"),
     ("/api/v1/deadletters/{letter_id}/replay", "post"),
+    ("/api/v1/channels", "get"),
+    ("/api/v1/channels", "post"),
+    ("/api/v1/channels/{kind}/{name}", "get"),
+    ("/api/v1/channels/{kind}/{name}", "post"),
+    ("/api/v1/channels/{kind}/{name}", "delete"),
+    ("/api/v1/channels/{kind}/{name}/pairings", "post"),
 }
 
 

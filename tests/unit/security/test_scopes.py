@@ -31,6 +31,8 @@ def test_vocabulary_is_exactly_the_documented_scopes() -> None:
         "webhooks:write",
         "deadletters:read",
         "deadletters:write",
+        "channels:read",
+        "channels:write",
         "admin",
     }
 
