@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import requests
 from sqlalchemy import Connection, text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -336,3 +337,33 @@ def run_agent33(workflow_name: str, *, timeout: float, poll: float = 0.01) -> Ag
         if state != "succeeded":
             raise BenchmarkError(f"run {run_id} of {workflow_name!r} ended {state}: {error}")
         return Agent33Result(elapsed, False, run_id, _timings(conn, run_id))
+
+
+@contextlib.contextmanager
+def served_api(settings: Any, log: Path) -> Iterator[str]:
+    """The API exactly as `agent33 serve` starts it (its gunicorn command and default worker
+    and thread counts), on a free port."""
+    from agent33.cli.serve import WEB_WORKERS, commands
+    from agent33.embedded import free_port
+
+    port = free_port()
+    argv = commands(settings.replace(api_port=port), "127.0.0.1", WEB_WORKERS, 1)["web"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: S603 - fixed argv
+            argv, cwd=REPO_ROOT, env=_worker_env(settings), stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{url}/health", timeout=2)
+                break
+            except requests.RequestException:
+                if process.poll() is not None:
+                    raise RuntimeError(f"gunicorn exited: see {log}") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        _stop(process)

@@ -61,36 +61,6 @@ def llm_worker(settings: Any, ollama_url: str, concurrency: int, log: Path) -> I
         harness._stop(process)
 
 
-@contextmanager
-def served_api(settings: Any, log: Path) -> Iterator[str]:
-    """The API exactly as `agent33 serve` starts it (its gunicorn command and default worker
-    and thread counts), on a free port."""
-    from agent33.cli.serve import WEB_WORKERS, commands
-    from agent33.embedded import free_port
-
-    port = free_port()
-    argv = commands(settings.replace(api_port=port), "127.0.0.1", WEB_WORKERS, 1)["web"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(  # noqa: S603 - fixed argv
-            argv, cwd=harness.REPO_ROOT, env=harness._worker_env(settings), stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                requests.get(f"{url}/health", timeout=2)
-                break
-            except requests.RequestException:
-                if process.poll() is not None:
-                    raise RuntimeError(f"gunicorn exited: see {log}") from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        harness._stop(process)
-
-
 def api_key() -> str:
     from agent33.db import session_scope
     from agent33.security.api_keys import create_api_key
@@ -134,7 +104,10 @@ def main() -> None:
             save_agent(session=session, agent=parse_agent(document), document=document)
         log = Path(settings.var_dir) / "llm-worker.log"
         api_log = Path(settings.var_dir) / "api.log"
-        with llm_worker(settings, fake.url, concurrency, log), served_api(settings, api_log) as url:
+        with (
+            llm_worker(settings, fake.url, concurrency, log),
+            harness.served_api(settings, api_log) as url,
+        ):
             http = requests.Session()
             http.headers["X-API-Key"] = api_key()
             adapter = requests.adapters.HTTPAdapter(pool_maxsize=total)

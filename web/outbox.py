@@ -20,8 +20,8 @@ from web.extensions import get_settings
 
 log = logging.getLogger(__name__)
 
-PUBLISH_THREADS = 4
-MAX_PENDING = 16  # publishes in flight or waiting; past it, requests leave rows to the relay
+PUBLISH_THREADS = 8
+MAX_PENDING = 64  # publishes in flight or waiting; past it, requests leave rows to the relay
 
 _pool = ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="agent33-publish")
 _pending = threading.BoundedSemaphore(MAX_PENDING)
