@@ -85,13 +85,14 @@ def revoke(task_ids: Sequence[str]) -> None:
         log.warning("revoke.failed", task_ids=list(task_ids), error=str(exc))
 
 
-def publish_chat(kwargs: Mapping[str, Any], queue: str) -> None:
+def publish_chat(kwargs: Mapping[str, Any], queue: str, expires: float | None = None) -> None:
     """Send one chat turn (`agent33.llm.chat`) by name to `queue`; its task id is the request
     id. Raises on a broker outage: the API answers 503 rather than wait for a turn never sent.
 
     `ignore_result`: the answer comes back on the request's own Redis list, so the publisher
     does not subscribe to a Celery result (a SUBSCRIBE and an UNSUBSCRIBE per chat, serialised
-    on the process's one pub/sub connection)."""
+    on the process's one pub/sub connection). `expires` (seconds): a worker drops a turn
+    picked up after the API stopped waiting for it."""
     from agent33.wire import TaskName
     from tasks.app import app
 
@@ -101,7 +102,29 @@ def publish_chat(kwargs: Mapping[str, Any], queue: str) -> None:
         queue=queue,
         task_id=str(kwargs["request_id"]),
         ignore_result=True,
+        expires=expires,
     )
+
+
+def chat_whereabouts(request_id: str, queue: str, timeout: float = 0.5) -> str:
+    """Where chat turn `request_id` is, asked only when its answer is late: `queued` (in the
+    queue's list), `held` (a live worker reserved or runs it), `no_worker` (nobody consumes
+    `queue`) or `lost` (neither: its worker died whole and the broker holds it until the
+    visibility timeout). The list is read before the workers are asked, so a turn picked up
+    in between is seen held. A held turn costs one broadcast (`timeout`), the others two."""
+    from tasks.app import app
+
+    with app.connection_for_read() as connection:
+        client = connection.default_channel.client
+        queued = any(request_id.encode() in raw for raw in client.lrange(queue, 0, -1))
+    inspect = app.control.inspect(timeout=timeout)
+    answers = inspect.query_task(request_id) or {}
+    if any(answers.values()):
+        return "held"
+    consumers = inspect.active_queues() or {}
+    if not any(q.get("name") == queue for queues in consumers.values() for q in queues):
+        return "no_worker"
+    return "queued" if queued else "lost"
 
 
 def publish_ingest(job_id: uuid.UUID) -> None:
