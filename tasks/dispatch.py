@@ -106,12 +106,13 @@ def publish_chat(kwargs: Mapping[str, Any], queue: str, expires: float | None = 
     )
 
 
-def chat_whereabouts(request_id: str, queue: str, timeout: float = 0.5) -> str:
+def chat_whereabouts(request_id: str, queue: str, timeout: float = 1.0) -> str:
     """Where chat turn `request_id` is, asked only when its answer is late: `queued` (in the
     queue's list), `held` (a live worker reserved or runs it), `no_worker` (nobody consumes
-    `queue`) or `lost` (neither: its worker died whole and the broker holds it until the
-    visibility timeout). The list is read before the workers are asked, so a turn picked up
-    in between is seen held. A held turn costs one broadcast (`timeout`), the others two."""
+    `queue`), `lost` (neither: its worker died whole and the broker holds it until the
+    visibility timeout) or `unknown`. The list is read before the workers are asked, so a turn
+    picked up in between is seen held. A held turn costs one broadcast (`timeout`), the
+    others two."""
     from tasks.app import app
 
     with app.connection_for_read() as connection:
@@ -122,9 +123,11 @@ def chat_whereabouts(request_id: str, queue: str, timeout: float = 0.5) -> str:
     if any(answers.values()):
         return "held"
     consumers = inspect.active_queues() or {}
-    if not any(q.get("name") == queue for queues in consumers.values() for q in queues):
-        return "no_worker"
-    return "queued" if queued else "lost"
+    if any(q.get("name") == queue for queues in consumers.values() for q in queues):
+        return "queued" if queued else "lost"
+    if set(answers) - set(consumers):
+        return "unknown"  # a worker answered one broadcast but not the other: too slow to tell
+    return "no_worker"
 
 
 def publish_ingest(job_id: uuid.UUID) -> None:
