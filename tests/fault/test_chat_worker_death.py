@@ -21,7 +21,7 @@ from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.models import ChatMessage
 from tests.fault.harness import Bench, bench
-from tests.integration.agents.chat_support import save_agents
+from tests.integration.agents.chat_support import save_agents, sse_events
 from tests.plugins.web import MakeApiKey
 from web import create_app
 
@@ -93,10 +93,19 @@ def _calling(workers: list[Any], fake: Any) -> Any:
     raise AssertionError("no worker is calling the model")
 
 
-def _post(client: FlaskClient, agent: str, headers: dict[str, str]) -> Future[Any]:
+def _post(
+    client: FlaskClient, agent: str, headers: dict[str, str], *, stream: bool = False
+) -> Future[Any]:
+    """The chat request, in a thread; a streamed body is read to its end there."""
     pool = ThreadPoolExecutor(1)
-    body = {"message": "are you still there?", "agent": agent}
-    future = pool.submit(lambda: client.post("/api/v1/chat", json=body, headers=headers))
+    body = {"message": "are you still there?", "agent": agent, "stream": stream}
+
+    def call() -> Any:
+        response = client.post("/api/v1/chat", json=body, headers=headers)
+        response.get_data()
+        return response
+
+    future = pool.submit(call)
     pool.shutdown(wait=False)
     return future
 
@@ -131,6 +140,38 @@ def test_a_turn_whose_pool_child_is_killed_is_answered_once_by_the_respawned_chi
     assert body["answer"] in ("killed before it was sent", "still here")
     messages = _messages(body["session_id"])
     assert messages == [("user", "are you still there?"), ("assistant", body["answer"])]
+
+
+def test_a_streamed_turn_whose_pool_child_is_killed_restarts_and_ends_done(
+    settings: Settings,
+    tmp_path: Path,
+    fake_ollama: Any,
+    agent: str,
+    make_api_key: MakeApiKey,
+) -> None:
+    headers = make_api_key(["agents:read"])
+    fake_ollama.chunk_delay = 0.5
+    fake_ollama.script(content="one two three four five six")
+    fake_ollama.script(content="one two three four five six")
+    with bench(settings, tmp_path) as made, api_on(made, fake_ollama.url, settings) as client:
+        worker = _worker(made, fake_ollama.url)
+        answer = _post(client, agent, headers, stream=True)
+        _asked(fake_ollama, 1)
+        time.sleep(1.2)  # a token or two are out
+        _pool_child(worker).kill()
+        fake_ollama.chunk_delay = 0.0
+        response = answer.result(timeout=60)
+    events = sse_events(response.get_data(as_text=True))
+    kinds = [kind for kind, _ in events]
+    assert "restart" in kinds and kinds[-1] == "done", kinds
+    again = kinds.index("restart")
+    tokens = "".join(data["delta"] for kind, data in events[again:] if kind == "token")
+    done = events[-1][1]
+    assert tokens == done["answer"] == "one two three four five six"
+    assert _messages(done["session_id"]) == [
+        ("user", "are you still there?"),
+        ("assistant", "one two three four five six"),
+    ]
 
 
 def test_a_turn_past_its_redelivery_budget_gets_503_worker_lost(
