@@ -107,24 +107,24 @@ def publish_chat(kwargs: Mapping[str, Any], queue: str, expires: float | None = 
 
 
 def chat_whereabouts(request_id: str, queue: str, timeout: float = 1.0) -> str:
-    """Where chat turn `request_id` is, asked only when its answer is late: `queued` (in the
-    queue's list), `held` (a live worker reserved or runs it), `no_worker` (nobody consumes
-    `queue`), `lost` (neither: its worker died whole and the broker holds it until the
-    visibility timeout) or `unknown`. The list is read before the workers are asked, so a turn
-    picked up in between is seen held. A held turn costs one broadcast (`timeout`), the
-    others two."""
+    """Where chat turn `request_id` is, asked only when its answer is late: `held` (a live
+    worker reserved or runs it), `lost` (taken by a worker that no longer answers: it died
+    whole, and the broker holds the message until the visibility timeout), `queued` (waiting
+    for one of the workers consuming `queue`), `no_worker` (nobody consumes `queue`) or
+    `unknown`. Reads the broker's small unacked hash (never the queue, which may be long),
+    then asks the workers; a turn taken in between is seen held."""
     from tasks.app import app
 
     with app.connection_for_read() as connection:
-        client = connection.default_channel.client
-        queued = any(request_id.encode() in raw for raw in client.lrange(queue, 0, -1))
+        channel = connection.default_channel
+        taken = any(request_id.encode() in raw for raw in channel.client.hvals(channel.unacked_key))
     inspect = app.control.inspect(timeout=timeout)
     answers = inspect.query_task(request_id) or {}
     if any(answers.values()):
         return "held"
     consumers = inspect.active_queues() or {}
     if any(q.get("name") == queue for queues in consumers.values() for q in queues):
-        return "queued" if queued else "lost"
+        return "lost" if taken else "queued"
     if set(answers) - set(consumers):
         return "unknown"  # a worker answered one broadcast but not the other: too slow to tell
     return "no_worker"

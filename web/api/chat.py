@@ -14,6 +14,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import flask
@@ -75,22 +76,24 @@ _UNANSWERABLE = {
 }
 
 
+_checks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chat-check")
+
+
 class _Watch:
-    """While an answer is late, asks the workers every `chat_worker_check` seconds where the
-    turn is (`tasks.dispatch.chat_whereabouts`, a broadcast: only on this slow path). Raises
-    `ChatUnanswerable` when two checks in a row say `no_worker` or `lost` (a worker starting,
-    or a turn being redelivered, is briefly in neither place). A broker that cannot be asked is
-    not a verdict: the request's own timeout still bounds the wait."""
+    """While an answer is late, asks where the turn is every `chat_worker_check` seconds
+    (`tasks.dispatch.chat_whereabouts`: broadcasts that take a second, so they run on a small
+    pool beside the wait, which keeps reading the answer). Raises `ChatUnanswerable` when two
+    checks in a row say `no_worker` or `lost` (a worker starting, or a turn being redelivered,
+    is briefly in neither place). A broker that cannot be asked is not a verdict: the
+    request's own timeout still bounds the wait."""
 
     def __init__(self, request_id: str, queue: str) -> None:
         self.request_id = request_id
         self.queue = queue
         self.every = get_settings().chat_worker_check
         self.next = time.monotonic() + self.every
+        self.pending: Future[str] | None = None
         self.verdicts: list[str] = []
-
-    def until_check(self) -> float:
-        return max(self.next - time.monotonic(), 0.0)
 
     def alive(self) -> None:
         """The worker was just heard from: no check is due."""
@@ -98,19 +101,25 @@ class _Watch:
         self.verdicts.clear()
 
     def check(self) -> None:
-        if time.monotonic() < self.next:
-            return
-        try:
-            where = chat_whereabouts(self.request_id, self.queue)
-        except Exception:  # noqa: BLE001 - broker unreachable: keep waiting, the timeout bounds it
-            where = "unknown"
-        self.next = time.monotonic() + self.every
-        self.verdicts = [*self.verdicts[-1:], where]
-        if len(self.verdicts) == 2 and self.verdicts[0] == where and where in _UNANSWERABLE:
-            abandon(get_settings(), self.request_id)
-            code = "no_worker" if where == "no_worker" else "worker_lost"
-            message = _UNANSWERABLE[where].format(queue=self.queue)
-            raise ChatUnanswerable(code, f"the turn cannot be answered: {message}")
+        if self.pending is not None and self.pending.done():
+            where = self.pending.result()
+            self.pending = None
+            self.next = time.monotonic() + self.every
+            self.verdicts = [*self.verdicts[-1:], where]
+            if len(self.verdicts) == 2 and self.verdicts[0] == where and where in _UNANSWERABLE:
+                abandon(get_settings(), self.request_id)
+                code = "no_worker" if where == "no_worker" else "worker_lost"
+                message = _UNANSWERABLE[where].format(queue=self.queue)
+                raise ChatUnanswerable(code, f"the turn cannot be answered: {message}")
+        if self.pending is None and time.monotonic() >= self.next:
+            self.pending = _checks.submit(_whereabouts, self.request_id, self.queue)
+
+
+def _whereabouts(request_id: str, queue: str) -> str:
+    try:
+        return chat_whereabouts(request_id, queue)
+    except Exception:  # noqa: BLE001 - broker unreachable: no verdict
+        return "unknown"
 
 
 def _await(request_id: str, queue: str, timeout: float) -> dict[str, Any] | None:
@@ -120,7 +129,7 @@ def _await(request_id: str, queue: str, timeout: float) -> dict[str, Any] | None
     watch = _Watch(request_id, queue)
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
-        result = wait_result(settings, request_id, min(left, max(watch.until_check(), 1.0)))
+        result = wait_result(settings, request_id, min(left, 1.0))
         if result is not None:
             return result
         watch.check()
