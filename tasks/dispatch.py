@@ -85,13 +85,14 @@ def revoke(task_ids: Sequence[str]) -> None:
         log.warning("revoke.failed", task_ids=list(task_ids), error=str(exc))
 
 
-def publish_chat(kwargs: Mapping[str, Any], queue: str) -> None:
+def publish_chat(kwargs: Mapping[str, Any], queue: str, expires: float | None = None) -> None:
     """Send one chat turn (`agent33.llm.chat`) by name to `queue`; its task id is the request
     id. Raises on a broker outage: the API answers 503 rather than wait for a turn never sent.
 
     `ignore_result`: the answer comes back on the request's own Redis list, so the publisher
     does not subscribe to a Celery result (a SUBSCRIBE and an UNSUBSCRIBE per chat, serialised
-    on the process's one pub/sub connection)."""
+    on the process's one pub/sub connection). `expires` (seconds): a worker drops a turn
+    picked up after the API stopped waiting for it."""
     from agent33.wire import TaskName
     from tasks.app import app
 
@@ -101,7 +102,32 @@ def publish_chat(kwargs: Mapping[str, Any], queue: str) -> None:
         queue=queue,
         task_id=str(kwargs["request_id"]),
         ignore_result=True,
+        expires=expires,
     )
+
+
+def chat_whereabouts(request_id: str, queue: str, timeout: float = 1.0) -> str:
+    """Where chat turn `request_id` is, asked only when its answer is late: `held` (a live
+    worker reserved or runs it), `lost` (taken by a worker that no longer answers: it died
+    whole, and the broker holds the message until the visibility timeout), `queued` (waiting
+    for one of the workers consuming `queue`), `no_worker` (nobody consumes `queue`) or
+    `unknown`. Reads the broker's small unacked hash (never the queue, which may be long),
+    then asks the workers; a turn taken in between is seen held."""
+    from tasks.app import app
+
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        taken = any(request_id.encode() in raw for raw in channel.client.hvals(channel.unacked_key))
+    inspect = app.control.inspect(timeout=timeout)
+    answers = inspect.query_task(request_id) or {}
+    if any(answers.values()):
+        return "held"
+    consumers = inspect.active_queues() or {}
+    if any(q.get("name") == queue for queues in consumers.values() for q in queues):
+        return "lost" if taken else "queued"
+    if set(answers) - set(consumers):
+        return "unknown"  # a worker answered one broadcast but not the other: too slow to tell
+    return "no_worker"
 
 
 def publish_ingest(job_id: uuid.UUID) -> None:

@@ -33,8 +33,10 @@ from agent33.agents.sessions import (
     finish_turn,
     load_history,
     record_messages,
+    recorded_answer,
     redis_client,
 )
+from agent33.agents.turns import redelivery
 from agent33.config import Settings
 from agent33.db import session_scope
 from agent33.db.models import AgentDefinition
@@ -209,7 +211,47 @@ def _answer(
     }
 
 
-def chat_turn(settings: Settings, turn: ChatTurn) -> dict[str, Any]:
+def _redelivered(settings: Settings, turn: ChatTurn, publish: _Publisher) -> dict[str, Any] | None:
+    """A turn delivered again after its worker died: None to answer it anew (a streaming
+    client is told to `restart`), else what to return without calling the model: the answer
+    an earlier delivery recorded (handed over again), the `worker_lost` error once the budget
+    is spent, or nothing for a client the API has already answered with an error."""
+    verdict, count = redelivery(settings, turn.request_id)
+    log.warning("chat.redelivered", request_id=turn.request_id, count=count, verdict=verdict)
+    if verdict == "abandoned":
+        return {"error": {"code": "abandoned", "message": "the client was already answered"}}
+    if verdict == "spent":
+        failure = {
+            "error": {
+                "code": "worker_lost",
+                "message": f"the worker answering this turn died {count} times; "
+                "the turn was not answered",
+                "status": 503,
+            }
+        }
+        publish.send(failure)
+        deliver_result(settings, turn.request_id, failure)
+        return failure
+    with session_scope() as session:
+        row = recorded_answer(session=session, request_id=turn.request_id)
+        if row is None:
+            publish.send({"restart": True})
+            return None
+        entry = Entry("assistant", row.content, usage=row.usage)
+    result = {"answer": entry.content, "usage": entry.usage or {}, "session_id": turn.session_id}
+    finish_turn(
+        settings,
+        session_id=uuid.UUID(turn.session_id),
+        entries=[entry],
+        request_id=turn.request_id,
+        result=result,
+        channel=publish.channel if turn.stream else None,
+        buffer=False,
+    )
+    return result
+
+
+def chat_turn(settings: Settings, turn: ChatTurn, *, redelivered: bool = False) -> dict[str, Any]:
     """Run one turn and hand its result (or its `{"error"}`) to the waiting API thread.
 
     `turn.rag` overrides the agent's `memory.rag` for this message; `turn.user` (the API
@@ -218,9 +260,15 @@ def chat_turn(settings: Settings, turn: ChatTurn) -> dict[str, Any]:
     delivered, so an answer the user saw is always in the transcript. Unexpected exceptions are
     delivered as `internal_error` and re-raised for the worker's log. (A session that reads
     nothing opens no database connection: SQLAlchemy connects on the first statement.)
+
+    `redelivered` (the broker's flag: the previous worker died holding the turn) costs one
+    Redis round trip and one read (`_redelivered`); the messages are keyed by the request id,
+    so a turn is recorded once however often it is delivered.
     """
     sid = uuid.UUID(turn.session_id)
     publish = _Publisher(settings, turn.request_id, turn.stream)
+    if redelivered and (done := _redelivered(settings, turn, publish)) is not None:
+        return done
     try:
         with session_scope() as session:
             agent = _agent(session, turn)
@@ -247,7 +295,13 @@ def chat_turn(settings: Settings, turn: ChatTurn) -> dict[str, Any]:
             Entry("assistant", result["answer"], usage=result["usage"]),
         ]
         with session_scope() as session:
-            record_messages(session=session, session_id=sid, agent=turn.agent, entries=entries)
+            fresh = record_messages(
+                session=session,
+                session_id=sid,
+                agent=turn.agent,
+                entries=entries,
+                request_id=turn.request_id,
+            )
         result = {**result, "session_id": turn.session_id}
         finish_turn(
             settings,
@@ -256,6 +310,7 @@ def chat_turn(settings: Settings, turn: ChatTurn) -> dict[str, Any]:
             request_id=turn.request_id,
             result=result,
             channel=publish.channel if turn.stream else None,
+            buffer=fresh,
         )
     except Agent33Error as exc:
         log.warning("chat.failed", agent=turn.agent, session_id=turn.session_id, error=exc.message)

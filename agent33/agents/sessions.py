@@ -19,9 +19,11 @@ from typing import Any
 
 import redis
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from agent33.config import Settings
+from agent33.db.base import utcnow
 from agent33.db.models import ChatMessage
 from agent33.errors import ServiceUnavailable
 from agent33.llm.types import Message
@@ -123,16 +125,45 @@ def load_history(*, session: Session, settings: Settings, session_id: uuid.UUID)
 
 
 def record_messages(
-    *, session: Session, session_id: uuid.UUID, agent: str, entries: Sequence[Entry]
-) -> None:
-    """The durable half of a turn; the caller's session scope commits it."""
-    session.add_all(
-        ChatMessage(
-            session_id=session_id, agent=agent, role=e.role, content=e.content, usage=e.usage
-        )
+    *,
+    session: Session,
+    session_id: uuid.UUID,
+    agent: str,
+    entries: Sequence[Entry],
+    request_id: str | None = None,
+) -> bool:
+    """The durable half of a turn; the caller's session scope commits it. Keyed by
+    (`request_id`, role): False when this turn was already recorded (a redelivery after the
+    commit), so it is never stored twice. One INSERT either way."""
+    now = utcnow()
+    rows = [
+        {
+            "session_id": session_id,
+            "agent": agent,
+            "role": e.role,
+            "content": e.content,
+            "usage": e.usage,
+            "request_id": request_id,
+            "created_at": now,
+        }
         for e in entries
+    ]
+    statement = (
+        pg_insert(ChatMessage)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["request_id", "role"])
+        .returning(ChatMessage.id)
     )
-    session.flush()
+    return bool(session.execute(statement).all())
+
+
+def recorded_answer(*, session: Session, request_id: str) -> ChatMessage | None:
+    """The assistant message turn `request_id` recorded, if it got that far (read only when a
+    turn is redelivered)."""
+    query = select(ChatMessage).where(
+        ChatMessage.request_id == request_id, ChatMessage.role == "assistant"
+    )
+    return session.scalars(query).first()
 
 
 def finish_turn(
@@ -143,14 +174,17 @@ def finish_turn(
     request_id: str,
     result: dict[str, Any],
     channel: str | None = None,
+    buffer: bool = True,
 ) -> None:
     """After the turn's commit, in one round trip: append the turn to the buffer, hand the
     result to the waiting API thread (as `deliver_result`) and, when streamed, publish `done`
     on `channel`. One MULTI, so the buffer holds the turn before anyone is told it finished;
     after the commit, so the buffer never holds a turn the database lost (`load_history`
-    already rebuilt an expired buffer, so this only appends)."""
+    already rebuilt an expired buffer, so this only appends). `buffer=False` for a turn an
+    earlier delivery already recorded (and buffered)."""
     pipe = redis_client(settings).pipeline(transaction=True)
-    _queue_push(pipe, buffer_key(session_id), entries)
+    if buffer:
+        _queue_push(pipe, buffer_key(session_id), entries)
     data = json.dumps(result, default=str)
     if channel is not None:
         pipe.publish(channel, json.dumps({"done": True, "result": result}, default=str))

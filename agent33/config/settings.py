@@ -434,6 +434,20 @@ class Settings:
         meaning="Embedding model of new memory collections: `local/all-minilm-l6-v2` (offline, "
         "CPU), `ollama/<model>` or `openai/<model>`.",
     )
+    chat_redeliveries: int = setting(
+        "AGENT33_CHAT_REDELIVERIES",
+        default="2",
+        parse=p.integer(0, 20),
+        meaning="Times a chat turn is redelivered after its worker died before the client gets "
+        "503 `worker_lost`.",
+    )
+    chat_worker_check: float = setting(
+        "AGENT33_CHAT_WORKER_CHECK",
+        default="5",
+        parse=p.positive_number,
+        meaning="Seconds a chat request waits before asking the workers where its turn is; "
+        "503 when no worker consumes its queue or the turn died with its worker.",
+    )
     visibility_timeout: int = setting(
         "AGENT33_VISIBILITY_TIMEOUT",
         default="3600",

@@ -14,6 +14,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import flask
@@ -23,19 +24,21 @@ from flask.views import MethodView
 from agent33.agents.chat import resolve_agent
 from agent33.agents.knowledge import effective_rag
 from agent33.agents.sessions import chat_channel, redis_client, transcript, wait_result
+from agent33.agents.turns import abandon
 from agent33.db import session_scope
 from agent33.definitions.agents import COLLECTION_NAME, TOP_K
 from agent33.errors import Agent33Error, NotFound
 from agent33.llm.router import route_call
 from agent33.memory import store
 from agent33.security import scopes as sc
-from tasks.dispatch import publish_chat
+from tasks.dispatch import chat_whereabouts, publish_chat
 from web.auth import current_principal, require_scopes
 from web.extensions import Blueprint, get_settings
 
 MESSAGE_MAX = 20_000
 DEFAULT_TIMEOUT_S = 120.0
 TIMEOUT_CONFIG_KEY = "AGENT33_CHAT_TIMEOUT"
+EXPIRY_MARGIN_S = 30.0  # clock skew between API and workers: only a turn nobody waits for expires
 
 blp = Blueprint("chat", __name__, url_prefix="/api/v1/chat", description="Chat with an agent")
 
@@ -54,6 +57,84 @@ class ChatFailed(Agent33Error):
 class ChatTimeout(Agent33Error):
     code = "timeout"
     http_status = 504
+
+
+class ChatUnanswerable(Agent33Error):
+    """No answer can come: no worker consumes the turn's queue, or the turn died with its
+    worker (code `no_worker` or `worker_lost`)."""
+
+    http_status = 503
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+_UNANSWERABLE = {
+    "no_worker": "no worker is consuming the {queue!r} queue",
+    "lost": "the worker running this turn died; the broker holds it until its visibility timeout",
+}
+
+
+_checks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chat-check")
+
+
+class _Watch:
+    """While an answer is late, asks where the turn is every `chat_worker_check` seconds
+    (`tasks.dispatch.chat_whereabouts`: broadcasts that take a second, so they run on a small
+    pool beside the wait, which keeps reading the answer). Raises `ChatUnanswerable` when two
+    checks in a row say `no_worker` or `lost` (a worker starting, or a turn being redelivered,
+    is briefly in neither place). A broker that cannot be asked is not a verdict: the
+    request's own timeout still bounds the wait."""
+
+    def __init__(self, request_id: str, queue: str) -> None:
+        self.request_id = request_id
+        self.queue = queue
+        self.every = get_settings().chat_worker_check
+        self.next = time.monotonic() + self.every
+        self.pending: Future[str] | None = None
+        self.verdicts: list[str] = []
+
+    def alive(self) -> None:
+        """The worker was just heard from: no check is due."""
+        self.next = time.monotonic() + self.every
+        self.verdicts.clear()
+
+    def check(self) -> None:
+        if self.pending is not None and self.pending.done():
+            where = self.pending.result()
+            self.pending = None
+            self.next = time.monotonic() + self.every
+            self.verdicts = [*self.verdicts[-1:], where]
+            if len(self.verdicts) == 2 and self.verdicts[0] == where and where in _UNANSWERABLE:
+                abandon(get_settings(), self.request_id)
+                code = "no_worker" if where == "no_worker" else "worker_lost"
+                message = _UNANSWERABLE[where].format(queue=self.queue)
+                raise ChatUnanswerable(code, f"the turn cannot be answered: {message}")
+        if self.pending is None and time.monotonic() >= self.next:
+            self.pending = _checks.submit(_whereabouts, self.request_id, self.queue)
+
+
+def _whereabouts(request_id: str, queue: str) -> str:
+    try:
+        return chat_whereabouts(request_id, queue)
+    except Exception:  # noqa: BLE001 - broker unreachable: no verdict
+        return "unknown"
+
+
+def _await(request_id: str, queue: str, timeout: float) -> dict[str, Any] | None:
+    """The worker's result, waited for in slices between `_Watch` checks; None after
+    `timeout` (the turn is then marked abandoned, so a late delivery stays silent)."""
+    settings = get_settings()
+    watch = _Watch(request_id, queue)
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        result = wait_result(settings, request_id, min(left, 1.0))
+        if result is not None:
+            return result
+        watch.check()
+    abandon(settings, request_id)
+    return None
 
 
 class ChatRagSchema(ma.Schema):
@@ -136,9 +217,13 @@ class Chat(MethodView):
 
         Continues `session_id` (a new session when absent). With `stream: true` the answer
         arrives as `text/event-stream`: `token` events `{"delta"}`, then `done` with the full
-        result, or `error`. With retrieval (the agent's `memory.rag`, or `rag` here) the answer
-        cites its sources as `[n]` and `citations` lists them. 404 for an unknown agent or
-        collection, 502 when the model provider failed, 504 when no answer came in time.
+        result, or `error`; `restart` means the worker died and the turn is answered again
+        (drop the tokens received so far). With retrieval (the agent's `memory.rag`, or `rag`
+        here) the answer cites its sources as `[n]` and `citations` lists them. 404 for an
+        unknown agent or collection, 502 when the model provider failed, 503 when no answer can
+        come (`no_worker`: nobody consumes the queue; `worker_lost`: the turn died with its
+        worker, or was redelivered `AGENT33_CHAT_REDELIVERIES` times), 504 when no answer came
+        in time.
         """
         with session_scope() as session:
             agent, agent_id = resolve_agent(session=session, name=body["agent"])
@@ -167,8 +252,8 @@ class Chat(MethodView):
         }
         if body["stream"]:
             return _stream(kwargs, queue)
-        publish_chat(kwargs, queue)
-        result = wait_result(get_settings(), request_id, _timeout())
+        publish_chat(kwargs, queue, expires=_timeout() + EXPIRY_MARGIN_S)
+        result = _await(request_id, queue, _timeout())
         if result is None:
             raise ChatTimeout(
                 f"agent {agent.name!r} did not answer within {_timeout():g}s "
@@ -191,10 +276,11 @@ def _stream(kwargs: dict[str, Any], queue: str) -> flask.Response:
     pubsub.subscribe(chat_channel(kwargs["request_id"]))
     pubsub.get_message(timeout=5)  # the subscribe confirmation: the server now delivers to us
     try:
-        publish_chat(kwargs, queue)
+        publish_chat(kwargs, queue, expires=timeout + EXPIRY_MARGIN_S)
     except Exception:
         pubsub.close()
         raise
+    watch = _Watch(kwargs["request_id"], queue)
 
     def events() -> Iterator[str]:
         deadline = time.monotonic() + timeout
@@ -202,9 +288,17 @@ def _stream(kwargs: dict[str, Any], queue: str) -> flask.Response:
             while (left := deadline - time.monotonic()) > 0:
                 message = pubsub.get_message(ignore_subscribe_messages=True, timeout=min(left, 1.0))
                 if message is None or message.get("type") != "message":
+                    try:
+                        watch.check()
+                    except ChatUnanswerable as exc:
+                        yield _sse("error", {"code": exc.code, "message": exc.message})
+                        return
                     continue
                 event = json.loads(message["data"])
-                if "delta" in event:
+                watch.alive()
+                if event.get("restart"):
+                    yield _sse("restart", {})
+                elif "delta" in event:
                     yield _sse("token", {"delta": event["delta"]})
                 elif event.get("done"):
                     yield _sse("done", event["result"])
@@ -212,6 +306,7 @@ def _stream(kwargs: dict[str, Any], queue: str) -> flask.Response:
                 elif "error" in event:
                     yield _sse("error", event["error"])
                     return
+            abandon(settings, kwargs["request_id"])
             yield _sse("error", {"code": "timeout", "message": f"no answer within {timeout:g}s"})
         finally:
             pubsub.close()
