@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 
 from agent33.config import Settings
 from agent33.db import session_scope
+from agent33.db.engine import ANSWER_MARGIN_S
 from agent33.security.api_keys import create_api_key
 from tests.fault.harness import Bench, bench, save_chain
 from tests.fault.postgres import FAST, IMMEDIATE, PrivatePostgres, bound_to, private_postgres
@@ -125,26 +126,42 @@ def test_f13_postgres_crash_mid_run(
 
 
 def test_f14_postgres_hung_then_resumed(
-    own: Settings, pg: PrivatePostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, pg: PrivatePostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every PostgreSQL process SIGSTOPped for 8 s: connections open but silent. The API's
-    health answers 503 within its deadline; the runs go on after SIGCONT."""
-    with bench(own, tmp_path) as made:
-        client, _ = _api(made, monkeypatch)
+    """Every PostgreSQL process SIGSTOPped for ~8 s: connections open but silent. The API (a
+    2 s statement timeout here) answers 503 once its wait for the answer ends, /health within
+    its deadline; the runs go on after SIGCONT."""
+    quick = settings.replace(health_optional=OPTIONAL, db_statement_timeout=2.0)
+    with bound_to(quick, pg) as own, bench(own, tmp_path) as made:
+        client, headers = _api(made, monkeypatch)
         save_chain("f14_chain", made.ledger, STEPS)
         made.start_worker(concurrency=2)
         made.start_runs("f14_chain", RUNS)
         _mid_run(made, "F14")
         stopped = pg.pause()
         try:
+            paused = time.monotonic()
+            created = client.post(
+                "/api/v1/workflows/f14_chain/runs", json={"inputs": {}}, headers=headers
+            )
+            took = time.monotonic() - paused
+            assert created.status_code == 503, (created.status_code, created.get_json())
+            # The pooled connection's wait (statement timeout + 2 s), then a fresh connection's
+            # connect timeout (3 s), then the answer.
+            limit = own.db_statement_timeout + ANSWER_MARGIN_S + 3 + 1.5
+            assert took < limit, f"F14: run creation took {took:.2f}s with PostgreSQL hung"
             started = time.monotonic()
             health = client.get("/health")
-            took = time.monotonic() - started
+            health_took = time.monotonic() - started
             assert health.status_code == 503, health.get_json()
             assert "database" in health.get_json()["down"]
-            assert took < own.health_timeout + 0.5, f"F14: /health took {took:.2f}s"
-            print(f"F14: /health with PostgreSQL hung answered 503 in {took * 1000:.0f} ms")
-            time.sleep(max(0.0, 8 - (time.monotonic() - started)))
+            assert health_took < own.health_timeout + 0.5, f"F14: /health took {health_took:.2f}s"
+            print(
+                f"F14: with PostgreSQL hung, run creation answered 503 in {took:.1f} s, "
+                f"/health 503 in {health_took * 1000:.0f} ms"
+            )
+            time.sleep(max(0.0, 8 - (time.monotonic() - paused)))
         finally:
             pg.resume(stopped)
+        _recovered(made, client, headers, "f14_chain")
         made.check("F14 PostgreSQL hung 8 s", steps=STEPS)
