@@ -90,6 +90,13 @@ def _recovered(made: Bench, client: FlaskClient, headers: dict[str, str], name: 
         made.run_ids.append(uuid.UUID(created.get_json()["id"]))
 
 
+def _no_stale_connections(made: Bench, name: str) -> None:
+    """A connection the restart killed is never used again (pre-ping drops it): no worker logs
+    `InterfaceError` ("connection already closed"), the failure that lasted days elsewhere."""
+    for log in made.redis_dir.parent.glob("worker-*.log"):
+        assert "InterfaceError" not in log.read_text(errors="replace"), f"{name}: see {log}"
+
+
 def test_f12_clean_postgres_restart_mid_run(
     own: Settings, pg: PrivatePostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -105,6 +112,7 @@ def test_f12_clean_postgres_restart_mid_run(
         pg.start()
         _recovered(made, client, headers, "f12_chain")
         made.check("F12 PostgreSQL restart (fast)", steps=STEPS)
+        _no_stale_connections(made, "F12")
 
 
 def test_f13_postgres_crash_mid_run(
@@ -123,6 +131,7 @@ def test_f13_postgres_crash_mid_run(
         pg.start()
         _recovered(made, client, headers, "f13_chain")
         made.check("F13 PostgreSQL crash (immediate)", steps=STEPS)
+        _no_stale_connections(made, "F13")
 
 
 def test_f14_postgres_hung_then_resumed(
@@ -165,3 +174,4 @@ def test_f14_postgres_hung_then_resumed(
             pg.resume(stopped)
         _recovered(made, client, headers, "f14_chain")
         made.check("F14 PostgreSQL hung 8 s", steps=STEPS)
+        _no_stale_connections(made, "F14")
