@@ -205,6 +205,13 @@ class Settings:
         parse=p.positive_number,
         meaning="Seconds `/health` waits for all checks together.",
     )
+    db_statement_timeout: float = setting(
+        "AGENT33_DB_STATEMENT_TIMEOUT",
+        default="30",
+        parse=p.positive_number,
+        meaning="Seconds one SQL statement may run; 2 s past it a process stops waiting for a "
+        "silent (e.g. frozen) PostgreSQL, and the API answers 503.",
+    )
     publish_timeout: float = setting(
         "AGENT33_PUBLISH_TIMEOUT",
         default="1.0",

@@ -27,7 +27,10 @@ def configure(settings: Settings) -> Engine:
         old = _state.get("engine")
         if isinstance(old, Engine):
             old.dispose()
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url,
+            statement_timeout_ms=int(settings.db_statement_timeout * 1000),
+        )
         _state["engine"] = engine
         _state["factory"] = sessionmaker(bind=engine, expire_on_commit=False)
         _state["pid"] = os.getpid()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import psutil
 from celery import Celery
@@ -42,7 +43,8 @@ LEASE_SECONDS = 5  # the least allowed: workers renew every third of it
 
 
 class Ledger:
-    """Records each POST /effect/<run>/<step> with its Idempotency-Key; `?ms=N` holds it N ms."""
+    """Records each POST /effect/<run>/<step> with its Idempotency-Key; `?ms=N` holds it N ms,
+    `?fail=N` answers 503 to the first N calls of that step (each still counts as a call)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str | None]] = []
@@ -59,13 +61,16 @@ class Ledger:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 path, _, query = self.path.partition("?")
                 _, _, run, step = path.split("/", 3)
-                if query.startswith("ms="):
-                    time.sleep(int(query[3:]) / 1000)
+                options = {k: int(v[0]) for k, v in parse_qs(query).items()}
+                if options.get("ms"):
+                    time.sleep(options["ms"] / 1000)
                 with ledger.lock:
+                    seen = sum(1 for call in ledger.calls if call[:2] == (run, step))
                     ledger.calls.append((run, step, self.headers.get("Idempotency-Key")))
-                body = b'{"ok": true}'
+                failing = seen < options.get("fail", 0)
+                body = b'{"ok": false}' if failing else b'{"ok": true}'
                 try:
-                    self.send_response(200)
+                    self.send_response(503 if failing else 200)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
