@@ -56,6 +56,7 @@ class AlertRuleStateSchema(ma.Schema):
 
 class AlertListSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(AlertRuleStateSchema))
+    total = ma.fields.Integer(metadata={"description": "How many rules there are"})
 
 
 @blp.route("")
@@ -69,4 +70,5 @@ class Alerts(MethodView):
         value beat measured last, and its open or latest incident.
         """
         with session_scope() as session:
-            return {"items": listing(session=session, settings=get_settings())}
+            items = listing(session=session, settings=get_settings())
+        return {"items": items, "total": len(items)}
