@@ -68,14 +68,19 @@ def configure_app(settings: Settings) -> Celery:
     _settings["value"] = settings
     _drop_broker_pools()
     app.conf.update(celeryconfig.build_config(settings))
+    # The result backend is built once (shared, or per thread) from the URL of its first use:
+    # forget it too, so the next use connects where these settings say.
+    app._backend_cache = None
+    app._local.__dict__.pop("backend", None)
     db.configure(settings)
     return app
 
 
 def _drop_broker_pools() -> None:
-    """Forget pooled connections/producers bound to the previous broker URL (Celery caches them)."""
-    if app._pool is not None:
-        app._pool.force_close_all()
+    """Forget pooled connections/producers bound to the previous broker URL (Celery caches them).
+
+    Forgotten, not closed: whoever still holds the old pool (an in-process worker started on
+    it) keeps a working one, where a closed pool answers `Acquire on closed pool`."""
     app._pool = None
     amqp = app.__dict__.get("amqp")
     if amqp is not None:
