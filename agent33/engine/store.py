@@ -212,6 +212,9 @@ def lock_step(*, session: Session, step_run_id: uuid.UUID) -> tuple[StepRun, Run
     if row is None:
         return None
     run, step = row
+    # FOR UPDATE OF runs re-reads only the run row after waiting for its lock; the joined step
+    # row can be the version from before that wait. Read it again under the lock.
+    session.refresh(step)
     return step, run
 
 
