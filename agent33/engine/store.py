@@ -197,9 +197,11 @@ _LOCKED = "agent33.store.locked_steps"
 
 
 def lock_step(*, session: Session, step_run_id: uuid.UUID) -> tuple[StepRun, Run] | None:
-    """A step and its run, the run row locked first (one query): the step's state is then the
-    latest committed one. None when the step is gone. A step `lock_steps` loaded in this
-    transaction is answered without a query (its run is locked until the commit)."""
+    """A step and its run, both rows locked (one query; the run's row first): after waiting
+    for a lock PostgreSQL re-reads only the rows the query locks, so locking the step too is
+    what makes its state the latest committed one. None when the step is gone. A step
+    `lock_steps` loaded in this transaction is answered without a query (locked until the
+    commit)."""
     preloaded: dict[uuid.UUID, tuple[StepRun, Run]] | None = session.info.get(_LOCKED)
     if preloaded is not None and step_run_id in preloaded:
         return preloaded[step_run_id]
@@ -207,14 +209,11 @@ def lock_step(*, session: Session, step_run_id: uuid.UUID) -> tuple[StepRun, Run
         select(Run, StepRun)
         .join(StepRun, StepRun.run_id == Run.id)
         .where(StepRun.id == step_run_id)
-        .with_for_update(of=Run)
+        .with_for_update(of=(Run, StepRun))
     ).first()
     if row is None:
         return None
     run, step = row
-    # FOR UPDATE OF runs re-reads only the run row after waiting for its lock; the joined step
-    # row can be the version from before that wait. Read it again under the lock.
-    session.refresh(step)
     return step, run
 
 
@@ -226,8 +225,8 @@ def lock_steps(*, session: Session, step_run_ids: Iterable[uuid.UUID]) -> None:
         select(Run, StepRun)
         .join(StepRun, StepRun.run_id == Run.id)
         .where(StepRun.id.in_(wanted))
-        .order_by(Run.id)
-        .with_for_update(of=Run)
+        .order_by(Run.id, StepRun.id)
+        .with_for_update(of=(Run, StepRun))
     ).all()
     preloaded = session.info.setdefault(_LOCKED, {})
     for run, step in rows:
