@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
-from tests.integration.web.test_run_control_api import GATED, RUNS, Start, steps_of, wait_for
+from tests.integration.web.conftest import Start
+from tests.integration.web.test_run_control_api import GATED, RUNS, steps_of, wait_for
 from tests.plugins.web import MakeApiKey
 
 pytestmark = pytest.mark.run_control
@@ -26,25 +26,6 @@ SIMPLE_CHAIN = {
         },
     ],
 }
-
-
-@pytest.fixture
-def headers(make_api_key: MakeApiKey) -> dict[str, str]:
-    return make_api_key(["runs:read", "runs:write", "workflows:read", "workflows:write"])
-
-
-@pytest.fixture
-def start(client: FlaskClient, headers: dict[str, str]) -> Start:
-    def run_of(document: dict[str, Any]) -> str:
-        stored = client.post("/api/v1/workflows", json=document, headers=headers)
-        assert stored.status_code in (200, 201), stored.get_json()
-        started = client.post(
-            f"/api/v1/workflows/{document['name']}/runs", json={"inputs": {}}, headers=headers
-        )
-        assert started.status_code == 202, started.get_json()
-        return str(started.get_json()["id"])
-
-    return run_of
 
 
 @pytest.mark.usefixtures("celery_worker")
