@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.orm import Session
 
 from agent33.automation import webhooks_out
@@ -196,15 +196,19 @@ def listing(*, session: Session, settings: Settings) -> list[dict[str, Any]]:
     and its open or else latest incident."""
     rules = load_rules(settings)
     states = {s.rule: s for s in session.scalars(select(AlertState))}
+    latest_of = {
+        incident.rule: incident
+        for incident in session.scalars(
+            select(AlertIncident)
+            .where(AlertIncident.rule.in_([rule.name for rule in rules]))
+            .ext(distinct_on(AlertIncident.rule))
+            .order_by(AlertIncident.rule, AlertIncident.fired_at.desc(), AlertIncident.id.desc())
+        )
+    }
     items = []
     for rule in rules:
         state = states.get(rule.name)
-        latest = session.scalar(
-            select(AlertIncident)
-            .where(AlertIncident.rule == rule.name)
-            .order_by(AlertIncident.fired_at.desc(), AlertIncident.id.desc())
-            .limit(1)
-        )
+        latest = latest_of.get(rule.name)
         firing = latest is not None and latest.resolved_at is None
         pending = state is not None and state.pending_since is not None
         items.append(

@@ -47,15 +47,19 @@ class Reference:
 @dataclass
 class Graph:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    edges: list[dict[str, Any]] = field(default_factory=list)
+    # Keyed by the edge's items, so adding one is a lookup, not a scan; kept in insertion order.
+    _edges: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def edges(self) -> list[dict[str, Any]]:
+        return list(self._edges.values())
 
     def node(self, node_id: str, kind: str, label: str, **data: Any) -> None:
         self.nodes.setdefault(node_id, {"id": node_id, "kind": kind, "label": label, **data})
 
     def edge(self, source: str, target: str, kind: str, **data: Any) -> None:
         found = {"source": source, "target": target, "kind": kind, **data}
-        if found not in self.edges:
-            self.edges.append(found)
+        self._edges.setdefault(tuple(sorted(found.items(), key=lambda item: item[0])), found)
 
 
 def _chain(node: nodes.Node) -> tuple[str, list[str]] | None:
